@@ -1,0 +1,231 @@
+//! Client configuration.
+//!
+//! [`Config`] holds what every client needs: timeouts, message size limits, TLS material, the
+//! keyspace (API v2), how store addresses become URLs, and the runtime (clock and timers).
+//! Defaults follow client-go. Build one with the `with_*` methods:
+//!
+//! ```
+//! use std::time::Duration;
+//! use tikv_client::Config;
+//!
+//! let config = Config::default()
+//!     .with_timeout(Duration::from_secs(10))
+//!     .with_keyspace("tenant-a");
+//! assert_eq!(config.timeout, Duration::from_secs(10));
+//! assert!(config.validate().is_ok());
+//! ```
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::rt::Runtime;
+use crate::transport::{AddressMapper, DefaultAddressMapper};
+use crate::{Error, Result};
+
+/// client-go's `ReadTimeoutShort`: the deadline of an ordinary RPC.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// client-go's `ReadTimeoutMedium`: the deadline of slow RPCs (scans, batch gets).
+pub const DEFAULT_LONG_TIMEOUT: Duration = Duration::from_secs(60);
+/// client-go's dial timeout.
+pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+/// The default gRPC message size limit: none in practice (client-go uses `MaxInt64 - 1`).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = usize::MAX;
+
+/// Settings shared by every client.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// The deadline of an ordinary RPC. Default 30 s.
+    pub timeout: Duration,
+    /// The deadline of slow RPCs such as scans and batch gets. Default 60 s.
+    pub long_timeout: Duration,
+    /// How long opening a connection may take. Default 5 s.
+    pub dial_timeout: Duration,
+    /// The largest gRPC message accepted. Default: no practical limit.
+    pub max_decoding_message_size: usize,
+    /// The largest gRPC message sent. Default: no practical limit.
+    pub max_encoding_message_size: usize,
+    /// The API v2 keyspace to work in, by name; `None` for API v1.
+    pub keyspace: Option<String>,
+    /// TLS material for native connections; `None` for plain HTTP/2.
+    pub tls: Option<TlsConfig>,
+    /// Turns store and PD addresses into URLs.
+    pub address_mapper: Arc<dyn AddressMapper>,
+    /// Time and timers. Default: the system's.
+    pub runtime: Runtime,
+}
+
+/// Paths to PEM files for mutual TLS (native targets; browsers use the page's HTTPS).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// The CA certificate that signed the servers' certificates.
+    pub ca_path: PathBuf,
+    /// This client's certificate.
+    pub cert_path: PathBuf,
+    /// This client's private key.
+    pub key_path: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            timeout: DEFAULT_TIMEOUT,
+            long_timeout: DEFAULT_LONG_TIMEOUT,
+            dial_timeout: DEFAULT_DIAL_TIMEOUT,
+            max_decoding_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_encoding_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            keyspace: None,
+            tls: None,
+            address_mapper: Arc::new(DefaultAddressMapper),
+            runtime: Runtime::system(),
+        }
+    }
+}
+
+impl Config {
+    /// Sets the deadline of ordinary RPCs.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets the deadline of slow RPCs (scans, batch gets).
+    pub fn with_long_timeout(mut self, timeout: Duration) -> Self {
+        self.long_timeout = timeout;
+        self
+    }
+
+    /// Sets how long opening a connection may take.
+    pub fn with_dial_timeout(mut self, timeout: Duration) -> Self {
+        self.dial_timeout = timeout;
+        self
+    }
+
+    /// Sets the largest gRPC message accepted and sent.
+    pub fn with_max_message_size(mut self, bytes: usize) -> Self {
+        self.max_decoding_message_size = bytes;
+        self.max_encoding_message_size = bytes;
+        self
+    }
+
+    /// Works in the API v2 keyspace `name`.
+    pub fn with_keyspace(mut self, name: impl Into<String>) -> Self {
+        self.keyspace = Some(name.into());
+        self
+    }
+
+    /// Connects with mutual TLS using PEM files.
+    pub fn with_security(
+        mut self,
+        ca_path: impl Into<PathBuf>,
+        cert_path: impl Into<PathBuf>,
+        key_path: impl Into<PathBuf>,
+    ) -> Self {
+        self.tls = Some(TlsConfig {
+            ca_path: ca_path.into(),
+            cert_path: cert_path.into(),
+            key_path: key_path.into(),
+        });
+        self
+    }
+
+    /// Replaces how addresses become URLs (for example to send everything through one
+    /// gRPC-web proxy).
+    pub fn with_address_mapper(mut self, mapper: impl AddressMapper + 'static) -> Self {
+        self.address_mapper = Arc::new(mapper);
+        self
+    }
+
+    /// Replaces the clock and timers (tests use [`Runtime::manual`]).
+    pub fn with_runtime(mut self, runtime: Runtime) -> Self {
+        self.runtime = runtime;
+        self
+    }
+
+    /// Checks the settings, naming the first that is invalid.
+    pub fn validate(&self) -> Result<()> {
+        for (name, value) in [
+            ("timeout", self.timeout),
+            ("long_timeout", self.long_timeout),
+            ("dial_timeout", self.dial_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(Error::InvalidConfig(format!(
+                    "{name} must be greater than zero"
+                )));
+            }
+        }
+        if self.max_decoding_message_size < 1024 || self.max_encoding_message_size < 1024 {
+            return Err(Error::InvalidConfig(
+                "message size limits below 1 KiB cannot carry a TiKV response".into(),
+            ));
+        }
+        if matches!(&self.keyspace, Some(name) if name.is_empty()) {
+            return Err(Error::InvalidConfig(
+                "keyspace name must not be empty".into(),
+            ));
+        }
+        if self.tls.is_some() && !crate::transport::TLS_FILES_SUPPORTED {
+            return Err(Error::InvalidConfig(
+                "TLS files cannot be used on wasm32: use https:// URLs through the address mapper"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_client_go() {
+        let c = Config::default();
+        assert_eq!(c.timeout, Duration::from_secs(30));
+        assert_eq!(c.long_timeout, Duration::from_secs(60));
+        assert_eq!(c.dial_timeout, Duration::from_secs(5));
+        assert_eq!(c.max_decoding_message_size, usize::MAX);
+        assert!(c.keyspace.is_none() && c.tls.is_none());
+        assert_eq!(
+            c.address_mapper.map("127.0.0.1:20160", false),
+            "http://127.0.0.1:20160"
+        );
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn builders_set_fields() {
+        let c = Config::default()
+            .with_timeout(Duration::from_secs(1))
+            .with_long_timeout(Duration::from_secs(2))
+            .with_dial_timeout(Duration::from_secs(3))
+            .with_max_message_size(1 << 20)
+            .with_keyspace("ks")
+            .with_security("ca.pem", "cert.pem", "key.pem");
+        assert_eq!(c.timeout, Duration::from_secs(1));
+        assert_eq!(c.long_timeout, Duration::from_secs(2));
+        assert_eq!(c.dial_timeout, Duration::from_secs(3));
+        assert_eq!(c.max_encoding_message_size, 1 << 20);
+        assert_eq!(c.keyspace.as_deref(), Some("ks"));
+        assert_eq!(c.tls.as_ref().unwrap().key_path, PathBuf::from("key.pem"));
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn invalid_settings_are_named() {
+        let err = Config::default()
+            .with_timeout(Duration::ZERO)
+            .validate()
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidConfig(m) if m.starts_with("timeout")));
+        let err = Config::default().with_keyspace("").validate().unwrap_err();
+        assert!(matches!(err, Error::InvalidConfig(m) if m.contains("keyspace")));
+        let err = Config::default()
+            .with_max_message_size(10)
+            .validate()
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidConfig(m) if m.contains("message size")));
+    }
+}

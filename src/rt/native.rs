@@ -1,0 +1,28 @@
+//! The native runtime: tokio's executor and timers, the system clock.
+#![allow(clippy::disallowed_methods)] // this is the native runtime seam
+
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::BoxFuture;
+
+/// A point in monotonic time.
+pub type Instant = std::time::Instant;
+
+pub(super) fn now() -> Instant {
+    Instant::now()
+}
+
+pub(super) fn unix_time() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+}
+
+pub(super) fn sleep(duration: Duration) -> BoxFuture<'static, ()> {
+    Box::pin(tokio::time::sleep(duration))
+}
+
+pub(super) fn spawn_detached<F: Future<Output = ()> + Send + 'static>(future: F) {
+    drop(tokio::spawn(future));
+}

@@ -1,0 +1,130 @@
+//! Serving a mock service: gRPC over HTTP/2 and gRPC-web over HTTP/1.1 on one port.
+//!
+//! Stopping a server is abrupt, like killing a process: the listener closes and every open
+//! connection fails at once, so clients see what they would see from a crashed server rather
+//! than a polite drain.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures::{Future, StreamExt};
+use http::HeaderName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+
+use super::router::Router;
+
+/// Stops the server when dropped.
+#[derive(Debug)]
+pub(crate) struct ServerHandle {
+    stop: CancellationToken,
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// CORS for any origin, exposing the gRPC status headers that browsers otherwise hide.
+fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::any())
+        .allow_methods(Any)
+        .allow_headers(Any)
+        .expose_headers([
+            HeaderName::from_static("grpc-status"),
+            HeaderName::from_static("grpc-message"),
+            HeaderName::from_static("grpc-status-details-bin"),
+        ])
+}
+
+/// Serves `router` on `listener` until the handle is dropped.
+pub(crate) fn serve(listener: TcpListener, router: Router) -> ServerHandle {
+    let stop = CancellationToken::new();
+    let addr: Option<SocketAddr> = listener.local_addr().ok();
+    let conn_stop = stop.clone();
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .map(move |conn| conn.map(|io| Killable::new(io, conn_stop.clone())));
+    let server = tonic::transport::Server::builder()
+        .accept_http1(true)
+        .layer(cors())
+        .layer(tonic_web::GrpcWebLayer::new())
+        .serve_with_incoming_shutdown(router, incoming, stop.clone().cancelled_owned());
+    tokio::spawn(async move {
+        if let Err(e) = server.await {
+            log::error!("mock server on {addr:?} failed: {e}");
+        }
+    });
+    ServerHandle { stop }
+}
+
+/// A connection that fails as soon as its server is stopped.
+struct Killable {
+    io: TcpStream,
+    stopped: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl Killable {
+    fn new(io: TcpStream, stop: CancellationToken) -> Self {
+        Killable {
+            io,
+            stopped: Box::pin(stop.cancelled_owned()),
+        }
+    }
+
+    fn check_stopped(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        match self.stopped.as_mut().poll(cx) {
+            Poll::Ready(()) => Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "mock server stopped",
+            )),
+            Poll::Pending => Ok(()),
+        }
+    }
+}
+
+impl AsyncRead for Killable {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.check_stopped(cx)?;
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Killable {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.check_stopped(cx)?;
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.check_stopped(cx)?;
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+impl Connected for Killable {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.io.connect_info()
+    }
+}

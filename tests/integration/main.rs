@@ -1,0 +1,8 @@
+//! Integration tests against the in-memory cluster over real gRPC on 127.0.0.1.
+//! One binary, one module per topic.
+
+// Native tests drive tokio directly; the disallowed list guards library code meant for wasm32.
+#![allow(clippy::disallowed_methods)]
+
+mod mock;
+mod pd;
