@@ -47,18 +47,29 @@ fn measure(keys: &[Vec<u8>], mut f: impl FnMut(&[u8]) -> usize) -> Duration {
 
 fn main() {
     let ks = Keyspace::new(KeyMode::Txn, 42).expect("valid keyspace id");
-    println!("{:<28} {:>10} {:>10} {:>8}", "operation (key bytes)", "ns/key", "copy ns", "ratio");
+    println!(
+        "{:<28} {:>10} {:>10} {:>8}",
+        "operation (key bytes)", "ns/key", "copy ns", "ratio"
+    );
     for len in [16, 64, 256] {
         let input = keys(len, 50_000);
         let encoded: Vec<Vec<u8>> = input.iter().map(|k| memcomparable::encode(k)).collect();
         let baseline = measure(&input, |k| k.to_vec().len());
         let rows: [(&str, Duration); 3] = [
-            ("memcomparable encode", measure(&input, |k| memcomparable::encode(k).len())),
+            (
+                "memcomparable encode",
+                measure(&input, |k| memcomparable::encode(k).len()),
+            ),
             (
                 "memcomparable decode",
-                measure(&encoded, |k| memcomparable::decode(k).map_or(0, |(v, _)| v.len())),
+                measure(&encoded, |k| {
+                    memcomparable::decode(k).map_or(0, |(v, _)| v.len())
+                }),
             ),
-            ("keyspace prefix", measure(&input, |k| ks.encode_key(k).len())),
+            (
+                "keyspace prefix",
+                measure(&input, |k| ks.encode_key(k).len()),
+            ),
         ];
         for (name, t) in rows {
             println!(
