@@ -2,45 +2,89 @@
 //! tests.
 //!
 //! ```text
-//! tikv-mock [--pd-port 2379] [--cluster-id N]
+//! tikv-mock [--pd-port 2379] [--stores 3] [--api-version v1|v1ttl|v2] [--split KEY,...]
+//!           [--txn-split KEY,...] [--keyspace NAME,...] [--cluster-id N]
 //! ```
 //!
-//! When ready it prints one JSON line, `{"pd":"127.0.0.1:2379","stores":[],"api_version":"v1"}`,
-//! then serves until SIGINT or SIGTERM. `RUST_LOG=debug` logs each request.
+//! Keys are UTF-8, or hex with a `0x` prefix. `--split` places region boundaries at raw keys,
+//! `--txn-split` at transactional keys. When ready it prints one JSON line,
+//! `{"pd":"127.0.0.1:2379","stores":["127.0.0.1:...",...],"api_version":"v1"}`, then serves
+//! until SIGINT or SIGTERM. `RUST_LOG=debug` logs each request.
 
-use tikv_client::testutils::{MockCluster, MockClusterBuilder};
+use tikv_client::testutils::{ApiVersion, MockCluster, MockClusterBuilder};
 
-const USAGE: &str = "usage: tikv-mock [--pd-port PORT] [--cluster-id N]";
+const USAGE: &str = "usage: tikv-mock [--pd-port PORT] [--stores N] [--api-version v1|v1ttl|v2] \
+[--split KEY,...] [--txn-split KEY,...] [--keyspace NAME,...] [--cluster-id N]";
 
-fn parse_args() -> Result<MockClusterBuilder, String> {
+/// A key from the command line: hex with a `0x` prefix, else UTF-8.
+fn parse_key(text: &str) -> Result<Vec<u8>, String> {
+    let Some(hex) = text.strip_prefix("0x") else {
+        return Ok(text.as_bytes().to_vec());
+    };
+    if hex.len() % 2 != 0 {
+        return Err(format!("odd number of hex digits in {text}"));
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|_| format!("bad hex in {text}")))
+        .collect()
+}
+
+fn parse_keys(list: &str) -> Result<Vec<Vec<u8>>, String> {
+    list.split(',')
+        .filter(|k| !k.is_empty())
+        .map(parse_key)
+        .collect()
+}
+
+fn parse_args() -> Result<(MockClusterBuilder, ApiVersion), String> {
     let mut args = std::env::args().skip(1);
     let mut builder = MockCluster::builder().pd_port(2379);
+    let mut api = ApiVersion::V1;
     while let Some(arg) = args.next() {
-        let mut value = |what: &str| {
-            let v = args.next().ok_or(format!("{arg} needs {what}"))?;
-            v.parse::<u64>()
-                .map_err(|_| format!("{arg}: not {what}: {v}"))
+        if arg == "-h" || arg == "--help" {
+            return Err(USAGE.into());
+        }
+        let value = args
+            .next()
+            .ok_or_else(|| format!("{arg} needs a value\n{USAGE}"))?;
+        let number = |what: &str| {
+            value
+                .parse::<u64>()
+                .map_err(|_| format!("{arg}: not {what}: {value}"))
         };
         builder = match arg.as_str() {
             "--pd-port" => {
-                let port = value("a port number")?;
+                let port = number("a port number")?;
                 builder.pd_port(
                     u16::try_from(port).map_err(|_| format!("--pd-port: {port} is not a port"))?,
                 )
             }
-            "--cluster-id" => builder.cluster_id(value("a number")?),
-            "-h" | "--help" => return Err(USAGE.into()),
+            "--stores" => builder.stores(number("a store count")? as usize),
+            "--cluster-id" => builder.cluster_id(number("a number")?),
+            "--api-version" => {
+                api = value.parse()?;
+                builder.api_version(api)
+            }
+            "--split" => builder.split_raw(parse_keys(&value)?),
+            "--txn-split" => builder.split_txn(parse_keys(&value)?),
+            "--keyspace" => builder.keyspaces(
+                value
+                    .split(',')
+                    .filter(|k| !k.is_empty())
+                    .map(str::to_owned),
+            ),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         };
     }
-    Ok(builder)
+    Ok((builder, api))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    let builder = match parse_args() {
-        Ok(builder) => builder,
+    let (builder, api) = match parse_args() {
+        Ok(parsed) => parsed,
         Err(message) => {
             eprintln!("{message}");
             std::process::exit(2);
@@ -55,9 +99,10 @@ async fn main() {
     };
     // Written by hand to keep the documented key order.
     println!(
-        r#"{{"pd":{},"stores":{},"api_version":"v1"}}"#,
+        r#"{{"pd":{},"stores":{},"api_version":"{}"}}"#,
         serde_json::Value::from(cluster.pd_endpoint()),
-        serde_json::Value::from(Vec::<String>::new()),
+        serde_json::Value::from(cluster.store_addrs()),
+        api.name(),
     );
     wait_for_signal().await;
     drop(cluster);

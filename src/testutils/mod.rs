@@ -1,35 +1,83 @@
-//! An in-memory cluster for tests and examples, served over real gRPC (HTTP/2) and, on the
-//! same ports, gRPC-web (HTTP/1.1 with CORS) so browsers and Node reach it directly.
+//! An in-memory TiKV + PD cluster for tests and examples, served over real gRPC (HTTP/2) and,
+//! on the same ports, gRPC-web (HTTP/1.1 with CORS) so browsers and Node reach it directly.
 //!
-//! Today it serves PD's membership (`GetMembers`); PD's other RPCs answer `Unimplemented`.
-//! Everything runs on the caller's tokio runtime and stops when the [`MockCluster`] is dropped.
+//! PD serves membership, timestamps, regions, stores, GC safe points and keyspaces; every store
+//! serves raw KV with TiKV's region checks and errors. All stores share one engine, standing in
+//! for Raft replication. The transactional RPCs answer `Unimplemented` for now.
+//!
+//! While clients run, a test can reshape the cluster ([`MockCluster::split_raw`],
+//! [`MockCluster::merge`], [`MockCluster::transfer_leader`], [`MockCluster::stop_store`]),
+//! inject faults with [`Rule`]s, and read the [`Call`] log.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {
 //! use tikv_client::testutils::MockCluster;
-//! let cluster = MockCluster::builder().start().await?;
-//! assert_ne!(cluster.cluster_id(), 0);
-//! println!("PD at {}", cluster.pd_endpoint());
+//! let cluster = MockCluster::builder().stores(3).split_raw(["b", "m"]).start().await?;
+//! assert_eq!(cluster.regions().len(), 3);
+//! assert_eq!(cluster.store_addrs().len(), 3);
 //! # Ok(())
 //! # }
 //! ```
 
 #![allow(clippy::disallowed_methods)] // the mock cluster is a native tokio program
 
+mod cluster;
+mod fault;
 mod pd;
+mod raw;
 mod router;
 mod server;
+mod tikv;
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::net::TcpListener;
 
 use crate::backoff::SplitMix64;
+use crate::proto::metapb;
+use crate::proto::tikvpb::tikv_server::TikvServer;
+
+pub use cluster::ApiVersion;
+pub use fault::{region_error_kind, Call, Outcome, Reaction, Rule, RuleBuilder, RuleId};
+
+use cluster::{Cluster, DataKind};
+use router::Router;
+use server::ServerHandle;
+use tikv::{MockTikv, Node};
+
+/// The largest message the mock accepts or sends: 256 MiB.
+const MAX_MESSAGE: usize = 256 << 20;
 
 /// Configures and starts a [`MockCluster`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MockClusterBuilder {
     pd_port: u16,
+    store_ports: Vec<u16>,
+    stores: usize,
     cluster_id: Option<u64>,
+    api_version: ApiVersion,
+    keyspaces: Vec<String>,
+    raw_splits: Vec<Vec<u8>>,
+    txn_splits: Vec<Vec<u8>>,
+    seed: u64,
+}
+
+impl Default for MockClusterBuilder {
+    fn default() -> Self {
+        MockClusterBuilder {
+            pd_port: 0,
+            store_ports: Vec::new(),
+            stores: 3,
+            cluster_id: None,
+            api_version: ApiVersion::V1,
+            keyspaces: Vec::new(),
+            raw_splits: Vec::new(),
+            txn_splits: Vec::new(),
+            seed: 0x5EED,
+        }
+    }
 }
 
 impl MockClusterBuilder {
@@ -39,48 +87,167 @@ impl MockClusterBuilder {
         self
     }
 
+    /// Serves the stores on these ports (0 picks a free one); missing entries are 0.
+    pub fn store_ports(mut self, ports: impl IntoIterator<Item = u16>) -> Self {
+        self.store_ports = ports.into_iter().collect();
+        self
+    }
+
+    /// The number of stores (default 3, at least 1). Every region has a peer on each.
+    pub fn stores(mut self, n: usize) -> Self {
+        self.stores = n.max(1);
+        self
+    }
+
     /// Uses this cluster id instead of a random one. Zero is not a valid id and is replaced.
     pub fn cluster_id(mut self, id: u64) -> Self {
         self.cluster_id = Some(id);
         self
     }
 
+    /// The stores' API version (default v1).
+    pub fn api_version(mut self, version: ApiVersion) -> Self {
+        self.api_version = version;
+        self
+    }
+
+    /// Keyspaces to create besides `DEFAULT` (which API v2 always has).
+    pub fn keyspaces<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.keyspaces = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Initial region boundaries at these raw keys (as a raw client sends them: in API v2,
+    /// with their `r` keyspace prefix).
+    pub fn split_raw<K: Into<Vec<u8>>>(mut self, keys: impl IntoIterator<Item = K>) -> Self {
+        self.raw_splits.extend(keys.into_iter().map(Into::into));
+        self
+    }
+
+    /// Initial region boundaries at these transactional keys (memcomparable-encoded, as TiKV
+    /// stores them).
+    pub fn split_txn<K: Into<Vec<u8>>>(mut self, keys: impl IntoIterator<Item = K>) -> Self {
+        self.txn_splits.extend(keys.into_iter().map(Into::into));
+        self
+    }
+
+    /// Seeds the generator behind probabilistic fault rules (default fixed), so a run
+    /// repeats exactly.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
     /// Binds the ports and starts serving on the current tokio runtime.
     pub async fn start(self) -> std::io::Result<MockCluster> {
-        let cluster_id = self
+        let id = self
             .cluster_id
             .filter(|id| *id != 0)
             .unwrap_or_else(|| SplitMix64::from_entropy().next_u64().max(1));
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.pd_port)).await?;
-        let pd_addr = listener.local_addr()?;
-        let service = pd::MockPd::new(cluster_id, pd_addr);
-        let server = server::serve(listener, service.into_router());
-        log::info!("mock PD {cluster_id} serving on {pd_addr}");
+        let cluster = Arc::new(Cluster::new(
+            id,
+            self.api_version,
+            self.stores,
+            &self.keyspaces,
+        ));
+        for key in &self.raw_splits {
+            cluster.split(&cluster.internal_key(key, DataKind::Raw));
+        }
+        for key in &self.txn_splits {
+            cluster.split(&cluster.internal_key(key, DataKind::Txn));
+        }
+        let node = Arc::new(Node::new(cluster.clone(), self.seed));
+
+        let pd_listener = TcpListener::bind(("127.0.0.1", self.pd_port)).await?;
+        let pd_addr = pd_listener.local_addr()?;
+        let store_ids: Vec<u64> = cluster.meta().stores.keys().copied().collect();
+        let mut stores = Vec::new();
+        for (i, store_id) in store_ids.into_iter().enumerate() {
+            let port = self.store_ports.get(i).copied().unwrap_or(0);
+            let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+            let addr = listener.local_addr()?;
+            if let Some(store) = cluster.meta().stores.get_mut(&store_id) {
+                store.meta.address = addr.to_string();
+                store.meta.peer_address = addr.to_string();
+                store.meta.status_address = addr.to_string();
+            }
+            let handle = serve_store(&node, store_id, listener);
+            stores.push(StoreServer {
+                id: store_id,
+                addr,
+                handle: Some(handle),
+            });
+        }
+        let pd = server::serve(
+            pd_listener,
+            pd::MockPd::new(cluster.clone(), pd_addr).into_router(),
+        );
+        log::info!(
+            "mock cluster {id} ({:?}): PD {pd_addr}, stores {:?}",
+            self.api_version,
+            stores.iter().map(|s| s.addr).collect::<Vec<_>>()
+        );
         Ok(MockCluster {
-            cluster_id,
+            node,
             pd_addr,
-            _server: server,
+            _pd: pd,
+            stores: Mutex::new(stores),
         })
     }
 }
 
-/// A running in-memory cluster. Dropping it stops every server.
+fn serve_store(node: &Arc<Node>, store_id: u64, listener: TcpListener) -> ServerHandle {
+    let service = TikvServer::new(MockTikv::new(node.clone(), store_id))
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    let handle = server::serve(listener, Router::default().add(service));
+    node.set_killer(store_id, handle.connection_killer());
+    handle
+}
+
 #[derive(Debug)]
+struct StoreServer {
+    id: u64,
+    addr: SocketAddr,
+    handle: Option<ServerHandle>,
+}
+
+/// A running in-memory cluster. Dropping it stops every server.
 pub struct MockCluster {
-    cluster_id: u64,
+    node: Arc<Node>,
     pd_addr: SocketAddr,
-    _server: server::ServerHandle,
+    _pd: ServerHandle,
+    stores: Mutex<Vec<StoreServer>>,
+}
+
+impl std::fmt::Debug for MockCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockCluster")
+            .field("cluster_id", &self.cluster_id())
+            .field("pd", &self.pd_addr)
+            .field("stores", &self.store_addrs())
+            .finish()
+    }
 }
 
 impl MockCluster {
-    /// A builder with default settings.
+    /// A builder with default settings: 3 stores, API v1, one region, ephemeral ports.
     pub fn builder() -> MockClusterBuilder {
         MockClusterBuilder::default()
     }
 
+    fn cluster(&self) -> &Cluster {
+        &self.node.cluster
+    }
+
     /// The cluster id PD reports.
     pub fn cluster_id(&self) -> u64 {
-        self.cluster_id
+        self.cluster().id
+    }
+
+    /// The stores' API version.
+    pub fn api_version(&self) -> ApiVersion {
+        self.cluster().api_version
     }
 
     /// PD's address, `127.0.0.1:port`.
@@ -91,5 +258,135 @@ impl MockCluster {
     /// PD's socket address.
     pub fn pd_addr(&self) -> SocketAddr {
         self.pd_addr
+    }
+
+    /// The stores' addresses, in store-id order.
+    pub fn store_addrs(&self) -> Vec<String> {
+        self.lock_stores()
+            .iter()
+            .map(|s| s.addr.to_string())
+            .collect()
+    }
+
+    /// The store ids, in order.
+    pub fn store_ids(&self) -> Vec<u64> {
+        self.lock_stores().iter().map(|s| s.id).collect()
+    }
+
+    /// Every region, in key order (boundaries in TiKV's internal key space).
+    pub fn regions(&self) -> Vec<metapb::Region> {
+        self.cluster()
+            .meta()
+            .all_regions()
+            .map(|r| r.meta.clone())
+            .collect()
+    }
+
+    /// The region holding a raw key (as a raw client sends it).
+    pub fn region_of_raw_key(&self, key: &[u8]) -> Option<metapb::Region> {
+        let internal = self.cluster().internal_key(key, DataKind::Raw);
+        self.cluster()
+            .meta()
+            .region_containing(&internal)
+            .map(|r| r.meta.clone())
+    }
+
+    /// The store leading `region`.
+    pub fn leader_of(&self, region: u64) -> Option<u64> {
+        self.cluster()
+            .meta()
+            .region_by_id(region)
+            .map(|r| r.leader_store)
+    }
+
+    /// Splits at a raw key; returns the new (left) region, or `None` if the key is already a
+    /// boundary.
+    pub fn split_raw(&self, key: impl AsRef<[u8]>) -> Option<metapb::Region> {
+        self.cluster()
+            .split(&self.cluster().internal_key(key.as_ref(), DataKind::Raw))
+    }
+
+    /// Splits at a transactional key (memcomparable-encoded first).
+    pub fn split_txn(&self, key: impl AsRef<[u8]>) -> Option<metapb::Region> {
+        self.cluster()
+            .split(&self.cluster().internal_key(key.as_ref(), DataKind::Txn))
+    }
+
+    /// Merges region `right` into its left neighbour `left`.
+    pub fn merge(&self, left: u64, right: u64) -> Result<(), String> {
+        self.cluster().merge(left, right)
+    }
+
+    /// Moves the leader of `region` to `store`.
+    pub fn transfer_leader(&self, region: u64, store: u64) -> Result<(), String> {
+        self.cluster().transfer_leader(region, store)
+    }
+
+    /// Stops a store's server: open connections fail and new ones are refused. Data is kept.
+    pub fn stop_store(&self, store: u64) -> bool {
+        let mut stores = self.lock_stores();
+        let Some(s) = stores.iter_mut().find(|s| s.id == store) else {
+            return false;
+        };
+        let was_up = s.handle.take().is_some();
+        if let Some(meta) = self.cluster().meta().stores.get_mut(&store) {
+            meta.up = false;
+        }
+        was_up
+    }
+
+    /// Starts a stopped store again on its old address.
+    pub async fn start_store(&self, store: u64) -> std::io::Result<()> {
+        let addr = self
+            .lock_stores()
+            .iter()
+            .find(|s| s.id == store)
+            .map(|s| s.addr)
+            .ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::NotFound, format!("no store {store}"))
+            })?;
+        let listener = TcpListener::bind(addr).await?;
+        let handle = serve_store(&self.node, store, listener);
+        if let Some(s) = self.lock_stores().iter_mut().find(|s| s.id == store) {
+            s.handle = Some(handle);
+        }
+        if let Some(meta) = self.cluster().meta().stores.get_mut(&store) {
+            meta.up = true;
+        }
+        Ok(())
+    }
+
+    /// Makes PD answer every request with `Unavailable` ("not leader"), or serve again.
+    pub fn set_pd_available(&self, available: bool) {
+        self.cluster().meta().pd_available = available;
+    }
+
+    /// Adds a fault rule; it applies to calls that arrive from now on.
+    pub fn add_rule(&self, rule: Rule) -> RuleId {
+        self.node.faults.add(rule)
+    }
+
+    /// Removes a rule; false if it was not there.
+    pub fn remove_rule(&self, id: RuleId) -> bool {
+        self.node.faults.remove(id)
+    }
+
+    /// Removes every rule.
+    pub fn clear_rules(&self) {
+        self.node.faults.clear()
+    }
+
+    /// The calls the stores served so far, in order.
+    pub fn calls(&self) -> Vec<Call> {
+        self.node.faults.calls()
+    }
+
+    /// Empties the call log.
+    pub fn clear_calls(&self) {
+        self.node.faults.clear_calls()
+    }
+
+    fn lock_stores(&self) -> std::sync::MutexGuard<'_, Vec<StoreServer>> {
+        self.stores.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

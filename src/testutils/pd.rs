@@ -1,49 +1,140 @@
-//! The mock PD service.
+//! The mock PD: membership, timestamps, regions, stores, GC safe points and keyspaces
+//! (spec 8), over the shared cluster metadata.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
 
-use tonic::{Request, Response, Status};
+use futures::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
 
+use super::cluster::{keyspace_id, unix_now, Cluster, Region, LOGICAL_BITS};
 use super::router::Router;
+use crate::proto::keyspacepb::{self, keyspace_server::Keyspace, keyspace_server::KeyspaceServer};
 use crate::proto::pdpb::{self, pd_server::Pd, pd_server::PdServer};
 
 /// PD's name in `GetMembers`.
 const MEMBER_NAME: &str = "pd-1";
+/// The largest TSO batch PD hands out at once.
+const MAX_TSO_COUNT: u32 = 1 << (LOGICAL_BITS - 1);
 
 #[derive(Debug, Clone)]
 pub(crate) struct MockPd {
-    cluster_id: u64,
+    cluster: Arc<Cluster>,
     member: pdpb::Member,
 }
 
+type Reply<T> = Result<Response<T>, Status>;
+type TsoStream = Pin<Box<dyn Stream<Item = Result<pdpb::TsoResponse, Status>> + Send>>;
+
+/// The cluster id a request carries. `GetClusterInfoRequest` upstream has a response header.
+trait ClusterIdOf {
+    fn cluster_id_of(&self) -> u64;
+}
+
+impl ClusterIdOf for pdpb::RequestHeader {
+    fn cluster_id_of(&self) -> u64 {
+        self.cluster_id
+    }
+}
+
+impl ClusterIdOf for pdpb::ResponseHeader {
+    fn cluster_id_of(&self) -> u64 {
+        self.cluster_id
+    }
+}
+
 impl MockPd {
-    pub(crate) fn new(cluster_id: u64, addr: SocketAddr) -> Self {
+    pub(crate) fn new(cluster: Arc<Cluster>, addr: SocketAddr) -> Self {
         let url = format!("http://{addr}");
         MockPd {
-            cluster_id,
             member: pdpb::Member {
                 name: MEMBER_NAME.into(),
-                member_id: cluster_id.rotate_left(17) | 1,
+                member_id: cluster.id.rotate_left(17) | 1,
                 client_urls: vec![url.clone()],
                 peer_urls: vec![url],
                 ..Default::default()
             },
+            cluster,
         }
     }
 
     pub(crate) fn into_router(self) -> Router {
-        Router::default().add(
-            PdServer::new(self)
-                .max_decoding_message_size(256 << 20)
-                .max_encoding_message_size(256 << 20),
-        )
+        Router::default()
+            .add(
+                PdServer::new(self.clone())
+                    .max_decoding_message_size(256 << 20)
+                    .max_encoding_message_size(256 << 20),
+            )
+            .add(KeyspaceServer::new(self))
     }
 
-    fn header(&self) -> pdpb::ResponseHeader {
-        pdpb::ResponseHeader {
-            cluster_id: self.cluster_id,
+    fn header(&self) -> Option<pdpb::ResponseHeader> {
+        Some(pdpb::ResponseHeader {
+            cluster_id: self.cluster.id,
             error: None,
+        })
+    }
+
+    fn error_header(
+        &self,
+        kind: pdpb::ErrorType,
+        message: impl Into<String>,
+    ) -> Option<pdpb::ResponseHeader> {
+        Some(pdpb::ResponseHeader {
+            cluster_id: self.cluster.id,
+            error: Some(pdpb::Error {
+                r#type: kind as i32,
+                message: message.into(),
+            }),
+        })
+    }
+
+    fn available(&self) -> Result<(), Status> {
+        if self.cluster.meta().pd_available {
+            Ok(())
+        } else {
+            Err(Status::unavailable("not leader"))
         }
+    }
+
+    /// Every request but GetMembers must carry this cluster's id (0 included is a mismatch).
+    fn check(&self, header: Option<&impl ClusterIdOf>) -> Result<(), Status> {
+        self.available()?;
+        let got = header.map_or(0, ClusterIdOf::cluster_id_of);
+        if got != self.cluster.id {
+            return Err(Status::failed_precondition(format!(
+                "mismatch cluster id, need {} but got {got}",
+                self.cluster.id
+            )));
+        }
+        Ok(())
+    }
+
+    fn timestamp(&self) -> pdpb::Timestamp {
+        let (physical, logical) = self.cluster.tso(1);
+        pdpb::Timestamp {
+            physical,
+            logical,
+            suffix_bits: 0,
+        }
+    }
+
+    fn region_response(&self, region: Option<Region>) -> pdpb::GetRegionResponse {
+        pdpb::GetRegionResponse {
+            header: self.header(),
+            leader: region.as_ref().and_then(|r| r.leader_peer().cloned()),
+            region: region.map(|r| r.meta),
+            ..Default::default()
+        }
+    }
+}
+
+fn pd_region(r: &Region) -> pdpb::Region {
+    pdpb::Region {
+        region: Some(r.meta.clone()),
+        leader: r.leader_peer().cloned(),
+        ..Default::default()
     }
 }
 
@@ -53,13 +144,411 @@ impl Pd for MockPd {
     async fn get_members(
         &self,
         _request: Request<pdpb::GetMembersRequest>,
-    ) -> Result<Response<pdpb::GetMembersResponse>, Status> {
+    ) -> Reply<pdpb::GetMembersResponse> {
+        self.available()?;
         Ok(Response::new(pdpb::GetMembersResponse {
-            header: Some(self.header()),
+            header: self.header(),
             members: vec![self.member.clone()],
             leader: Some(self.member.clone()),
             etcd_leader: Some(self.member.clone()),
             ..Default::default()
+        }))
+    }
+
+    /// One response per request, in order: the last of `count` consecutive timestamps. An
+    /// error ends the stream.
+    async fn tso(&self, request: Request<Streaming<pdpb::TsoRequest>>) -> Reply<TsoStream> {
+        self.available()?;
+        let pd = self.clone();
+        let inbound = request.into_inner();
+        let responses = futures::stream::unfold(
+            (inbound, pd, false),
+            |(mut inbound, pd, failed)| async move {
+                if failed {
+                    return None;
+                }
+                let req = match inbound.next().await? {
+                    Ok(req) => req,
+                    Err(status) => return Some((Err(status), (inbound, pd, true))),
+                };
+                let answer = pd.check(req.header.as_ref()).and_then(|()| {
+                    if req.count == 0 {
+                        return Err(Status::invalid_argument("tso count should be positive"));
+                    }
+                    if req.count > MAX_TSO_COUNT {
+                        return Err(Status::invalid_argument(format!(
+                            "tso count {} exceeds {MAX_TSO_COUNT}",
+                            req.count
+                        )));
+                    }
+                    let (physical, logical) = pd.cluster.tso(req.count);
+                    Ok(pdpb::TsoResponse {
+                        header: pd.header(),
+                        count: req.count,
+                        timestamp: Some(pdpb::Timestamp {
+                            physical,
+                            logical,
+                            suffix_bits: 0,
+                        }),
+                    })
+                });
+                let failed = answer.is_err();
+                Some((answer, (inbound, pd, failed)))
+            },
+        );
+        Ok(Response::new(Box::pin(responses)))
+    }
+
+    async fn get_region(
+        &self,
+        request: Request<pdpb::GetRegionRequest>,
+    ) -> Reply<pdpb::GetRegionResponse> {
+        let req = request.into_inner();
+        self.check(req.header.as_ref())?;
+        let region = self
+            .cluster
+            .meta()
+            .region_containing(&req.region_key)
+            .cloned();
+        Ok(Response::new(self.region_response(region)))
+    }
+
+    async fn get_prev_region(
+        &self,
+        request: Request<pdpb::GetRegionRequest>,
+    ) -> Reply<pdpb::GetRegionResponse> {
+        let req = request.into_inner();
+        self.check(req.header.as_ref())?;
+        let meta = self.cluster.meta();
+        let prev = meta
+            .region_containing(&req.region_key)
+            .and_then(|r| meta.prev_region(r))
+            .cloned();
+        Ok(Response::new(self.region_response(prev)))
+    }
+
+    async fn get_region_by_id(
+        &self,
+        request: Request<pdpb::GetRegionByIdRequest>,
+    ) -> Reply<pdpb::GetRegionResponse> {
+        let req = request.into_inner();
+        self.check(req.header.as_ref())?;
+        let region = self.cluster.meta().region_by_id(req.region_id).cloned();
+        Ok(Response::new(self.region_response(region)))
+    }
+
+    async fn scan_regions(
+        &self,
+        request: Request<pdpb::ScanRegionsRequest>,
+    ) -> Reply<pdpb::ScanRegionsResponse> {
+        let req = request.into_inner();
+        self.check(req.header.as_ref())?;
+        let meta = self.cluster.meta();
+        let limit = if req.limit <= 0 {
+            usize::MAX
+        } else {
+            req.limit as usize
+        };
+        let regions: Vec<&Region> = meta
+            .regions_in(&req.start_key, &req.end_key)
+            .take(limit)
+            .collect();
+        Ok(Response::new(pdpb::ScanRegionsResponse {
+            header: self.header(),
+            region_metas: regions.iter().map(|r| r.meta.clone()).collect(),
+            leaders: regions
+                .iter()
+                .map(|r| r.leader_peer().cloned().unwrap_or_default())
+                .collect(),
+            regions: regions.iter().map(|r| pd_region(r)).collect(),
+        }))
+    }
+
+    async fn batch_scan_regions(
+        &self,
+        request: Request<pdpb::BatchScanRegionsRequest>,
+    ) -> Reply<pdpb::BatchScanRegionsResponse> {
+        let req = request.into_inner();
+        self.check(req.header.as_ref())?;
+        let mut previous_end: Option<&[u8]> = None;
+        for range in &req.ranges {
+            let inverted = !range.end_key.is_empty() && range.start_key > range.end_key;
+            let overlapping =
+                previous_end.is_some_and(|end| end.is_empty() || range.start_key.as_slice() < end);
+            if inverted || overlapping {
+                return Ok(Response::new(pdpb::BatchScanRegionsResponse {
+                    header: self.error_header(
+                        pdpb::ErrorType::Unknown,
+                        format!(
+                            "invalid key range, start key > end key or ranges overlap: [{:?}, {:?})",
+                            range.start_key, range.end_key
+                        ),
+                    ),
+                    regions: Vec::new(),
+                }));
+            }
+            previous_end = Some(&range.end_key);
+        }
+        let meta = self.cluster.meta();
+        let limit = if req.limit <= 0 {
+            usize::MAX
+        } else {
+            req.limit as usize
+        };
+        let mut regions: Vec<pdpb::Region> = Vec::new();
+        for range in &req.ranges {
+            for r in meta.regions_in(&range.start_key, &range.end_key) {
+                let seen = regions
+                    .last()
+                    .and_then(|last| last.region.as_ref())
+                    .is_some_and(|last| last.id == r.meta.id);
+                if !seen && regions.len() < limit {
+                    regions.push(pd_region(r));
+                }
+            }
+        }
+        Ok(Response::new(pdpb::BatchScanRegionsResponse {
+            header: self.header(),
+            regions,
+        }))
+    }
+
+    async fn get_store(
+        &self,
+        request: Request<pdpb::GetStoreRequest>,
+    ) -> Reply<pdpb::GetStoreResponse> {
+        let req = request.into_inner();
+        self.check(req.header.as_ref())?;
+        let store = self
+            .cluster
+            .meta()
+            .stores
+            .get(&req.store_id)
+            .map(|s| s.meta.clone());
+        Ok(Response::new(match store {
+            Some(store) => pdpb::GetStoreResponse {
+                header: self.header(),
+                store: Some(store),
+                stats: None,
+            },
+            None => pdpb::GetStoreResponse {
+                header: self.error_header(
+                    pdpb::ErrorType::Unknown,
+                    format!("invalid store ID {}, not found", req.store_id),
+                ),
+                ..Default::default()
+            },
+        }))
+    }
+
+    async fn get_all_stores(
+        &self,
+        request: Request<pdpb::GetAllStoresRequest>,
+    ) -> Reply<pdpb::GetAllStoresResponse> {
+        let req = request.into_inner();
+        self.check(req.header.as_ref())?;
+        let stores = self
+            .cluster
+            .meta()
+            .stores
+            .values()
+            .filter(|s| {
+                !(req.exclude_tombstone_stores
+                    && s.meta.state == crate::proto::metapb::StoreState::Tombstone as i32)
+            })
+            .map(|s| s.meta.clone())
+            .collect();
+        Ok(Response::new(pdpb::GetAllStoresResponse {
+            header: self.header(),
+            stores,
+        }))
+    }
+
+    async fn get_gc_safe_point(
+        &self,
+        request: Request<pdpb::GetGcSafePointRequest>,
+    ) -> Reply<pdpb::GetGcSafePointResponse> {
+        let req = request.into_inner();
+        self.check(req.header.as_ref())?;
+        Ok(Response::new(pdpb::GetGcSafePointResponse {
+            header: self.header(),
+            safe_point: self.cluster.meta().gc_safe_point,
+        }))
+    }
+
+    /// Never decreases; a smaller request is not an error.
+    async fn update_gc_safe_point(
+        &self,
+        request: Request<pdpb::UpdateGcSafePointRequest>,
+    ) -> Reply<pdpb::UpdateGcSafePointResponse> {
+        let req = request.into_inner();
+        self.check(req.header.as_ref())?;
+        let mut meta = self.cluster.meta();
+        meta.gc_safe_point = meta.gc_safe_point.max(req.safe_point);
+        Ok(Response::new(pdpb::UpdateGcSafePointResponse {
+            header: self.header(),
+            new_safe_point: meta.gc_safe_point,
+        }))
+    }
+
+    /// The classic service safe-point rules of PD up to v8.5 (spec 8.6).
+    async fn update_service_gc_safe_point(
+        &self,
+        request: Request<pdpb::UpdateServiceGcSafePointRequest>,
+    ) -> Reply<pdpb::UpdateServiceGcSafePointResponse> {
+        let req = request.into_inner();
+        self.check(req.header.as_ref())?;
+        let now = unix_now().as_secs() as i64;
+        let mut meta = self.cluster.meta();
+        let points = &mut meta.service_safe_points;
+        if req.ttl <= 0 {
+            points.remove(&req.service_id);
+        }
+        points.retain(|_, (_, expire_at)| *expire_at > now);
+        if points.is_empty() {
+            points.insert(b"gc_worker".to_vec(), (0, i64::MAX));
+        }
+        let minimum = |points: &std::collections::HashMap<Vec<u8>, (u64, i64)>| {
+            points
+                .iter()
+                .min_by_key(|(id, (sp, _))| (*sp, (*id).clone()))
+                .map(|(id, (sp, exp))| (id.clone(), *sp, *exp))
+                .expect("gc_worker is always present")
+        };
+        let mut min = minimum(points);
+        if req.ttl > 0 && req.safe_point >= min.1 {
+            let expire_at = if req.service_id == b"gc_worker" {
+                i64::MAX
+            } else {
+                now.saturating_add(req.ttl)
+            };
+            points.insert(req.service_id.clone(), (req.safe_point, expire_at));
+            if min.0 == req.service_id {
+                min = minimum(points);
+            }
+        }
+        Ok(Response::new(pdpb::UpdateServiceGcSafePointResponse {
+            header: self.header(),
+            service_id: min.0,
+            ttl: if min.2 == i64::MAX {
+                i64::MAX
+            } else {
+                min.2 - now
+            },
+            min_safe_point: min.1,
+        }))
+    }
+
+    async fn get_min_ts(
+        &self,
+        request: Request<pdpb::GetMinTsRequest>,
+    ) -> Reply<pdpb::GetMinTsResponse> {
+        let req = request.into_inner();
+        self.check(req.header.as_ref())?;
+        Ok(Response::new(pdpb::GetMinTsResponse {
+            header: self.header(),
+            timestamp: Some(self.timestamp()),
+        }))
+    }
+
+    /// Split keys are region keys (already encoded by the client).
+    async fn split_regions(
+        &self,
+        request: Request<pdpb::SplitRegionsRequest>,
+    ) -> Reply<pdpb::SplitRegionsResponse> {
+        let req = request.into_inner();
+        self.check(req.header.as_ref())?;
+        let regions_id = req
+            .split_keys
+            .iter()
+            .filter_map(|k| self.cluster.split(k))
+            .map(|r| r.id)
+            .collect();
+        Ok(Response::new(pdpb::SplitRegionsResponse {
+            header: self.header(),
+            finished_percentage: 100,
+            regions_id,
+        }))
+    }
+
+    /// Every store holds every region already: nothing to move.
+    async fn scatter_region(
+        &self,
+        request: Request<pdpb::ScatterRegionRequest>,
+    ) -> Reply<pdpb::ScatterRegionResponse> {
+        let req = request.into_inner();
+        self.check(req.header.as_ref())?;
+        Ok(Response::new(pdpb::ScatterRegionResponse {
+            header: self.header(),
+            finished_percentage: 100,
+            failed_regions_id: Vec::new(),
+        }))
+    }
+
+    async fn get_cluster_info(
+        &self,
+        request: Request<pdpb::GetClusterInfoRequest>,
+    ) -> Reply<pdpb::GetClusterInfoResponse> {
+        let req = request.into_inner();
+        self.check(req.header.as_ref())?;
+        Ok(Response::new(pdpb::GetClusterInfoResponse {
+            header: self.header(),
+            service_modes: vec![pdpb::ServiceMode::PdSvcMode as i32],
+            tso_urls: Vec::new(),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl Keyspace for MockPd {
+    async fn load_keyspace(
+        &self,
+        request: Request<keyspacepb::LoadKeyspaceRequest>,
+    ) -> Reply<keyspacepb::LoadKeyspaceResponse> {
+        let req = request.into_inner();
+        self.check(req.header.as_ref())?;
+        let found = self.cluster.meta().keyspace_by_name(&req.name).cloned();
+        Ok(Response::new(match found {
+            Some(keyspace) => keyspacepb::LoadKeyspaceResponse {
+                header: self.header(),
+                keyspace: Some(keyspace),
+            },
+            None => keyspacepb::LoadKeyspaceResponse {
+                header: self.error_header(
+                    pdpb::ErrorType::EntryNotFound,
+                    format!("keyspace {} not found", req.name),
+                ),
+                keyspace: None,
+            },
+        }))
+    }
+
+    async fn load_keyspace_by_id(
+        &self,
+        request: Request<keyspacepb::LoadKeyspaceByIdRequest>,
+    ) -> Reply<keyspacepb::LoadKeyspaceResponse> {
+        let req = request.into_inner();
+        self.check(req.header.as_ref())?;
+        let wanted = match req.keyspace {
+            Some(keyspacepb::load_keyspace_by_id_request::Keyspace::Id(id)) => Some(id),
+            _ => None,
+        };
+        let found = self
+            .cluster
+            .meta()
+            .keyspaces
+            .iter()
+            .find(|k| wanted.is_some() && keyspace_id(k) == wanted)
+            .cloned();
+        Ok(Response::new(match found {
+            Some(keyspace) => keyspacepb::LoadKeyspaceResponse {
+                header: self.header(),
+                keyspace: Some(keyspace),
+            },
+            None => keyspacepb::LoadKeyspaceResponse {
+                header: self.error_header(pdpb::ErrorType::EntryNotFound, "keyspace not found"),
+                keyspace: None,
+            },
         }))
     }
 }

@@ -7,6 +7,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use futures::{Future, StreamExt};
@@ -23,6 +24,36 @@ use super::router::Router;
 #[derive(Debug)]
 pub(crate) struct ServerHandle {
     stop: CancellationToken,
+    connections: ConnectionKiller,
+}
+
+impl ServerHandle {
+    /// Cuts the open connections; the server keeps accepting new ones.
+    pub(crate) fn connection_killer(&self) -> ConnectionKiller {
+        self.connections.clone()
+    }
+}
+
+/// Cuts a server's open connections on demand.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectionKiller {
+    current: Arc<Mutex<CancellationToken>>,
+}
+
+impl ConnectionKiller {
+    fn token(&self) -> CancellationToken {
+        self.current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Fails every connection open now.
+    pub(crate) fn kill(&self) {
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        let fresh = CancellationToken::new();
+        std::mem::replace(&mut *current, fresh).cancel();
+    }
 }
 
 impl Drop for ServerHandle {
@@ -47,11 +78,14 @@ fn cors() -> CorsLayer {
 /// Serves `router` on `listener` until the handle is dropped.
 pub(crate) fn serve(listener: TcpListener, router: Router) -> ServerHandle {
     let stop = CancellationToken::new();
+    let connections = ConnectionKiller {
+        current: Arc::new(Mutex::new(CancellationToken::new())),
+    };
     let addr: Option<SocketAddr> = listener.local_addr().ok();
-    let conn_stop = stop.clone();
+    let (conn_stop, killer) = (stop.clone(), connections.clone());
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
-        .map(move |conn| conn.map(|io| Killable::new(io, conn_stop.clone())));
+        .map(move |conn| conn.map(|io| Killable::new(io, conn_stop.clone(), killer.token())));
     let server = tonic::transport::Server::builder()
         .accept_http1(true)
         .layer(cors())
@@ -62,31 +96,34 @@ pub(crate) fn serve(listener: TcpListener, router: Router) -> ServerHandle {
             log::error!("mock server on {addr:?} failed: {e}");
         }
     });
-    ServerHandle { stop }
+    ServerHandle { stop, connections }
 }
 
-/// A connection that fails as soon as its server is stopped.
+/// A connection that fails as soon as its server is stopped or its connections are killed.
 struct Killable {
     io: TcpStream,
     stopped: Pin<Box<WaitForCancellationFutureOwned>>,
+    killed: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
 impl Killable {
-    fn new(io: TcpStream, stop: CancellationToken) -> Self {
+    fn new(io: TcpStream, stop: CancellationToken, kill: CancellationToken) -> Self {
         Killable {
             io,
             stopped: Box::pin(stop.cancelled_owned()),
+            killed: Box::pin(kill.cancelled_owned()),
         }
     }
 
     fn check_stopped(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        match self.stopped.as_mut().poll(cx) {
-            Poll::Ready(()) => Err(io::Error::new(
+        let stopped = self.stopped.as_mut().poll(cx).is_ready();
+        if stopped || self.killed.as_mut().poll(cx).is_ready() {
+            return Err(io::Error::new(
                 io::ErrorKind::ConnectionReset,
-                "mock server stopped",
-            )),
-            Poll::Pending => Ok(()),
+                "mock server cut the connection",
+            ));
         }
+        Ok(())
     }
 }
 

@@ -5,4 +5,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod mock;
+mod mock_pd;
+mod mock_raw;
 mod pd;
+mod util;

@@ -3,13 +3,7 @@
 use tikv_client::proto::{kvrpcpb, pdpb, tikvpb};
 use tikv_client::testutils::MockCluster;
 
-async fn channel(addr: &str) -> tonic::transport::Channel {
-    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
+use super::util::channel;
 
 #[tokio::test]
 async fn get_members_needs_no_cluster_id_and_reports_a_reachable_leader() {

@@ -1,0 +1,406 @@
+//! Fault rules and the call log.
+//!
+//! A [`Rule`] pairs a condition (RPC method, store, region, key prefix, the nth matching call,
+//! a seeded probability, how many times) with a [`Reaction`] (a region error, a gRPC status, a
+//! delay, a dropped connection). Rules can be added and removed while clients run. Every RPC a
+//! store serves is appended to the call log as a [`Call`], so tests can assert on the attempt
+//! pattern a client produced.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use crate::backoff::SplitMix64;
+use crate::proto::errorpb;
+use crate::GrpcCode;
+
+/// What a rule does to a matching call.
+#[derive(Debug, Clone)]
+pub enum Reaction {
+    /// Answer with this region error instead of executing the request.
+    RegionError(Box<errorpb::Error>),
+    /// Fail the call with this gRPC status code (its numeric value) and message.
+    Status {
+        /// The gRPC status code.
+        code: GrpcCode,
+        /// The status message.
+        message: String,
+    },
+    /// Wait this long, then serve the call normally.
+    Delay(Duration),
+    /// Cut every open connection to the store; the call gets no answer.
+    DropConnection,
+}
+
+/// When a rule fires. Unset fields match anything.
+#[derive(Debug, Clone, Default)]
+pub struct Condition {
+    method: Option<String>,
+    store: Option<u64>,
+    region: Option<u64>,
+    key_prefix: Option<Vec<u8>>,
+    nth: Option<u64>,
+    probability: Option<f64>,
+    times: Option<u64>,
+}
+
+/// A fault rule: a condition and a reaction.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    condition: Condition,
+    reaction: Reaction,
+}
+
+impl Rule {
+    /// A rule for calls of `method` (the gRPC method name, such as `"RawGet"`), or of every
+    /// method with `"*"`.
+    pub fn on(method: impl Into<String>) -> RuleBuilder {
+        let method = method.into();
+        RuleBuilder(Condition {
+            method: (method != "*").then_some(method),
+            ..Default::default()
+        })
+    }
+}
+
+/// Builds a [`Rule`]: narrow the condition, then pick the reaction.
+#[derive(Debug, Clone)]
+pub struct RuleBuilder(Condition);
+
+impl RuleBuilder {
+    /// Only calls served by this store.
+    pub fn store(mut self, store: u64) -> Self {
+        self.0.store = Some(store);
+        self
+    }
+
+    /// Only calls whose context names this region.
+    pub fn region(mut self, region: u64) -> Self {
+        self.0.region = Some(region);
+        self
+    }
+
+    /// Only calls whose first key starts with `prefix` (the key as the client sent it).
+    pub fn key_prefix(mut self, prefix: impl Into<Vec<u8>>) -> Self {
+        self.0.key_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Only the nth matching call (1-based), counted from when the rule was added.
+    pub fn nth(mut self, n: u64) -> Self {
+        self.0.nth = Some(n);
+        self
+    }
+
+    /// Each matching call with this probability, drawn from the cluster's seeded generator.
+    pub fn probability(mut self, p: f64) -> Self {
+        self.0.probability = Some(p);
+        self
+    }
+
+    /// Fire at most this many times, then stay inert.
+    pub fn times(mut self, n: u64) -> Self {
+        self.0.times = Some(n);
+        self
+    }
+
+    /// Answer with a region error.
+    pub fn region_error(self, error: errorpb::Error) -> Rule {
+        self.then(Reaction::RegionError(Box::new(error)))
+    }
+
+    /// Fail with a gRPC status.
+    pub fn status(self, code: GrpcCode, message: impl Into<String>) -> Rule {
+        self.then(Reaction::Status {
+            code,
+            message: message.into(),
+        })
+    }
+
+    /// Delay, then serve.
+    pub fn delay(self, by: Duration) -> Rule {
+        self.then(Reaction::Delay(by))
+    }
+
+    /// Cut the store's connections.
+    pub fn drop_connection(self) -> Rule {
+        self.then(Reaction::DropConnection)
+    }
+
+    /// Any reaction.
+    pub fn then(self, reaction: Reaction) -> Rule {
+        Rule {
+            condition: self.0,
+            reaction,
+        }
+    }
+}
+
+/// Identifies an added rule, for removal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RuleId(u64);
+
+/// How a call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Served; the response carried no region error.
+    Ok,
+    /// Answered with a region error of this kind (`"NotLeader"`, `"EpochNotMatch"`, ...).
+    RegionError(&'static str),
+    /// Failed with this gRPC status code.
+    Status(GrpcCode),
+    /// The connection was cut.
+    Dropped,
+}
+
+/// One RPC a store served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    /// The gRPC method name (`"RawGet"`, `"KvPrewrite"`, ...).
+    pub method: &'static str,
+    /// The store that served it.
+    pub store: u64,
+    /// The region named in the request's context (0 if none).
+    pub region: u64,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+struct ActiveRule {
+    id: RuleId,
+    rule: Rule,
+    matched: u64,
+    fired: u64,
+}
+
+/// Rules, the call log and the seeded generator.
+pub(crate) struct Faults {
+    state: Mutex<FaultState>,
+}
+
+struct FaultState {
+    next_id: u64,
+    rules: Vec<ActiveRule>,
+    calls: Vec<Call>,
+    rng: SplitMix64,
+}
+
+/// What a call looks like to the rules.
+pub(crate) struct CallInfo<'a> {
+    pub method: &'static str,
+    pub store: u64,
+    pub region: u64,
+    pub first_key: Option<&'a [u8]>,
+}
+
+impl Faults {
+    pub(crate) fn new(seed: u64) -> Self {
+        Faults {
+            state: Mutex::new(FaultState {
+                next_id: 1,
+                rules: Vec::new(),
+                calls: Vec::new(),
+                rng: SplitMix64::new(seed),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, FaultState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn add(&self, rule: Rule) -> RuleId {
+        let mut s = self.lock();
+        let id = RuleId(s.next_id);
+        s.next_id += 1;
+        s.rules.push(ActiveRule {
+            id,
+            rule,
+            matched: 0,
+            fired: 0,
+        });
+        id
+    }
+
+    pub(crate) fn remove(&self, id: RuleId) -> bool {
+        let mut s = self.lock();
+        let before = s.rules.len();
+        s.rules.retain(|r| r.id != id);
+        s.rules.len() != before
+    }
+
+    pub(crate) fn clear(&self) {
+        self.lock().rules.clear();
+    }
+
+    /// The reaction of the first rule that fires for this call, if any.
+    pub(crate) fn react(&self, call: &CallInfo<'_>) -> Option<Reaction> {
+        let mut s = self.lock();
+        let FaultState { rules, rng, .. } = &mut *s;
+        for active in rules.iter_mut() {
+            let c = &active.rule.condition;
+            let matches = c.method.as_deref().is_none_or(|m| m == call.method)
+                && c.store.is_none_or(|st| st == call.store)
+                && c.region.is_none_or(|r| r == call.region)
+                && c.key_prefix
+                    .as_deref()
+                    .is_none_or(|p| call.first_key.is_some_and(|k| k.starts_with(p)));
+            if !matches || c.times.is_some_and(|t| active.fired >= t) {
+                continue;
+            }
+            active.matched += 1;
+            if c.nth.is_some_and(|n| n != active.matched) {
+                continue;
+            }
+            if let Some(p) = c.probability {
+                let draw = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+                if draw >= p {
+                    continue;
+                }
+            }
+            active.fired += 1;
+            return Some(active.rule.reaction.clone());
+        }
+        None
+    }
+
+    pub(crate) fn record(&self, call: Call) {
+        log::debug!(
+            "{} on store {} region {}: {:?}",
+            call.method,
+            call.store,
+            call.region,
+            call.outcome
+        );
+        self.lock().calls.push(call);
+    }
+
+    pub(crate) fn calls(&self) -> Vec<Call> {
+        self.lock().calls.clone()
+    }
+
+    pub(crate) fn clear_calls(&self) {
+        self.lock().calls.clear();
+    }
+}
+
+/// The kind of a region error, as its field name in `errorpb.Error` (CamelCase).
+pub fn region_error_kind(e: &errorpb::Error) -> &'static str {
+    if e.not_leader.is_some() {
+        "NotLeader"
+    } else if e.region_not_found.is_some() {
+        "RegionNotFound"
+    } else if e.key_not_in_region.is_some() {
+        "KeyNotInRegion"
+    } else if e.epoch_not_match.is_some() {
+        "EpochNotMatch"
+    } else if e.server_is_busy.is_some() {
+        "ServerIsBusy"
+    } else if e.stale_command.is_some() {
+        "StaleCommand"
+    } else if e.store_not_match.is_some() {
+        "StoreNotMatch"
+    } else if e.raft_entry_too_large.is_some() {
+        "RaftEntryTooLarge"
+    } else if e.max_timestamp_not_synced.is_some() {
+        "MaxTimestampNotSynced"
+    } else if e.read_index_not_ready.is_some() {
+        "ReadIndexNotReady"
+    } else if e.proposal_in_merging_mode.is_some() {
+        "ProposalInMergingMode"
+    } else if e.data_is_not_ready.is_some() {
+        "DataIsNotReady"
+    } else if e.region_not_initialized.is_some() {
+        "RegionNotInitialized"
+    } else if e.disk_full.is_some() {
+        "DiskFull"
+    } else if e.recovery_in_progress.is_some() {
+        "RecoveryInProgress"
+    } else if e.flashback_in_progress.is_some() {
+        "FlashbackInProgress"
+    } else if e.flashback_not_prepared.is_some() {
+        "FlashbackNotPrepared"
+    } else if e.is_witness.is_some() {
+        "IsWitness"
+    } else if e.mismatch_peer_id.is_some() {
+        "MismatchPeerId"
+    } else if e.bucket_version_not_match.is_some() {
+        "BucketVersionNotMatch"
+    } else if e.undetermined_result.is_some() {
+        "UndeterminedResult"
+    } else {
+        "Other"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(method: &'static str, store: u64, key: &'static [u8]) -> CallInfo<'static> {
+        CallInfo {
+            method,
+            store,
+            region: 2,
+            first_key: Some(key),
+        }
+    }
+
+    #[test]
+    fn conditions_narrow_and_times_limit() {
+        let f = Faults::new(1);
+        f.add(
+            Rule::on("RawGet")
+                .store(1)
+                .key_prefix("a")
+                .times(2)
+                .delay(Duration::ZERO),
+        );
+        assert!(f.react(&call("RawPut", 1, b"a")).is_none(), "other method");
+        assert!(f.react(&call("RawGet", 2, b"a")).is_none(), "other store");
+        assert!(f.react(&call("RawGet", 1, b"b")).is_none(), "other key");
+        assert!(f.react(&call("RawGet", 1, b"ab")).is_some());
+        assert!(f.react(&call("RawGet", 1, b"ab")).is_some());
+        assert!(
+            f.react(&call("RawGet", 1, b"ab")).is_none(),
+            "fired twice already"
+        );
+    }
+
+    #[test]
+    fn nth_fires_once_on_the_nth_match() {
+        let f = Faults::new(1);
+        f.add(
+            Rule::on("*")
+                .nth(3)
+                .status(GrpcCode::Unavailable, "unavailable"),
+        );
+        let fired: Vec<bool> = (0..5)
+            .map(|_| f.react(&call("RawGet", 1, b"k")).is_some())
+            .collect();
+        assert_eq!(fired, vec![false, false, true, false, false]);
+    }
+
+    #[test]
+    fn probability_is_seeded() {
+        let run = |seed| {
+            let f = Faults::new(seed);
+            f.add(Rule::on("*").probability(0.5).drop_connection());
+            (0..64)
+                .map(|_| f.react(&call("RawGet", 1, b"k")).is_some())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(7), run(7));
+        let hits = run(7).iter().filter(|h| **h).count();
+        assert!((16..=48).contains(&hits), "{hits} of 64");
+    }
+
+    #[test]
+    fn rules_can_be_removed() {
+        let f = Faults::new(1);
+        let id = f.add(Rule::on("*").drop_connection());
+        assert!(f.react(&call("RawGet", 1, b"k")).is_some());
+        assert!(f.remove(id));
+        assert!(!f.remove(id));
+        assert!(f.react(&call("RawGet", 1, b"k")).is_none());
+    }
+}

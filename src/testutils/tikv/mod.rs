@@ -1,0 +1,357 @@
+//! The mock TiKV store service.
+//!
+//! Every store serves the same data (one shared engine stands in for Raft replication), but
+//! answers as its own store: the request's context is checked in TiKV's order (spec 2.2) and
+//! answered with the region errors real TiKV gives. Fault rules are applied before the
+//! checks, and every call is logged.
+
+mod raw;
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tonic::{Request, Response, Status};
+
+use super::cluster::{unix_now, ApiVersion, Cluster, DataKind, Region};
+use super::fault::{region_error_kind, Call, CallInfo, Faults, Outcome, Reaction};
+use super::raw::RawStore;
+use super::server::ConnectionKiller;
+use crate::proto::{errorpb, kvrpcpb};
+
+/// The state every store shares: cluster metadata, data, faults.
+pub(crate) struct Node {
+    pub cluster: Arc<Cluster>,
+    pub faults: Faults,
+    raw: Mutex<RawStore>,
+    killers: Mutex<Vec<(u64, ConnectionKiller)>>,
+}
+
+impl Node {
+    pub(crate) fn new(cluster: Arc<Cluster>, seed: u64) -> Self {
+        Node {
+            cluster,
+            faults: Faults::new(seed),
+            raw: Mutex::new(RawStore::default()),
+            killers: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn raw(&self) -> MutexGuard<'_, RawStore> {
+        self.raw.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Remembers how to cut the connections of `store`'s current server.
+    pub(crate) fn set_killer(&self, store: u64, killer: ConnectionKiller) {
+        let mut killers = self.killers.lock().unwrap_or_else(PoisonError::into_inner);
+        killers.retain(|(s, _)| *s != store);
+        killers.push((store, killer));
+    }
+
+    fn kill_connections(&self, store: u64) {
+        let killers = self.killers.lock().unwrap_or_else(PoisonError::into_inner);
+        killers
+            .iter()
+            .filter(|(s, _)| *s == store)
+            .for_each(|(_, k)| k.kill());
+    }
+}
+
+/// One store's view of the node.
+#[derive(Clone)]
+pub(crate) struct MockTikv {
+    node: Arc<Node>,
+    store: u64,
+}
+
+/// What the pipeline needs to know about a request.
+pub(crate) trait Rpc {
+    fn context(&self) -> Option<&kvrpcpb::Context>;
+    /// The first key, for key-prefix fault rules.
+    fn first_key(&self) -> Option<&[u8]>;
+}
+
+/// Where a response carries its region error.
+pub(crate) trait Reply: Default {
+    fn region_error(&self) -> Option<&errorpb::Error>;
+    fn set_region_error(&mut self, e: errorpb::Error);
+}
+
+macro_rules! rpc {
+    ($($req:ident => $resp:ident, |$r:ident| $key:expr;)*) => {$(
+        impl Rpc for kvrpcpb::$req {
+            fn context(&self) -> Option<&kvrpcpb::Context> {
+                self.context.as_ref()
+            }
+            fn first_key(&self) -> Option<&[u8]> {
+                let $r = self;
+                $key
+            }
+        }
+        impl Reply for kvrpcpb::$resp {
+            fn region_error(&self) -> Option<&errorpb::Error> {
+                self.region_error.as_ref()
+            }
+            fn set_region_error(&mut self, e: errorpb::Error) {
+                self.region_error = Some(e);
+            }
+        }
+    )*};
+}
+
+rpc! {
+    RawGetRequest => RawGetResponse, |r| Some(&r.key);
+    RawBatchGetRequest => RawBatchGetResponse, |r| r.keys.first().map(|k| &k[..]);
+    RawPutRequest => RawPutResponse, |r| Some(&r.key);
+    RawBatchPutRequest => RawBatchPutResponse, |r| r.pairs.first().map(|p| &p.key[..]);
+    RawDeleteRequest => RawDeleteResponse, |r| Some(&r.key);
+    RawBatchDeleteRequest => RawBatchDeleteResponse, |r| r.keys.first().map(|k| &k[..]);
+    RawScanRequest => RawScanResponse, |r| Some(&r.start_key);
+    RawBatchScanRequest => RawBatchScanResponse, |r| r.ranges.first().map(|k| &k.start_key[..]);
+    RawDeleteRangeRequest => RawDeleteRangeResponse, |r| Some(&r.start_key);
+    RawGetKeyTtlRequest => RawGetKeyTtlResponse, |r| Some(&r.key);
+    RawCasRequest => RawCasResponse, |r| Some(&r.key);
+    RawChecksumRequest => RawChecksumResponse, |r| r.ranges.first().map(|k| &k.start_key[..]);
+    SplitRegionRequest => SplitRegionResponse, |r| r.split_keys.first().map(|k| &k[..]);
+}
+
+impl MockTikv {
+    pub(crate) fn new(node: Arc<Node>, store: u64) -> Self {
+        MockTikv { node, store }
+    }
+
+    fn cluster(&self) -> &Cluster {
+        &self.node.cluster
+    }
+
+    /// Runs one RPC through faults, the context check and `exec`, and logs it.
+    async fn serve<Req: Rpc, Resp: Reply>(
+        &self,
+        method: &'static str,
+        request: Request<Req>,
+        exec: impl FnOnce(&Self, &Req, &Region) -> Resp,
+    ) -> Result<Response<Resp>, Status> {
+        let req = request.into_inner();
+        let region_id = req.context().map_or(0, |c| c.region_id);
+        let record = |outcome| {
+            self.node.faults.record(Call {
+                method,
+                store: self.store,
+                region: region_id,
+                outcome,
+            })
+        };
+        if let Some(ctx) = req.context() {
+            if ctx.cluster_id != 0 && ctx.cluster_id != self.cluster().id {
+                record(Outcome::Status(crate::GrpcCode::InvalidArgument));
+                return Err(Status::invalid_argument(
+                    "the cluster id of the request does not match the TiKV cluster",
+                ));
+            }
+        }
+        let info = CallInfo {
+            method,
+            store: self.store,
+            region: region_id,
+            first_key: req.first_key(),
+        };
+        match self.node.faults.react(&info) {
+            None => {}
+            Some(Reaction::Delay(d)) => tokio::time::sleep(d).await,
+            Some(Reaction::RegionError(e)) => {
+                record(Outcome::RegionError(region_error_kind(&e)));
+                let mut resp = Resp::default();
+                resp.set_region_error(*e);
+                return Ok(Response::new(resp));
+            }
+            Some(Reaction::Status { code, message }) => {
+                record(Outcome::Status(code));
+                return Err(Status::new(code.to_tonic(), message));
+            }
+            Some(Reaction::DropConnection) => {
+                record(Outcome::Dropped);
+                self.node.kill_connections(self.store);
+                return Err(Status::unavailable("connection dropped by a fault rule"));
+            }
+        }
+        let resp = match self.check_context(req.context()) {
+            Err(e) => {
+                let mut resp = Resp::default();
+                resp.set_region_error(*e);
+                resp
+            }
+            Ok(region) => exec(self, &req, &region),
+        };
+        record(match resp.region_error() {
+            Some(e) => Outcome::RegionError(region_error_kind(e)),
+            None => Outcome::Ok,
+        });
+        Ok(Response::new(resp))
+    }
+
+    /// TiKV's raftstore checks, in its order: store, region, peer, leader, epoch (spec 2.2).
+    fn check_context(&self, ctx: Option<&kvrpcpb::Context>) -> Result<Region, Box<errorpb::Error>> {
+        let default = kvrpcpb::Context::default();
+        let ctx = ctx.unwrap_or(&default);
+        let requested_store = ctx.peer.as_ref().map_or(0, |p| p.store_id);
+        if requested_store != self.store {
+            return Err(Box::new(errorpb::Error {
+                message: format!(
+                    "store not match, request store id: {requested_store}, actual store id: {}",
+                    self.store
+                ),
+                store_not_match: Some(errorpb::StoreNotMatch {
+                    request_store_id: requested_store,
+                    actual_store_id: self.store,
+                }),
+                ..Default::default()
+            }));
+        }
+        let meta = self.cluster().meta();
+        let Some(region) = meta.region_by_id(ctx.region_id).cloned() else {
+            return Err(Box::new(errorpb::Error {
+                message: format!("region {} is missing", ctx.region_id),
+                region_not_found: Some(errorpb::RegionNotFound {
+                    region_id: ctx.region_id,
+                }),
+                ..Default::default()
+            }));
+        };
+        let local = region.peer_on(self.store).cloned().unwrap_or_default();
+        let requested_peer = ctx.peer.as_ref().map_or(0, |p| p.id);
+        if requested_peer != local.id {
+            return Err(Box::new(errorpb::Error {
+                message: format!(
+                    "mismatch peer id {requested_peer} != {} for region {}",
+                    local.id, region.meta.id
+                ),
+                mismatch_peer_id: Some(errorpb::MismatchPeerId {
+                    request_peer_id: requested_peer,
+                    store_peer_id: local.id,
+                }),
+                ..Default::default()
+            }));
+        }
+        if region.leader_store != self.store {
+            let leader = region.leader_peer().cloned();
+            return Err(Box::new(errorpb::Error {
+                message: format!(
+                    "peer is not leader for region {}, leader may {leader:?}",
+                    region.meta.id
+                ),
+                not_leader: Some(errorpb::NotLeader {
+                    region_id: region.meta.id,
+                    leader,
+                }),
+                ..Default::default()
+            }));
+        }
+        let current = region.meta.region_epoch.unwrap_or_default();
+        let requested = ctx.region_epoch.unwrap_or_default();
+        if requested.version != current.version {
+            let mut current_regions = vec![region.meta.clone()];
+            if requested.version < current.version {
+                // A stale client also learns the neighbours that split off.
+                if let Some(prev) = meta.prev_region(&region) {
+                    current_regions.push(prev.meta.clone());
+                }
+                if let Some(next) = meta
+                    .region_containing(&region.meta.end_key)
+                    .filter(|_| !region.meta.end_key.is_empty())
+                {
+                    current_regions.push(next.meta.clone());
+                }
+            }
+            return Err(Box::new(errorpb::Error {
+                message: format!("epoch not match: requested {requested:?}, current {current:?}"),
+                epoch_not_match: Some(errorpb::EpochNotMatch { current_regions }),
+                ..Default::default()
+            }));
+        }
+        Ok(region)
+    }
+
+    /// Whether a user key of `kind` lies in `region`.
+    fn in_region(&self, region: &Region, key: &[u8], kind: DataKind) -> bool {
+        region.contains(&self.cluster().internal_key(key, kind))
+    }
+
+    /// Whether a user key lies in the region's range with an inclusive end, as seeks allow.
+    fn seekable(&self, region: &Region, key: &[u8], kind: DataKind) -> bool {
+        let k = self.cluster().internal_key(key, kind);
+        k >= region.meta.start_key && (region.meta.end_key.is_empty() || k <= region.meta.end_key)
+    }
+
+    fn key_not_in_region(&self, region: &Region, key: &[u8]) -> Box<errorpb::Error> {
+        Box::new(errorpb::Error {
+            message: format!(
+                "key {} is not in region key range [{}, {}) for region {}",
+                hex(key),
+                hex(&region.meta.start_key),
+                hex(&region.meta.end_key),
+                region.meta.id
+            ),
+            key_not_in_region: Some(errorpb::KeyNotInRegion {
+                key: key.to_vec(),
+                region_id: region.meta.id,
+                start_key: region.meta.start_key.clone(),
+                end_key: region.meta.end_key.clone(),
+            }),
+            ..Default::default()
+        })
+    }
+
+    /// The region's bounds as user keys of `kind` (empty end = unbounded).
+    fn user_bounds(&self, region: &Region, kind: DataKind) -> (Vec<u8>, Vec<u8>) {
+        let decode = |k: &[u8]| -> Vec<u8> {
+            if k.is_empty() || self.cluster().internal_key(b"", kind).is_empty() {
+                return k.to_vec();
+            }
+            crate::kv::memcomparable::decode(k).map_or_else(|_| k.to_vec(), |(key, _)| key)
+        };
+        (decode(&region.meta.start_key), decode(&region.meta.end_key))
+    }
+
+    fn now_secs(&self) -> u64 {
+        unix_now().as_secs()
+    }
+
+    fn api_version(&self) -> ApiVersion {
+        self.cluster().api_version
+    }
+}
+
+/// Upper-case hex, as TiKV prints keys.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+macro_rules! handlers {
+    ($($method:ident, $name:literal, $req:ident => $resp:ident, $exec:ident;)*) => {
+        #[tonic::async_trait]
+        impl crate::proto::tikvpb::tikv_server::Tikv for MockTikv {
+            $(
+                async fn $method(
+                    &self,
+                    request: Request<kvrpcpb::$req>,
+                ) -> Result<Response<kvrpcpb::$resp>, Status> {
+                    self.serve($name, request, |s, req, region| s.$exec(req, region)).await
+                }
+            )*
+        }
+    };
+}
+
+handlers! {
+    raw_get, "RawGet", RawGetRequest => RawGetResponse, raw_get;
+    raw_batch_get, "RawBatchGet", RawBatchGetRequest => RawBatchGetResponse, raw_batch_get;
+    raw_put, "RawPut", RawPutRequest => RawPutResponse, raw_put;
+    raw_batch_put, "RawBatchPut", RawBatchPutRequest => RawBatchPutResponse, raw_batch_put;
+    raw_delete, "RawDelete", RawDeleteRequest => RawDeleteResponse, raw_delete;
+    raw_batch_delete, "RawBatchDelete", RawBatchDeleteRequest => RawBatchDeleteResponse, raw_batch_delete;
+    raw_scan, "RawScan", RawScanRequest => RawScanResponse, raw_scan;
+    raw_batch_scan, "RawBatchScan", RawBatchScanRequest => RawBatchScanResponse, raw_batch_scan;
+    raw_delete_range, "RawDeleteRange", RawDeleteRangeRequest => RawDeleteRangeResponse, raw_delete_range;
+    raw_get_key_ttl, "RawGetKeyTTL", RawGetKeyTtlRequest => RawGetKeyTtlResponse, raw_get_key_ttl;
+    raw_compare_and_swap, "RawCompareAndSwap", RawCasRequest => RawCasResponse, raw_compare_and_swap;
+    raw_checksum, "RawChecksum", RawChecksumRequest => RawChecksumResponse, raw_checksum;
+    split_region, "SplitRegion", SplitRegionRequest => SplitRegionResponse, split_region;
+}

@@ -1,0 +1,400 @@
+//! The mock PD checked against the spec (section 8) through the raw generated stubs.
+
+use tikv_client::proto::{keyspacepb, pdpb};
+use tikv_client::testutils::{ApiVersion, MockCluster};
+
+use super::util::{channel, pd_client};
+
+fn header(cluster: &MockCluster) -> Option<pdpb::RequestHeader> {
+    Some(pdpb::RequestHeader {
+        cluster_id: cluster.cluster_id(),
+        ..Default::default()
+    })
+}
+
+#[tokio::test]
+async fn requests_without_the_cluster_id_are_rejected() {
+    let cluster = MockCluster::builder().cluster_id(77).start().await.unwrap();
+    let mut pd = pd_client(&cluster).await;
+    for id in [0, 78] {
+        let status = pd
+            .get_all_stores(pdpb::GetAllStoresRequest {
+                header: Some(pdpb::RequestHeader {
+                    cluster_id: id,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+        assert_eq!(
+            status.message(),
+            format!("mismatch cluster id, need 77 but got {id}")
+        );
+    }
+}
+
+#[tokio::test]
+async fn tso_batches_are_strictly_increasing_and_echo_the_count() {
+    let cluster = MockCluster::builder().start().await.unwrap();
+    let mut pd = pd_client(&cluster).await;
+    let requests: Vec<pdpb::TsoRequest> = [1u32, 10, 1000, 3]
+        .iter()
+        .map(|count| pdpb::TsoRequest {
+            header: header(&cluster),
+            count: *count,
+            ..Default::default()
+        })
+        .collect();
+    let mut replies = pd
+        .tso(futures::stream::iter(requests.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut last = 0u64;
+    for req in &requests {
+        let resp = replies.message().await.unwrap().unwrap();
+        assert_eq!(resp.count, req.count);
+        let ts = resp.timestamp.unwrap();
+        assert!(ts.logical < 1 << 18);
+        let last_of_batch = ((ts.physical as u64) << 18) | ts.logical as u64;
+        let first_of_batch = last_of_batch - u64::from(req.count) + 1;
+        assert!(first_of_batch > last, "batches must not overlap");
+        last = last_of_batch;
+    }
+    assert!(
+        replies.message().await.unwrap().is_none(),
+        "stream ends with the requests"
+    );
+}
+
+#[tokio::test]
+async fn tso_errors_end_the_stream() {
+    let cluster = MockCluster::builder().start().await.unwrap();
+    let mut pd = pd_client(&cluster).await;
+    let bad = vec![
+        pdpb::TsoRequest {
+            header: header(&cluster),
+            count: 0,
+            ..Default::default()
+        },
+        pdpb::TsoRequest {
+            header: header(&cluster),
+            count: 1,
+            ..Default::default()
+        },
+    ];
+    let mut replies = pd
+        .tso(futures::stream::iter(bad))
+        .await
+        .unwrap()
+        .into_inner();
+    let status = replies.message().await.unwrap_err();
+    assert!(
+        status.message().contains("tso count should be positive"),
+        "{status:?}"
+    );
+
+    let mut replies = pd
+        .tso(futures::stream::iter(vec![pdpb::TsoRequest {
+            count: 1,
+            ..Default::default()
+        }]))
+        .await
+        .unwrap()
+        .into_inner();
+    let status = replies.message().await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+}
+
+#[tokio::test]
+async fn region_routing() {
+    let cluster = MockCluster::builder()
+        .split_raw(["b", "m"])
+        .start()
+        .await
+        .unwrap();
+    let mut pd = pd_client(&cluster).await;
+    let get = |key: &[u8]| pdpb::GetRegionRequest {
+        header: header(&cluster),
+        region_key: key.to_vec(),
+        ..Default::default()
+    };
+    let resp = pd.get_region(get(b"c")).await.unwrap().into_inner();
+    let region = resp.region.unwrap();
+    assert_eq!(
+        (region.start_key.as_slice(), region.end_key.as_slice()),
+        (&b"b"[..], &b"m"[..])
+    );
+    let leader = resp.leader.unwrap();
+    assert!(region.peers.contains(&leader));
+    assert_eq!(region.peers.len(), 3);
+
+    let prev = pd.get_prev_region(get(b"c")).await.unwrap().into_inner();
+    assert_eq!(prev.region.unwrap().end_key, b"b");
+    let none = pd.get_prev_region(get(b"a")).await.unwrap().into_inner();
+    assert!(none.region.is_none() && none.header.unwrap().error.is_none());
+
+    let by_id = pd
+        .get_region_by_id(pdpb::GetRegionByIdRequest {
+            header: header(&cluster),
+            region_id: region.id,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_id.region.unwrap().id, region.id);
+    let unknown = pd
+        .get_region_by_id(pdpb::GetRegionByIdRequest {
+            header: header(&cluster),
+            region_id: 999_999,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        unknown.region.is_none(),
+        "an unknown id is OK with no region"
+    );
+
+    let scan = pd
+        .scan_regions(pdpb::ScanRegionsRequest {
+            header: header(&cluster),
+            start_key: b"c".to_vec(),
+            end_key: vec![],
+            limit: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        scan.regions.len(),
+        2,
+        "from the region holding the start key"
+    );
+    assert_eq!(scan.region_metas.len(), 2);
+    assert_eq!(scan.leaders.len(), 2);
+    let limited = pd
+        .scan_regions(pdpb::ScanRegionsRequest {
+            header: header(&cluster),
+            start_key: vec![],
+            end_key: b"m".to_vec(),
+            limit: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        limited.regions.len(),
+        2,
+        "stops before the region starting at the end key"
+    );
+}
+
+#[tokio::test]
+async fn batch_scan_regions_rejects_unordered_ranges() {
+    let cluster = MockCluster::builder()
+        .split_raw(["b", "m"])
+        .start()
+        .await
+        .unwrap();
+    let mut pd = pd_client(&cluster).await;
+    let range = |s: &[u8], e: &[u8]| pdpb::KeyRange {
+        start_key: s.to_vec(),
+        end_key: e.to_vec(),
+    };
+    let ok = pd
+        .batch_scan_regions(pdpb::BatchScanRegionsRequest {
+            header: header(&cluster),
+            ranges: vec![range(b"a", b"c"), range(b"c", b"d"), range(b"n", b"")],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<u64> = ok
+        .regions
+        .iter()
+        .map(|r| r.region.as_ref().unwrap().id)
+        .collect();
+    assert_eq!(ids.len(), 3, "de-duplicated: {ids:?}");
+    let bad = pd
+        .batch_scan_regions(pdpb::BatchScanRegionsRequest {
+            header: header(&cluster),
+            ranges: vec![range(b"c", b"a")],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let err = bad.header.unwrap().error.unwrap();
+    assert_eq!(err.r#type, pdpb::ErrorType::Unknown as i32);
+    assert!(err.message.contains("invalid key range"));
+}
+
+#[tokio::test]
+async fn stores() {
+    let cluster = MockCluster::builder().stores(4).start().await.unwrap();
+    let mut pd = pd_client(&cluster).await;
+    let all = pd
+        .get_all_stores(pdpb::GetAllStoresRequest {
+            header: header(&cluster),
+            exclude_tombstone_stores: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let addrs: Vec<String> = all.stores.iter().map(|s| s.address.clone()).collect();
+    assert_eq!(addrs, cluster.store_addrs());
+    for store in &all.stores {
+        // Every advertised address really serves TiKV.
+        channel(&store.address).await;
+    }
+    let missing = pd
+        .get_store(pdpb::GetStoreRequest {
+            header: header(&cluster),
+            store_id: 999,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        missing.header.unwrap().error.unwrap().message,
+        "invalid store ID 999, not found"
+    );
+}
+
+#[tokio::test]
+async fn gc_safe_points() {
+    let cluster = MockCluster::builder().start().await.unwrap();
+    let mut pd = pd_client(&cluster).await;
+    let update = |sp| pdpb::UpdateGcSafePointRequest {
+        header: header(&cluster),
+        safe_point: sp,
+    };
+    assert_eq!(
+        pd.update_gc_safe_point(update(100))
+            .await
+            .unwrap()
+            .into_inner()
+            .new_safe_point,
+        100
+    );
+    assert_eq!(
+        pd.update_gc_safe_point(update(50))
+            .await
+            .unwrap()
+            .into_inner()
+            .new_safe_point,
+        100,
+        "never decreases, and a smaller value is no error"
+    );
+    let got = pd
+        .get_gc_safe_point(pdpb::GetGcSafePointRequest {
+            header: header(&cluster),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.safe_point, 100);
+
+    let service = |id: &str, ttl: i64, sp: u64| pdpb::UpdateServiceGcSafePointRequest {
+        header: header(&cluster),
+        service_id: id.as_bytes().to_vec(),
+        ttl,
+        safe_point: sp,
+    };
+    // Without entries, gc_worker at 0 is the minimum.
+    let r = pd
+        .update_service_gc_safe_point(service("br", 3600, 10))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (r.service_id.as_slice(), r.min_safe_point),
+        (&b"gc_worker"[..], 0)
+    );
+    let r = pd
+        .update_service_gc_safe_point(service("gc_worker", i64::MAX, 20))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (r.service_id.as_slice(), r.min_safe_point),
+        (&b"br"[..], 10),
+        "br now holds the minimum"
+    );
+    assert!(r.ttl > 3500 && r.ttl <= 3600, "{}", r.ttl);
+    let r = pd
+        .update_service_gc_safe_point(service("br", 0, 0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (r.service_id.as_slice(), r.min_safe_point),
+        (&b"gc_worker"[..], 20),
+        "TTL 0 removes br"
+    );
+    let r = pd
+        .update_service_gc_safe_point(service("cdc", 60, 5))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.min_safe_point, 20, "below the minimum: not stored");
+}
+
+#[tokio::test]
+async fn keyspaces_under_api_v2() {
+    let cluster = MockCluster::builder()
+        .api_version(ApiVersion::V2)
+        .keyspaces(["tenant"])
+        .start()
+        .await
+        .unwrap();
+    let mut ks =
+        keyspacepb::keyspace_client::KeyspaceClient::new(channel(&cluster.pd_endpoint()).await);
+    let load = |name: &str| keyspacepb::LoadKeyspaceRequest {
+        header: header(&cluster),
+        name: name.into(),
+        ..Default::default()
+    };
+    let default = ks
+        .load_keyspace(load("DEFAULT"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        default.keyspace.unwrap().keyspace,
+        Some(keyspacepb::keyspace_meta::Keyspace::Id(0))
+    );
+    let tenant = ks.load_keyspace(load("tenant")).await.unwrap().into_inner();
+    assert_eq!(
+        tenant.keyspace.unwrap().keyspace,
+        Some(keyspacepb::keyspace_meta::Keyspace::Id(1))
+    );
+    let missing = ks.load_keyspace(load("nope")).await.unwrap().into_inner();
+    assert_eq!(
+        missing.header.unwrap().error.unwrap().r#type,
+        pdpb::ErrorType::EntryNotFound as i32
+    );
+}
+
+#[tokio::test]
+async fn pd_can_be_made_unavailable() {
+    let cluster = MockCluster::builder().start().await.unwrap();
+    let mut pd = pd_client(&cluster).await;
+    cluster.set_pd_available(false);
+    let status = pd
+        .get_members(pdpb::GetMembersRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    cluster.set_pd_available(true);
+    assert!(pd
+        .get_members(pdpb::GetMembersRequest::default())
+        .await
+        .is_ok());
+}
