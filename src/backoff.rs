@@ -187,7 +187,8 @@ struct KindState {
 }
 
 /// The retry state of one operation: per-kind attempt counters and a total sleep budget.
-#[derive(Debug)]
+/// Cloning forks it: the clone starts from the same state and then counts on its own.
+#[derive(Debug, Clone)]
 pub struct Backoffer {
     budget: Duration,
     slept: Duration,

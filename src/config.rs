@@ -29,6 +29,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_LONG_TIMEOUT: Duration = Duration::from_secs(60);
 /// client-go's dial timeout.
 pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a PD request may keep retrying by default.
+pub const DEFAULT_PD_RETRY_BUDGET: Duration = Duration::from_secs(20);
 /// The default gRPC message size limit: none in practice (client-go uses `MaxInt64 - 1`).
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = usize::MAX;
 
@@ -54,6 +56,8 @@ pub struct Config {
     pub address_mapper: Arc<dyn AddressMapper>,
     /// Time and timers. Default: the system's.
     pub runtime: Runtime,
+    /// How long a PD request may keep retrying (with the `pdRPC` backoff). Default 20 s.
+    pub pd_retry_budget: Duration,
 }
 
 /// Paths to PEM files for mutual TLS (native targets; browsers use the page's HTTPS).
@@ -79,6 +83,7 @@ impl Default for Config {
             tls: None,
             address_mapper: Arc::new(DefaultAddressMapper),
             runtime: Runtime::system(),
+            pd_retry_budget: DEFAULT_PD_RETRY_BUDGET,
         }
     }
 }
@@ -134,6 +139,12 @@ impl Config {
     /// gRPC-web proxy).
     pub fn with_address_mapper(mut self, mapper: impl AddressMapper + 'static) -> Self {
         self.address_mapper = Arc::new(mapper);
+        self
+    }
+
+    /// Sets how long a PD request may keep retrying.
+    pub fn with_pd_retry_budget(mut self, budget: Duration) -> Self {
+        self.pd_retry_budget = budget;
         self
     }
 

@@ -3,7 +3,7 @@
 //! Variants are grouped by what the caller does next:
 //!
 //! * **Fix the call**: [`Error::InvalidArgument`], [`Error::InvalidConfig`],
-//!   [`Error::Unsupported`]. Retrying the same call cannot help.
+//!   [`Error::Unsupported`], [`Error::Rejected`]. Retrying the same call cannot help.
 //! * **Decide at the application level**: key errors reported by TiKV for a transaction
 //!   ([`Error::WriteConflict`], [`Error::KeyExists`], [`Error::Deadlock`],
 //!   [`Error::AssertionFailed`], [`Error::KeyError`]) and outcomes such as
@@ -27,7 +27,7 @@ use crate::proto::{errorpb, kvrpcpb};
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in a call to TiKV or PD.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// An argument of the call is invalid (an inverted range, an oversized key or value, a
@@ -41,6 +41,9 @@ pub enum Error {
     /// cluster (for example a TTL on a cluster that does not store TTLs).
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// TiKV refused the request and said why (a raw request's `error` text).
+    #[error("TiKV rejected the request: {0}")]
+    Rejected(String),
 
     /// Another transaction committed a write to the key after this transaction started.
     #[error("write conflict on key {key:?}: start_ts {start_ts}, conflicting commit_ts {conflict_commit_ts}", key = KeyDisplay(&.0.key), start_ts = .0.start_ts, conflict_commit_ts = .0.conflict_commit_ts)]
@@ -183,7 +186,7 @@ impl From<TransportError> for Error {
 }
 
 /// A failure to reach a server.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{kind:?} error talking to {address}: {message}")]
 pub struct TransportError {
     /// What failed.

@@ -33,6 +33,8 @@
 
 #![deny(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
+// On wasm32 nothing is Send (there are no threads); the same Arc-shared state is still right.
+#![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
 #[cfg(all(target_arch = "wasm32", not(feature = "wasm")))]
 compile_error!(
@@ -53,11 +55,17 @@ compile_error!(
 pub mod backoff;
 pub mod config;
 mod error;
+pub mod interceptor;
 pub mod kv;
 mod observe;
 pub mod pd;
 pub mod proto;
+pub mod raw;
+pub mod region_cache;
+pub mod request;
 pub mod rt;
+mod store;
+pub mod timestamp;
 pub mod transport;
 
 #[cfg(all(feature = "testutils", not(target_arch = "wasm32")))]
@@ -68,6 +76,8 @@ pub use error::{Error, GrpcCode, Result, TransportError, TransportErrorKind};
 pub use kv::{BoundRange, Key, KvPair, Value};
 #[cfg(feature = "metrics")]
 pub use observe::registry as metrics_registry;
+pub use raw::RawClient;
+pub use timestamp::Timestamp;
 
 #[cfg(not(target_arch = "wasm32"))]
 #[allow(dead_code)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tikv_client::pd::PdClient;
 use tikv_client::rt::{self, Runtime};
-use tikv_client::{Config, Error, TransportErrorKind};
+use tikv_client::{Config, Error, KvPair, RawClient, TransportErrorKind};
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -39,9 +39,50 @@ async fn get_members_over_grpc_web() {
     assert_eq!(client.cluster_id(), cluster_id);
     assert_eq!(client.leader().name, "pd-1");
     assert_eq!(client.leader().client_urls, vec![format!("http://{pd}")]);
-    let mut client = client;
     client.refresh().await.unwrap();
     assert_eq!(client.members().len(), 1);
+}
+
+#[wasm_bindgen_test]
+async fn raw_round_trips_from_the_browser() {
+    let (pd, _) = mock_pd();
+    let raw = RawClient::new(vec![pd]).await.unwrap();
+    raw.put("browser/k1", "v1").await.unwrap();
+    assert_eq!(raw.get("browser/k1").await.unwrap(), Some(b"v1".to_vec()));
+    raw.batch_put((2..=5).map(|i| KvPair::new(format!("browser/k{i}"), format!("v{i}"))))
+        .await
+        .unwrap();
+    let pairs = raw.scan("browser/".."browser0", 10).await.unwrap();
+    let keys: Vec<String> = pairs
+        .iter()
+        .map(|p| String::from_utf8(p.key.to_vec()).unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "browser/k1",
+            "browser/k2",
+            "browser/k3",
+            "browser/k4",
+            "browser/k5"
+        ]
+    );
+    let reversed = raw
+        .scan_keys_reverse("browser/".."browser0", 2)
+        .await
+        .unwrap();
+    assert_eq!(reversed.len(), 2);
+    raw.delete_range("browser/".."browser0").await.unwrap();
+    assert_eq!(raw.get("browser/k3").await.unwrap(), None);
+}
+
+#[wasm_bindgen_test]
+async fn timestamps_from_the_browser_increase() {
+    let (pd, _) = mock_pd();
+    let client = PdClient::connect(&[pd], &Config::default()).await.unwrap();
+    let a = client.get_timestamp().await.unwrap();
+    let b = client.get_timestamp().await.unwrap();
+    assert!(b > a, "{a:?} < {b:?}");
 }
 
 #[wasm_bindgen_test]

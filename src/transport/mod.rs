@@ -25,7 +25,7 @@ use native as imp;
 #[cfg(target_arch = "wasm32")]
 use wasm as imp;
 
-pub(crate) use imp::{connect, Channel, TLS_FILES_SUPPORTED};
+pub(crate) use imp::{connect, Channel, STREAMING_REQUESTS, TLS_FILES_SUPPORTED};
 
 /// Turns a server address (as PD reports it) into the URL to connect to.
 pub trait AddressMapper: fmt::Debug + MaybeSend + MaybeSync {

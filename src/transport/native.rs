@@ -8,6 +8,9 @@ use crate::{Config, Error, Result};
 /// The channel generated clients run over.
 pub(crate) type Channel = tonic::transport::Channel;
 
+/// HTTP/2 streams requests: bidirectional calls stay open.
+pub(crate) const STREAMING_REQUESTS: bool = true;
+
 /// TLS from PEM files is available here.
 pub(crate) const TLS_FILES_SUPPORTED: bool = true;
 

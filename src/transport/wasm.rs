@@ -6,6 +6,10 @@ use crate::{Config, Result};
 /// The channel generated clients run over.
 pub(crate) type Channel = tonic_web_wasm_client::Client;
 
+/// gRPC-web sends a request body whole: a bidirectional call must end its request stream
+/// before any reply arrives, so each exchange is its own call.
+pub(crate) const STREAMING_REQUESTS: bool = false;
+
 /// Browsers do TLS themselves (https:// URLs); PEM files cannot be used.
 pub(crate) const TLS_FILES_SUPPORTED: bool = false;
 

@@ -8,4 +8,5 @@ mod mock;
 mod mock_pd;
 mod mock_raw;
 mod pd;
+mod raw;
 mod util;

@@ -22,7 +22,7 @@ async fn get_members_reports_the_cluster_and_its_leader() {
         pd.leader().client_urls,
         vec![format!("http://{}", cluster.pd_endpoint())]
     );
-    assert_eq!(pd.members(), std::slice::from_ref(pd.leader()));
+    assert_eq!(pd.members(), vec![pd.leader()]);
 }
 
 #[tokio::test]
@@ -88,7 +88,7 @@ async fn bad_input_is_rejected_before_any_connection() {
 #[tokio::test]
 async fn refresh_reads_membership_again_and_detects_a_stopped_leader() {
     let cluster = MockCluster::builder().start().await.unwrap();
-    let mut pd = PdClient::connect(&[cluster.pd_endpoint()], &Config::default())
+    let pd = PdClient::connect(&[cluster.pd_endpoint()], &Config::default())
         .await
         .unwrap();
     pd.refresh().await.unwrap();
@@ -105,4 +105,80 @@ async fn unused_address() -> String {
     let addr = listener.local_addr().unwrap();
     drop(listener);
     addr.to_string()
+}
+
+#[tokio::test]
+async fn concurrent_timestamps_are_unique_and_each_caller_sees_them_increase() {
+    let cluster = MockCluster::builder().start().await.unwrap();
+    let pd = PdClient::connect(&[cluster.pd_endpoint()], &Config::default())
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let pd = pd.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                for _ in 0..20 {
+                    mine.push(pd.get_timestamp().await.unwrap().version());
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        let mine = task.await.unwrap();
+        assert!(
+            mine.windows(2).all(|w| w[0] < w[1]),
+            "per caller increasing"
+        );
+        all.extend(mine);
+    }
+    let n = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), n, "no timestamp handed out twice");
+}
+
+#[tokio::test]
+async fn regions_stores_and_safe_points_through_pd() {
+    let cluster = MockCluster::builder()
+        .split_raw(["m"])
+        .start()
+        .await
+        .unwrap();
+    let pd = PdClient::connect(&[cluster.pd_endpoint()], &Config::default())
+        .await
+        .unwrap();
+    let region = pd.get_region(b"x").await.unwrap().unwrap();
+    assert_eq!(region.region.start_key, b"m");
+    assert!(region.leader.is_some());
+    let prev = pd.get_prev_region(b"x").await.unwrap().unwrap();
+    assert_eq!(prev.region.end_key, b"m");
+    assert_eq!(
+        pd.get_region_by_id(region.region.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .region,
+        region.region
+    );
+    assert_eq!(pd.scan_regions(b"", b"", 0).await.unwrap().len(), 2);
+    let stores = pd.get_all_stores().await.unwrap();
+    assert_eq!(stores.len(), 3);
+    let store = pd.get_store(stores[0].id).await.unwrap();
+    assert_eq!(store.address, cluster.store_addrs()[0]);
+    let err = pd.get_store(9999).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Pd(m) if m.contains("invalid store ID 9999, not found")),
+        "{err:?}"
+    );
+    assert_eq!(pd.update_gc_safe_point(100).await.unwrap(), 100);
+    assert_eq!(pd.update_gc_safe_point(50).await.unwrap(), 100);
+    assert_eq!(pd.get_gc_safe_point().await.unwrap(), 100);
+    let sp = pd.update_service_safe_point("br", 60, 10).await.unwrap();
+    assert_eq!(
+        (sp.service_id.as_str(), sp.min_safe_point),
+        ("gc_worker", 0)
+    );
 }

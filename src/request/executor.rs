@@ -1,0 +1,365 @@
+//! The execution loop.
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+
+use super::classify::{classify, Action};
+use super::{KvRequest, KvResponse};
+use crate::backoff::{BackoffKind, Backoffer};
+use crate::interceptor::Interceptors;
+use crate::proto::{errorpb, kvrpcpb};
+use crate::region_cache::{InvalidReason, Region, RegionCache};
+use crate::rt::BoxFuture;
+use crate::store::Stores;
+use crate::{transport, Config, Error, Result};
+
+/// How many region requests of one operation are in flight at once.
+const CONCURRENCY: usize = 16;
+
+/// Where a request goes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Locate<'a> {
+    /// The region holding this key.
+    Key(&'a [u8]),
+    /// The region holding the keys just below this one (reverse scans).
+    EndKey(&'a [u8]),
+}
+
+/// What one attempt came to.
+enum Step<T> {
+    Done(T),
+    /// Send the same request to the (possibly updated) same region again.
+    Retry,
+    /// Locate the region(s) again and rebuild the request.
+    Relocate,
+}
+
+/// Sends requests to regions and retries them as client-go does.
+pub(crate) struct Executor {
+    pub cache: RegionCache,
+    stores: Stores,
+    config: Config,
+    api_version: kvrpcpb::ApiVersion,
+    keyspace_id: Option<u32>,
+}
+
+impl Executor {
+    pub(crate) fn new(
+        cache: RegionCache,
+        config: Config,
+        api_version: kvrpcpb::ApiVersion,
+        keyspace_id: Option<u32>,
+    ) -> Self {
+        Executor {
+            cache,
+            stores: Stores::new(config.clone()),
+            config,
+            api_version,
+            keyspace_id,
+        }
+    }
+
+    /// Runs a request built for the region found by `locate`, rebuilding it whenever the
+    /// region has to be located again. Returns the response and the region that served it.
+    pub(crate) async fn run_located<R, F>(
+        &self,
+        locate: Locate<'_>,
+        interceptors: &Interceptors,
+        backoffer: &mut Backoffer,
+        build: F,
+    ) -> Result<(R::Reply, Region)>
+    where
+        R: KvRequest,
+        F: Fn(&Region) -> R,
+    {
+        loop {
+            let mut region = match locate {
+                Locate::Key(k) => self.cache.locate(k).await?,
+                Locate::EndKey(k) => self.cache.locate_end_key(k).await?,
+            };
+            let request = build(&region);
+            loop {
+                match self
+                    .attempt(&request, &region, interceptors, backoffer)
+                    .await?
+                {
+                    Step::Done(resp) => return Ok((resp, region)),
+                    Step::Retry => {
+                        if let Some(updated) = self.cache.get_by_id(region.id) {
+                            region = updated;
+                        }
+                    }
+                    Step::Relocate => break,
+                }
+            }
+        }
+    }
+
+    /// Splits `items` by region, builds one request per region group (`build` may be called
+    /// with any non-empty subset, in key order as given), sends the groups concurrently and
+    /// returns every response. A group whose region changed is split again.
+    pub(crate) async fn run_grouped<T, R, F>(
+        &self,
+        items: Vec<T>,
+        key: fn(&T) -> &[u8],
+        limits: BatchLimits<T>,
+        interceptors: &Interceptors,
+        backoffer: &Backoffer,
+        build: &F,
+    ) -> Result<Vec<R::Reply>>
+    where
+        T: Clone + crate::rt::MaybeSend + crate::rt::MaybeSync + 'static,
+        R: KvRequest,
+        F: Fn(Vec<T>) -> R + crate::rt::MaybeSync,
+    {
+        self.run_grouped_boxed(items, key, limits, interceptors, backoffer.clone(), build)
+            .await
+    }
+
+    fn run_grouped_boxed<'a, T, R, F>(
+        &'a self,
+        items: Vec<T>,
+        key: fn(&T) -> &[u8],
+        limits: BatchLimits<T>,
+        interceptors: &'a Interceptors,
+        backoffer: Backoffer,
+        build: &'a F,
+    ) -> BoxFuture<'a, Result<Vec<R::Reply>>>
+    where
+        T: Clone + crate::rt::MaybeSend + crate::rt::MaybeSync + 'static,
+        R: KvRequest,
+        F: Fn(Vec<T>) -> R + crate::rt::MaybeSync,
+    {
+        Box::pin(async move {
+            let groups = self.group(items, key, limits).await?;
+            let results: Vec<Vec<R::Reply>> = stream::iter(groups)
+                .map(|(region, group)| {
+                    let mut backoffer = backoffer.clone();
+                    async move {
+                        let request = build(group.clone());
+                        let mut region = region;
+                        loop {
+                            match self
+                                .attempt(&request, &region, interceptors, &mut backoffer)
+                                .await?
+                            {
+                                Step::Done(resp) => return Ok(vec![resp]),
+                                Step::Retry => {
+                                    if let Some(updated) = self.cache.get_by_id(region.id) {
+                                        region = updated;
+                                    }
+                                }
+                                Step::Relocate => {
+                                    return self
+                                        .run_grouped_boxed(
+                                            group,
+                                            key,
+                                            limits,
+                                            interceptors,
+                                            backoffer,
+                                            build,
+                                        )
+                                        .await
+                                }
+                            }
+                        }
+                    }
+                })
+                .buffer_unordered(CONCURRENCY)
+                .try_collect()
+                .await?;
+            Ok(results.into_iter().flatten().collect())
+        })
+    }
+
+    /// Groups items by the region holding their key, then cuts each group into batches.
+    async fn group<T>(
+        &self,
+        items: Vec<T>,
+        key: fn(&T) -> &[u8],
+        limits: BatchLimits<T>,
+    ) -> Result<Vec<(Region, Vec<T>)>> {
+        let mut groups: Vec<(Region, Vec<T>)> = Vec::new();
+        for item in items {
+            let k = key(&item);
+            match groups.iter_mut().find(|(r, _)| r.contains(k)) {
+                Some((_, g)) => g.push(item),
+                None => {
+                    let region = self.cache.locate(k).await?;
+                    groups.push((region, vec![item]));
+                }
+            }
+        }
+        let mut batches = Vec::new();
+        for (region, group) in groups {
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            for item in group {
+                let size = (limits.size)(&item);
+                if !batch.is_empty()
+                    && (batch.len() >= limits.max_count || bytes + size > limits.max_bytes)
+                {
+                    batches.push((region.clone(), std::mem::take(&mut batch)));
+                    bytes = 0;
+                }
+                bytes += size;
+                batch.push(item);
+            }
+            if !batch.is_empty() {
+                batches.push((region, batch));
+            }
+        }
+        Ok(batches)
+    }
+
+    /// One send to the region's leader, and what to do next.
+    async fn attempt<R: KvRequest>(
+        &self,
+        request: &R,
+        region: &Region,
+        interceptors: &Interceptors,
+        backoffer: &mut Backoffer,
+    ) -> Result<Step<R::Reply>> {
+        let rt = &self.config.runtime;
+        let Some(peer) = region.target_peer().cloned() else {
+            self.cache.invalidate(region.id, InvalidReason::NoLeader);
+            backoffer
+                .backoff(
+                    rt,
+                    BackoffKind::RegionMiss,
+                    Error::Pd(format!("region {} has no peer", region.id)),
+                )
+                .await?;
+            return Ok(Step::Relocate);
+        };
+        let address = match self.cache.store_address(peer.store_id).await {
+            Ok(a) => a,
+            Err(e) => {
+                self.cache
+                    .invalidate(region.id, InvalidReason::StoreNotFound);
+                backoffer.backoff(rt, BackoffKind::RegionMiss, e).await?;
+                return Ok(Step::Relocate);
+            }
+        };
+        let mut request = request.clone();
+        {
+            let ctx = request.context_mut();
+            ctx.region_id = region.id;
+            ctx.region_epoch = Some(region.epoch);
+            ctx.peer = Some(peer);
+            ctx.api_version = self.api_version as i32;
+            if let Some(id) = self.keyspace_id {
+                ctx.keyspace = Some(kvrpcpb::context::Keyspace::KeyspaceId(id));
+            }
+            interceptors.apply(R::METHOD, ctx);
+        }
+        let sent = async {
+            let client = self.stores.client(&address).await?;
+            let mut req = tonic::Request::new(request);
+            req.set_timeout(self.config.timeout);
+            R::dispatch(client, req)
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(|status| transport::status_to_error(status, &address))
+        };
+        let outcome = match rt.timeout(self.config.timeout, sent).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(Error::Timeout {
+                operation: R::METHOD,
+                after: self.config.timeout,
+            }),
+        };
+        let mut resp = match outcome {
+            Ok(resp) => resp,
+            Err(e) => {
+                log::debug!(
+                    "{} to store {} ({address}) failed: {e}",
+                    R::METHOD,
+                    peer.store_id
+                );
+                if !matches!(e, Error::Grpc { .. }) {
+                    self.stores.forget(&address);
+                    self.cache.invalidate_store(peer.store_id);
+                    self.cache.invalidate(region.id, InvalidReason::Other);
+                }
+                backoffer.backoff(rt, BackoffKind::TikvRpc, e).await?;
+                return Ok(Step::Relocate);
+            }
+        };
+        let Some(region_error) = resp.take_region_error() else {
+            return Ok(Step::Done(resp));
+        };
+        self.on_region_error(region, peer.store_id, region_error, backoffer)
+            .await
+    }
+
+    async fn on_region_error<T>(
+        &self,
+        region: &Region,
+        store: u64,
+        e: errorpb::Error,
+        backoffer: &mut Backoffer,
+    ) -> Result<Step<T>> {
+        let rt = &self.config.runtime;
+        log::debug!("region {} on store {store}: {}", region.id, e.message);
+        match classify(&e) {
+            Action::RetryOnLeader(leader) => {
+                if self.cache.update_leader(region.id, &leader) {
+                    Ok(Step::Retry)
+                } else {
+                    self.cache.invalidate(region.id, InvalidReason::NoLeader);
+                    Ok(Step::Relocate)
+                }
+            }
+            Action::RetryNow => Ok(Step::Retry),
+            Action::Retry(kind) => {
+                backoffer.backoff(rt, kind, Error::from(e)).await?;
+                Ok(Step::Retry)
+            }
+            Action::EpochNotMatch(current) => {
+                let inserted = self.cache.on_epoch_not_match(region, &current, store)?;
+                if !inserted {
+                    backoffer
+                        .backoff(rt, BackoffKind::RegionMiss, Error::from(e))
+                        .await?;
+                }
+                Ok(Step::Relocate)
+            }
+            Action::Reshard {
+                invalidate,
+                backoff,
+                invalidate_store,
+            } => {
+                self.cache.invalidate(region.id, invalidate);
+                if invalidate_store {
+                    self.cache.invalidate_store(store);
+                }
+                backoffer.backoff(rt, backoff, Error::from(e)).await?;
+                Ok(Step::Relocate)
+            }
+            Action::Fail => Err(Error::from(e)),
+        }
+    }
+}
+
+/// How a group of items is cut into requests.
+pub(crate) struct BatchLimits<T> {
+    /// The most items per request.
+    pub max_count: usize,
+    /// The most bytes per request (by `size`).
+    pub max_bytes: usize,
+    /// The size of one item.
+    pub size: fn(&T) -> usize,
+}
+
+impl<T> Clone for BatchLimits<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for BatchLimits<T> {}
+
+/// client-go's raw batch limits: 16 KiB and 512 pairs per RPC.
+pub(crate) const RAW_BATCH_BYTES: usize = 16 * 1024;
+/// See [`RAW_BATCH_BYTES`].
+pub(crate) const RAW_BATCH_COUNT: usize = 512;
