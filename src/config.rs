@@ -58,6 +58,9 @@ pub struct Config {
     pub runtime: Runtime,
     /// How long a PD request may keep retrying (with the `pdRPC` backoff). Default 20 s.
     pub pd_retry_budget: Duration,
+    /// Whether requests to TiKV are gzip-compressed. Default off, as in client-go; gzip
+    /// responses are always accepted.
+    pub gzip: bool,
 }
 
 /// Paths to PEM files for mutual TLS (native targets; browsers use the page's HTTPS).
@@ -84,6 +87,7 @@ impl Default for Config {
             address_mapper: Arc::new(DefaultAddressMapper),
             runtime: Runtime::system(),
             pd_retry_budget: DEFAULT_PD_RETRY_BUDGET,
+            gzip: false,
         }
     }
 }
@@ -145,6 +149,13 @@ impl Config {
     /// Sets how long a PD request may keep retrying.
     pub fn with_pd_retry_budget(mut self, budget: Duration) -> Self {
         self.pd_retry_budget = budget;
+        self
+    }
+
+    /// Compresses requests to TiKV with gzip (useful on slow links, such as a browser far from
+    /// its proxy).
+    pub fn with_gzip(mut self, gzip: bool) -> Self {
+        self.gzip = gzip;
         self
     }
 

@@ -29,7 +29,10 @@ use crate::kv::keyspace::{KeyMode, Keyspace};
 use crate::pd::PdClient;
 use crate::proto::kvrpcpb;
 use crate::region_cache::{KeyEncoding, Region, RegionCache};
-use crate::request::{BatchLimits, Executor, KvRequest, Locate, RAW_BATCH_BYTES, RAW_BATCH_COUNT};
+use crate::request::{
+    BatchLimits, Executor, KvRequest, Locate, RequestOptions, Routing, RAW_BATCH_BYTES,
+    RAW_BATCH_COUNT,
+};
 use crate::{BoundRange, Config, Error, Key, KvPair, Result, Value};
 
 /// The most pairs one raw scan may return (client-go's `MaxRawKVScanLimit`).
@@ -209,6 +212,40 @@ impl RawClient {
             Some(ks) => ks.encode_range(&start, &end),
             None => (start.into_bytes(), end.into_bytes()),
         })
+    }
+
+    /// Sends a lowered kvproto request (any raw request, or `SplitRegion`) to the region
+    /// `options` names, filling its context and retrying region errors as every operation of
+    /// this client does. The response is returned as TiKV sent it, minus the region error.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: tikv_client::RawClient) -> tikv_client::Result<()> {
+    /// use tikv_client::proto::kvrpcpb;
+    /// use tikv_client::request::RequestOptions;
+    ///
+    /// let request = kvrpcpb::RawGetRequest { key: b"k".to_vec(), ..Default::default() };
+    /// let response = client.send(request, RequestOptions::key("k")).await?;
+    /// println!("found: {}", !response.not_found);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn send<R: KvRequest>(
+        &self,
+        request: R,
+        options: RequestOptions,
+    ) -> Result<R::Reply> {
+        let mut backoffer = Backoffer::new(options.backoff_budget);
+        let locate = match &options.routing {
+            Routing::Key(k) => Locate::Key(k),
+            Routing::EndKey(k) => Locate::EndKey(k),
+        };
+        let (resp, _) = self
+            .exec
+            .run_located(locate, &self.interceptors, &mut backoffer, |_| {
+                request.clone()
+            })
+            .await?;
+        Ok(resp)
     }
 
     /// Sends a request to the region holding `key`, with this client's retries.
@@ -577,6 +614,7 @@ impl RawClient {
         let cf = self.cf();
         let mut backoffer = self.backoffer();
         if !reverse {
+            self.exec.cache.preload(&start, &end).await?;
             let mut cursor = start;
             loop {
                 let remaining = limit - out.len() as u32;

@@ -26,6 +26,8 @@ use crate::{Error, Result};
 
 /// client-go's region cache TTL.
 pub const REGION_TTL: Duration = Duration::from_secs(600);
+/// How many regions one range preload asks PD for (client-go's batch size).
+const PRELOAD_REGIONS: i32 = 128;
 /// The most jitter added to a region's TTL.
 pub const REGION_TTL_JITTER: Duration = Duration::from_secs(60);
 
@@ -398,19 +400,26 @@ impl RegionCache {
         self.lock().stores.remove(&store_id);
     }
 
-    /// The regions overlapping `[start, end)`, loading what is missing (empty end = no end).
-    pub async fn regions_in(&self, start: &[u8], end: &[u8]) -> Result<Vec<Region>> {
-        let mut regions = Vec::new();
-        let mut key = start.to_vec();
-        loop {
-            let region = self.locate(&key).await?;
-            let next = region.end_key.clone();
-            regions.push(region);
-            if next.is_empty() || (!end.is_empty() && next.as_slice() >= end) {
-                return Ok(regions);
-            }
-            key = next;
+    /// Loads the regions of `[start, end)` (up to 128) with one PD `ScanRegions` call, unless
+    /// the region holding `start` is cached already: a range walk then finds them cached.
+    pub async fn preload(&self, start: &[u8], end: &[u8]) -> Result<()> {
+        let now = self.now();
+        if self.lock().find(start, now, Region::contains).is_some() {
+            return Ok(());
         }
+        let end = if end.is_empty() {
+            Vec::new()
+        } else {
+            self.encoding.encode(end)
+        };
+        let regions = self
+            .pd
+            .scan_regions(&self.encoding.encode(start), &end, PRELOAD_REGIONS)
+            .await?;
+        for info in regions {
+            self.insert(info)?;
+        }
+        Ok(())
     }
 }
 

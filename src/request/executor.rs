@@ -252,20 +252,25 @@ impl Executor {
             }
             interceptors.apply(R::METHOD, ctx);
         }
+        let deadline = if R::SLOW {
+            self.config.long_timeout
+        } else {
+            self.config.timeout
+        };
         let sent = async {
             let client = self.stores.client(&address).await?;
             let mut req = tonic::Request::new(request);
-            req.set_timeout(self.config.timeout);
+            req.set_timeout(deadline);
             R::dispatch(client, req)
                 .await
                 .map(tonic::Response::into_inner)
                 .map_err(|status| transport::status_to_error(status, &address))
         };
-        let outcome = match rt.timeout(self.config.timeout, sent).await {
+        let outcome = match rt.timeout(deadline, sent).await {
             Ok(outcome) => outcome,
             Err(_) => Err(Error::Timeout {
                 operation: R::METHOD,
-                after: self.config.timeout,
+                after: deadline,
             }),
         };
         let mut resp = match outcome {

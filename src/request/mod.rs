@@ -11,6 +11,10 @@
 mod classify;
 mod executor;
 
+use std::time::Duration;
+
+use crate::Key;
+
 pub use classify::{classify, Action};
 pub(crate) use executor::{BatchLimits, Executor, Locate, RAW_BATCH_BYTES, RAW_BATCH_COUNT};
 
@@ -25,8 +29,62 @@ pub trait KvRequest:
 {
     /// The gRPC method name, as TiKV and the call log name it.
     const METHOD: &'static str;
+    /// Whether the request may take long (scans, batch gets, checksums): it then gets
+    /// [`crate::Config::long_timeout`] instead of [`crate::Config::timeout`].
+    const SLOW: bool;
     /// The request's context, to be filled before sending.
     fn context_mut(&mut self) -> &mut kvrpcpb::Context;
+}
+
+/// Where a lowered request goes and how long it may retry.
+///
+/// ```
+/// use std::time::Duration;
+/// use tikv_client::request::RequestOptions;
+/// let options = RequestOptions::key("user/1").with_backoff_budget(Duration::from_secs(5));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RequestOptions {
+    /// The region to send to.
+    pub routing: Routing,
+    /// The total time retries may sleep.
+    pub backoff_budget: Duration,
+}
+
+/// How a request finds its region. Keys are in the same space as the request's own keys (as
+/// TiKV receives them: with the keyspace prefix in API v2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Routing {
+    /// The region holding this key.
+    Key(Key),
+    /// The region holding the keys just below this one (for reverse scans).
+    EndKey(Key),
+}
+
+impl RequestOptions {
+    /// Send to the region holding `key`, with the raw operation budget (20 s).
+    pub fn key(key: impl Into<Key>) -> Self {
+        RequestOptions {
+            routing: Routing::Key(key.into()),
+            backoff_budget: crate::backoff::RAW_OPERATION_BUDGET,
+        }
+    }
+
+    /// Send to the region holding the keys just below `key`.
+    pub fn end_key(key: impl Into<Key>) -> Self {
+        RequestOptions {
+            routing: Routing::EndKey(key.into()),
+            backoff_budget: crate::backoff::RAW_OPERATION_BUDGET,
+        }
+    }
+
+    /// Sets the retry budget.
+    pub fn with_backoff_budget(mut self, budget: Duration) -> Self {
+        self.backoff_budget = budget;
+        self
+    }
 }
 
 /// A response that may carry a region error.
@@ -50,7 +108,7 @@ mod private {
 }
 
 macro_rules! kv_requests {
-    ($($method:ident, $name:literal, $req:ident => $resp:ident;)*) => {$(
+    ($($method:ident, $name:literal, $req:ident => $resp:ident, $slow:literal;)*) => {$(
         impl private::Dispatch for kvrpcpb::$req {
             type Reply = kvrpcpb::$resp;
             fn dispatch(
@@ -62,6 +120,7 @@ macro_rules! kv_requests {
         }
         impl KvRequest for kvrpcpb::$req {
             const METHOD: &'static str = $name;
+            const SLOW: bool = $slow;
             fn context_mut(&mut self) -> &mut kvrpcpb::Context {
                 self.context.get_or_insert_with(Default::default)
             }
@@ -75,17 +134,17 @@ macro_rules! kv_requests {
 }
 
 kv_requests! {
-    raw_get, "RawGet", RawGetRequest => RawGetResponse;
-    raw_batch_get, "RawBatchGet", RawBatchGetRequest => RawBatchGetResponse;
-    raw_put, "RawPut", RawPutRequest => RawPutResponse;
-    raw_batch_put, "RawBatchPut", RawBatchPutRequest => RawBatchPutResponse;
-    raw_delete, "RawDelete", RawDeleteRequest => RawDeleteResponse;
-    raw_batch_delete, "RawBatchDelete", RawBatchDeleteRequest => RawBatchDeleteResponse;
-    raw_scan, "RawScan", RawScanRequest => RawScanResponse;
-    raw_batch_scan, "RawBatchScan", RawBatchScanRequest => RawBatchScanResponse;
-    raw_delete_range, "RawDeleteRange", RawDeleteRangeRequest => RawDeleteRangeResponse;
-    raw_get_key_ttl, "RawGetKeyTTL", RawGetKeyTtlRequest => RawGetKeyTtlResponse;
-    raw_compare_and_swap, "RawCompareAndSwap", RawCasRequest => RawCasResponse;
-    raw_checksum, "RawChecksum", RawChecksumRequest => RawChecksumResponse;
-    split_region, "SplitRegion", SplitRegionRequest => SplitRegionResponse;
+    raw_get, "RawGet", RawGetRequest => RawGetResponse, false;
+    raw_batch_get, "RawBatchGet", RawBatchGetRequest => RawBatchGetResponse, true;
+    raw_put, "RawPut", RawPutRequest => RawPutResponse, false;
+    raw_batch_put, "RawBatchPut", RawBatchPutRequest => RawBatchPutResponse, false;
+    raw_delete, "RawDelete", RawDeleteRequest => RawDeleteResponse, false;
+    raw_batch_delete, "RawBatchDelete", RawBatchDeleteRequest => RawBatchDeleteResponse, false;
+    raw_scan, "RawScan", RawScanRequest => RawScanResponse, true;
+    raw_batch_scan, "RawBatchScan", RawBatchScanRequest => RawBatchScanResponse, true;
+    raw_delete_range, "RawDeleteRange", RawDeleteRangeRequest => RawDeleteRangeResponse, true;
+    raw_get_key_ttl, "RawGetKeyTTL", RawGetKeyTtlRequest => RawGetKeyTtlResponse, false;
+    raw_compare_and_swap, "RawCompareAndSwap", RawCasRequest => RawCasResponse, false;
+    raw_checksum, "RawChecksum", RawChecksumRequest => RawChecksumResponse, true;
+    split_region, "SplitRegion", SplitRegionRequest => SplitRegionResponse, false;
 }

@@ -3,6 +3,8 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
+use tonic::codec::CompressionEncoding;
+
 use crate::proto::tikvpb::tikv_client::TikvClient;
 use crate::transport::{self, Channel};
 use crate::{Config, Result};
@@ -27,9 +29,13 @@ impl Stores {
             return Ok(client.clone());
         }
         let channel = transport::connect(address, &self.config).await?;
-        let client = TikvClient::new(channel)
+        let mut client = TikvClient::new(channel)
             .max_decoding_message_size(self.config.max_decoding_message_size)
-            .max_encoding_message_size(self.config.max_encoding_message_size);
+            .max_encoding_message_size(self.config.max_encoding_message_size)
+            .accept_compressed(CompressionEncoding::Gzip);
+        if self.config.gzip {
+            client = client.send_compressed(CompressionEncoding::Gzip);
+        }
         self.lock().insert(address.to_owned(), client.clone());
         Ok(client)
     }

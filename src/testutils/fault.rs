@@ -152,12 +152,12 @@ pub enum Outcome {
     Dropped,
 }
 
-/// One RPC a store served.
+/// One RPC the cluster served.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call {
-    /// The gRPC method name (`"RawGet"`, `"KvPrewrite"`, ...).
+    /// The gRPC method name (`"RawGet"`, `"KvPrewrite"`, `"GetRegion"`, ...).
     pub method: &'static str,
-    /// The store that served it.
+    /// The store that served it; 0 for PD.
     pub store: u64,
     /// The region named in the request's context (0 if none).
     pub region: u64,

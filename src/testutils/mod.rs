@@ -34,6 +34,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::net::TcpListener;
+use tonic::codec::CompressionEncoding;
 
 use crate::backoff::SplitMix64;
 use crate::proto::metapb;
@@ -180,7 +181,7 @@ impl MockClusterBuilder {
         }
         let pd = server::serve(
             pd_listener,
-            pd::MockPd::new(cluster.clone(), pd_addr).into_router(),
+            pd::MockPd::new(node.clone(), pd_addr).into_router(),
         );
         log::info!(
             "mock cluster {id} ({:?}): PD {pd_addr}, stores {:?}",
@@ -199,7 +200,9 @@ impl MockClusterBuilder {
 fn serve_store(node: &Arc<Node>, store_id: u64, listener: TcpListener) -> ServerHandle {
     let service = TikvServer::new(MockTikv::new(node.clone(), store_id))
         .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE);
+        .max_encoding_message_size(MAX_MESSAGE)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip);
     let handle = server::serve(listener, Router::default().add(service));
     node.set_killer(store_id, handle.connection_killer());
     handle

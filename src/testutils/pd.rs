@@ -6,21 +6,26 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
+use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::cluster::{keyspace_id, unix_now, Cluster, Region, LOGICAL_BITS};
+use super::fault::{Call, Outcome};
 use super::router::Router;
+use super::tikv::Node;
 use crate::proto::keyspacepb::{self, keyspace_server::Keyspace, keyspace_server::KeyspaceServer};
 use crate::proto::pdpb::{self, pd_server::Pd, pd_server::PdServer};
+use crate::GrpcCode;
 
 /// PD's name in `GetMembers`.
 const MEMBER_NAME: &str = "pd-1";
 /// The largest TSO batch PD hands out at once.
 const MAX_TSO_COUNT: u32 = 1 << (LOGICAL_BITS - 1);
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct MockPd {
     cluster: Arc<Cluster>,
+    node: Arc<Node>,
     member: pdpb::Member,
 }
 
@@ -45,9 +50,11 @@ impl ClusterIdOf for pdpb::ResponseHeader {
 }
 
 impl MockPd {
-    pub(crate) fn new(cluster: Arc<Cluster>, addr: SocketAddr) -> Self {
+    pub(crate) fn new(node: Arc<Node>, addr: SocketAddr) -> Self {
         let url = format!("http://{addr}");
+        let cluster = node.cluster.clone();
         MockPd {
+            node,
             member: pdpb::Member {
                 name: MEMBER_NAME.into(),
                 member_id: cluster.id.rotate_left(17) | 1,
@@ -64,7 +71,9 @@ impl MockPd {
             .add(
                 PdServer::new(self.clone())
                     .max_decoding_message_size(256 << 20)
-                    .max_encoding_message_size(256 << 20),
+                    .max_encoding_message_size(256 << 20)
+                    .accept_compressed(CompressionEncoding::Gzip)
+                    .send_compressed(CompressionEncoding::Gzip),
             )
             .add(KeyspaceServer::new(self))
     }
@@ -99,16 +108,28 @@ impl MockPd {
     }
 
     /// Every request but GetMembers must carry this cluster's id (0 included is a mismatch).
-    fn check(&self, header: Option<&impl ClusterIdOf>) -> Result<(), Status> {
-        self.available()?;
-        let got = header.map_or(0, ClusterIdOf::cluster_id_of);
-        if got != self.cluster.id {
-            return Err(Status::failed_precondition(format!(
-                "mismatch cluster id, need {} but got {got}",
-                self.cluster.id
-            )));
-        }
-        Ok(())
+    /// Logs the call (as store 0) with whether it was accepted.
+    fn check(&self, method: &'static str, header: Option<&impl ClusterIdOf>) -> Result<(), Status> {
+        let verdict = self.available().and_then(|()| {
+            let got = header.map_or(0, ClusterIdOf::cluster_id_of);
+            if got != self.cluster.id {
+                return Err(Status::failed_precondition(format!(
+                    "mismatch cluster id, need {} but got {got}",
+                    self.cluster.id
+                )));
+            }
+            Ok(())
+        });
+        self.node.faults.record(Call {
+            method,
+            store: 0,
+            region: 0,
+            outcome: match &verdict {
+                Ok(()) => Outcome::Ok,
+                Err(status) => Outcome::Status(GrpcCode::from(status.code())),
+            },
+        });
+        verdict
     }
 
     fn timestamp(&self) -> pdpb::Timestamp {
@@ -171,7 +192,7 @@ impl Pd for MockPd {
                     Ok(req) => req,
                     Err(status) => return Some((Err(status), (inbound, pd, true))),
                 };
-                let answer = pd.check(req.header.as_ref()).and_then(|()| {
+                let answer = pd.check("Tso", req.header.as_ref()).and_then(|()| {
                     if req.count == 0 {
                         return Err(Status::invalid_argument("tso count should be positive"));
                     }
@@ -204,7 +225,7 @@ impl Pd for MockPd {
         request: Request<pdpb::GetRegionRequest>,
     ) -> Reply<pdpb::GetRegionResponse> {
         let req = request.into_inner();
-        self.check(req.header.as_ref())?;
+        self.check("GetRegion", req.header.as_ref())?;
         let region = self
             .cluster
             .meta()
@@ -218,7 +239,7 @@ impl Pd for MockPd {
         request: Request<pdpb::GetRegionRequest>,
     ) -> Reply<pdpb::GetRegionResponse> {
         let req = request.into_inner();
-        self.check(req.header.as_ref())?;
+        self.check("GetPrevRegion", req.header.as_ref())?;
         let meta = self.cluster.meta();
         let prev = meta
             .region_containing(&req.region_key)
@@ -232,7 +253,7 @@ impl Pd for MockPd {
         request: Request<pdpb::GetRegionByIdRequest>,
     ) -> Reply<pdpb::GetRegionResponse> {
         let req = request.into_inner();
-        self.check(req.header.as_ref())?;
+        self.check("GetRegionByID", req.header.as_ref())?;
         let region = self.cluster.meta().region_by_id(req.region_id).cloned();
         Ok(Response::new(self.region_response(region)))
     }
@@ -242,7 +263,7 @@ impl Pd for MockPd {
         request: Request<pdpb::ScanRegionsRequest>,
     ) -> Reply<pdpb::ScanRegionsResponse> {
         let req = request.into_inner();
-        self.check(req.header.as_ref())?;
+        self.check("ScanRegions", req.header.as_ref())?;
         let meta = self.cluster.meta();
         let limit = if req.limit <= 0 {
             usize::MAX
@@ -269,7 +290,7 @@ impl Pd for MockPd {
         request: Request<pdpb::BatchScanRegionsRequest>,
     ) -> Reply<pdpb::BatchScanRegionsResponse> {
         let req = request.into_inner();
-        self.check(req.header.as_ref())?;
+        self.check("BatchScanRegions", req.header.as_ref())?;
         let mut previous_end: Option<&[u8]> = None;
         for range in &req.ranges {
             let inverted = !range.end_key.is_empty() && range.start_key > range.end_key;
@@ -318,7 +339,7 @@ impl Pd for MockPd {
         request: Request<pdpb::GetStoreRequest>,
     ) -> Reply<pdpb::GetStoreResponse> {
         let req = request.into_inner();
-        self.check(req.header.as_ref())?;
+        self.check("GetStore", req.header.as_ref())?;
         let store = self
             .cluster
             .meta()
@@ -346,7 +367,7 @@ impl Pd for MockPd {
         request: Request<pdpb::GetAllStoresRequest>,
     ) -> Reply<pdpb::GetAllStoresResponse> {
         let req = request.into_inner();
-        self.check(req.header.as_ref())?;
+        self.check("GetAllStores", req.header.as_ref())?;
         let stores = self
             .cluster
             .meta()
@@ -369,7 +390,7 @@ impl Pd for MockPd {
         request: Request<pdpb::GetGcSafePointRequest>,
     ) -> Reply<pdpb::GetGcSafePointResponse> {
         let req = request.into_inner();
-        self.check(req.header.as_ref())?;
+        self.check("GetGCSafePoint", req.header.as_ref())?;
         Ok(Response::new(pdpb::GetGcSafePointResponse {
             header: self.header(),
             safe_point: self.cluster.meta().gc_safe_point,
@@ -382,7 +403,7 @@ impl Pd for MockPd {
         request: Request<pdpb::UpdateGcSafePointRequest>,
     ) -> Reply<pdpb::UpdateGcSafePointResponse> {
         let req = request.into_inner();
-        self.check(req.header.as_ref())?;
+        self.check("UpdateGCSafePoint", req.header.as_ref())?;
         let mut meta = self.cluster.meta();
         meta.gc_safe_point = meta.gc_safe_point.max(req.safe_point);
         Ok(Response::new(pdpb::UpdateGcSafePointResponse {
@@ -397,7 +418,7 @@ impl Pd for MockPd {
         request: Request<pdpb::UpdateServiceGcSafePointRequest>,
     ) -> Reply<pdpb::UpdateServiceGcSafePointResponse> {
         let req = request.into_inner();
-        self.check(req.header.as_ref())?;
+        self.check("UpdateServiceGCSafePoint", req.header.as_ref())?;
         let now = unix_now().as_secs() as i64;
         let mut meta = self.cluster.meta();
         let points = &mut meta.service_safe_points;
@@ -444,7 +465,7 @@ impl Pd for MockPd {
         request: Request<pdpb::GetMinTsRequest>,
     ) -> Reply<pdpb::GetMinTsResponse> {
         let req = request.into_inner();
-        self.check(req.header.as_ref())?;
+        self.check("GetMinTS", req.header.as_ref())?;
         Ok(Response::new(pdpb::GetMinTsResponse {
             header: self.header(),
             timestamp: Some(self.timestamp()),
@@ -457,7 +478,7 @@ impl Pd for MockPd {
         request: Request<pdpb::SplitRegionsRequest>,
     ) -> Reply<pdpb::SplitRegionsResponse> {
         let req = request.into_inner();
-        self.check(req.header.as_ref())?;
+        self.check("SplitRegions", req.header.as_ref())?;
         let regions_id = req
             .split_keys
             .iter()
@@ -477,7 +498,7 @@ impl Pd for MockPd {
         request: Request<pdpb::ScatterRegionRequest>,
     ) -> Reply<pdpb::ScatterRegionResponse> {
         let req = request.into_inner();
-        self.check(req.header.as_ref())?;
+        self.check("ScatterRegion", req.header.as_ref())?;
         Ok(Response::new(pdpb::ScatterRegionResponse {
             header: self.header(),
             finished_percentage: 100,
@@ -490,7 +511,7 @@ impl Pd for MockPd {
         request: Request<pdpb::GetClusterInfoRequest>,
     ) -> Reply<pdpb::GetClusterInfoResponse> {
         let req = request.into_inner();
-        self.check(req.header.as_ref())?;
+        self.check("GetClusterInfo", req.header.as_ref())?;
         Ok(Response::new(pdpb::GetClusterInfoResponse {
             header: self.header(),
             service_modes: vec![pdpb::ServiceMode::PdSvcMode as i32],
@@ -506,7 +527,7 @@ impl Keyspace for MockPd {
         request: Request<keyspacepb::LoadKeyspaceRequest>,
     ) -> Reply<keyspacepb::LoadKeyspaceResponse> {
         let req = request.into_inner();
-        self.check(req.header.as_ref())?;
+        self.check("LoadKeyspace", req.header.as_ref())?;
         let found = self.cluster.meta().keyspace_by_name(&req.name).cloned();
         Ok(Response::new(match found {
             Some(keyspace) => keyspacepb::LoadKeyspaceResponse {
@@ -528,7 +549,7 @@ impl Keyspace for MockPd {
         request: Request<keyspacepb::LoadKeyspaceByIdRequest>,
     ) -> Reply<keyspacepb::LoadKeyspaceResponse> {
         let req = request.into_inner();
-        self.check(req.header.as_ref())?;
+        self.check("LoadKeyspaceByID", req.header.as_ref())?;
         let wanted = match req.keyspace {
             Some(keyspacepb::load_keyspace_by_id_request::Keyspace::Id(id)) => Some(id),
             _ => None,

@@ -9,4 +9,5 @@ mod mock_pd;
 mod mock_raw;
 mod pd;
 mod raw;
+mod region_cache;
 mod util;

@@ -571,3 +571,73 @@ async fn pd_unavailable_for_a_while_is_retried() {
     restorer.await.unwrap();
     assert_eq!(raw.get("k").await.unwrap(), Some(b"v".to_vec()));
 }
+
+#[tokio::test]
+async fn lowered_requests_gzip_and_interceptors() {
+    use std::sync::{Arc, Mutex};
+    use tikv_client::interceptor::Interceptor;
+    use tikv_client::proto::kvrpcpb;
+    use tikv_client::request::RequestOptions;
+
+    #[derive(Debug, Default)]
+    struct Seen(Mutex<Vec<(String, String)>>);
+    #[derive(Debug)]
+    struct Record(Arc<Seen>);
+    impl Interceptor for Record {
+        fn before_send(&self, method: &str, ctx: &mut kvrpcpb::Context) {
+            self.0
+                 .0
+                .lock()
+                .unwrap()
+                .push((method.to_owned(), ctx.request_source.clone()));
+        }
+    }
+
+    let cluster = cluster().await;
+    let config = Config::default().with_gzip(true);
+    let raw = RawClient::new_with_config(vec![cluster.pd_endpoint()], config)
+        .await
+        .unwrap();
+    let seen = Arc::new(Seen::default());
+    let raw = raw
+        .with_request_source("test-suite")
+        .with_interceptor(Record(seen.clone()));
+    raw.put("k", "v").await.unwrap();
+    // A lowered request finds its region (after a split the cache is stale) and is retried.
+    cluster.split_raw("j5");
+    let resp = raw
+        .send(
+            kvrpcpb::RawGetRequest {
+                key: b"k".to_vec(),
+                ..Default::default()
+            },
+            RequestOptions::key("k"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.value, b"v");
+    let seen = seen.0.lock().unwrap().clone();
+    assert_eq!(
+        seen[0],
+        ("RawPut".to_owned(), "test-suite".to_owned()),
+        "interceptors run in order"
+    );
+    assert!(
+        seen.iter().filter(|(m, _)| m == "RawGet").count() >= 2,
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_gets_of_one_cold_key_ask_pd_once() {
+    let cluster = cluster().await;
+    let raw = client(&cluster).await;
+    let gets: Vec<_> = (0..16).map(|_| raw.get("k")).collect();
+    futures::future::try_join_all(gets).await.unwrap();
+    let lookups = cluster
+        .calls()
+        .iter()
+        .filter(|c| c.store == 0 && c.method == "GetRegion")
+        .count();
+    assert_eq!(lookups, 1);
+}
