@@ -2,8 +2,10 @@
 //! on the same ports, gRPC-web (HTTP/1.1 with CORS) so browsers and Node reach it directly.
 //!
 //! PD serves membership, timestamps, regions, stores, GC safe points and keyspaces; every store
-//! serves raw KV with TiKV's region checks and errors. All stores share one engine, standing in
-//! for Raft replication. The transactional RPCs answer `Unimplemented` for now.
+//! serves raw KV and Percolator transactions (reads, prewrite incl. async commit and 1PC,
+//! commit, rollback, transaction status, lock resolution) with TiKV's region checks and
+//! errors. All stores share one engine, standing in for Raft replication. Pessimistic locking,
+//! GC and BatchCommands answer `Unimplemented` for now.
 //!
 //! While clients run, a test can reshape the cluster ([`MockCluster::split_raw`],
 //! [`MockCluster::merge`], [`MockCluster::transfer_leader`], [`MockCluster::stop_store`]),
@@ -24,6 +26,7 @@
 
 mod cluster;
 mod fault;
+mod mvcc;
 mod pd;
 mod raw;
 mod router;

@@ -7,6 +7,7 @@
 mod mock;
 mod mock_pd;
 mod mock_raw;
+mod mock_txn;
 mod pd;
 mod raw;
 mod region_cache;

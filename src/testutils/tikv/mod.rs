@@ -6,6 +6,7 @@
 //! checks, and every call is logged.
 
 mod raw;
+mod txn;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -13,6 +14,7 @@ use tonic::{Request, Response, Status};
 
 use super::cluster::{unix_now, ApiVersion, Cluster, DataKind, Region};
 use super::fault::{region_error_kind, Call, CallInfo, Faults, Outcome, Reaction};
+use super::mvcc::Mvcc;
 use super::raw::RawStore;
 use super::server::ConnectionKiller;
 use crate::proto::{errorpb, kvrpcpb};
@@ -22,6 +24,7 @@ pub(crate) struct Node {
     pub cluster: Arc<Cluster>,
     pub faults: Faults,
     raw: Mutex<RawStore>,
+    mvcc: Mutex<Mvcc>,
     killers: Mutex<Vec<(u64, ConnectionKiller)>>,
 }
 
@@ -31,12 +34,17 @@ impl Node {
             cluster,
             faults: Faults::new(seed),
             raw: Mutex::new(RawStore::default()),
+            mvcc: Mutex::new(Mvcc::default()),
             killers: Mutex::new(Vec::new()),
         }
     }
 
     pub(crate) fn raw(&self) -> MutexGuard<'_, RawStore> {
         self.raw.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn mvcc(&self) -> MutexGuard<'_, Mvcc> {
+        self.mvcc.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Remembers how to cut the connections of `store`'s current server.
@@ -111,6 +119,18 @@ rpc! {
     RawCasRequest => RawCasResponse, |r| Some(&r.key);
     RawChecksumRequest => RawChecksumResponse, |r| r.ranges.first().map(|k| &k.start_key[..]);
     SplitRegionRequest => SplitRegionResponse, |r| r.split_keys.first().map(|k| &k[..]);
+    GetRequest => GetResponse, |r| Some(&r.key);
+    BatchGetRequest => BatchGetResponse, |r| r.keys.first().map(|k| &k[..]);
+    ScanRequest => ScanResponse, |r| Some(&r.start_key);
+    PrewriteRequest => PrewriteResponse, |r| r.mutations.first().map(|m| &m.key[..]);
+    CommitRequest => CommitResponse, |r| r.keys.first().map(|k| &k[..]);
+    BatchRollbackRequest => BatchRollbackResponse, |r| r.keys.first().map(|k| &k[..]);
+    CleanupRequest => CleanupResponse, |r| Some(&r.key);
+    CheckTxnStatusRequest => CheckTxnStatusResponse, |r| Some(&r.primary_key);
+    CheckSecondaryLocksRequest => CheckSecondaryLocksResponse, |r| r.keys.first().map(|k| &k[..]);
+    ResolveLockRequest => ResolveLockResponse, |r| r.keys.first().map(|k| &k[..]);
+    TxnHeartBeatRequest => TxnHeartBeatResponse, |r| Some(&r.primary_lock);
+    ScanLockRequest => ScanLockResponse, |r| Some(&r.start_key);
 }
 
 impl MockTikv {
@@ -354,4 +374,16 @@ handlers! {
     raw_compare_and_swap, "RawCompareAndSwap", RawCasRequest => RawCasResponse, raw_compare_and_swap;
     raw_checksum, "RawChecksum", RawChecksumRequest => RawChecksumResponse, raw_checksum;
     split_region, "SplitRegion", SplitRegionRequest => SplitRegionResponse, split_region;
+    kv_get, "KvGet", GetRequest => GetResponse, kv_get;
+    kv_batch_get, "KvBatchGet", BatchGetRequest => BatchGetResponse, kv_batch_get;
+    kv_scan, "KvScan", ScanRequest => ScanResponse, kv_scan;
+    kv_prewrite, "KvPrewrite", PrewriteRequest => PrewriteResponse, kv_prewrite;
+    kv_commit, "KvCommit", CommitRequest => CommitResponse, kv_commit;
+    kv_batch_rollback, "KvBatchRollback", BatchRollbackRequest => BatchRollbackResponse, kv_batch_rollback;
+    kv_cleanup, "KvCleanup", CleanupRequest => CleanupResponse, kv_cleanup;
+    kv_check_txn_status, "KvCheckTxnStatus", CheckTxnStatusRequest => CheckTxnStatusResponse, kv_check_txn_status;
+    kv_check_secondary_locks, "KvCheckSecondaryLocks", CheckSecondaryLocksRequest => CheckSecondaryLocksResponse, kv_check_secondary_locks;
+    kv_resolve_lock, "KvResolveLock", ResolveLockRequest => ResolveLockResponse, kv_resolve_lock;
+    kv_txn_heart_beat, "KvTxnHeartBeat", TxnHeartBeatRequest => TxnHeartBeatResponse, kv_txn_heart_beat;
+    kv_scan_lock, "KvScanLock", ScanLockRequest => ScanLockResponse, kv_scan_lock;
 }

@@ -1,0 +1,1032 @@
+//! Transactional requests (spec 3, 4), executed after the context check passed.
+
+// Key errors become protobuf messages at once; boxing them would only add noise here.
+#![allow(clippy::result_large_err)]
+
+use super::MockTikv;
+use crate::proto::kvrpcpb::{self, prewrite_request::PessimisticAction};
+use crate::testutils::cluster::{ApiVersion, DataKind, Region};
+use crate::testutils::mvcc::{KeyErr, Lock, LockType, Mvcc, ReadCtx, TxnStatus};
+
+/// TiKV's default `storage.max-key-size`, checked on encoded transactional keys.
+const MAX_KEY_SIZE: usize = 8192;
+
+/// Before a request runs: the region a key must lie in, and API version checks.
+enum Reject {
+    Key(KeyErr),
+    Region(Box<crate::proto::errorpb::Error>),
+}
+
+impl MockTikv {
+    /// Every key in the region, and of the right mode for the API version (spec 6.2).
+    fn txn_prelude(
+        &self,
+        region: &Region,
+        ctx: Option<&kvrpcpb::Context>,
+        cmd: &str,
+        keys: &[&[u8]],
+    ) -> Result<(), Reject> {
+        let storage = self.api_version();
+        let requested = ctx.map_or(0, |c| c.api_version);
+        let ok = match storage {
+            ApiVersion::V1 => requested == kvrpcpb::ApiVersion::V1 as i32,
+            ApiVersion::V1Ttl => false,
+            ApiVersion::V2 => requested == kvrpcpb::ApiVersion::V2 as i32,
+        };
+        if !ok {
+            return Err(Reject::Key(KeyErr::Abort(format!(
+                "Error(ApiVersionNotMatched {{ cmd: {cmd:?}, storage: {}, req: {requested} }})",
+                storage.storage_name()
+            ))));
+        }
+        if storage == ApiVersion::V2 {
+            if let Some(k) = keys.iter().find(|k| k.first() != Some(&b'x')) {
+                return Err(Reject::Key(KeyErr::Abort(format!(
+                    "Error(InvalidKeyMode {{ cmd: {cmd:?}, storage_api_version: V2, key: {:?} }})",
+                    super::hex(k)
+                ))));
+            }
+        }
+        match keys
+            .iter()
+            .find(|k| !self.in_region(region, k, DataKind::Txn))
+        {
+            Some(k) => Err(Reject::Region(self.key_not_in_region(region, k))),
+            None => Ok(()),
+        }
+    }
+
+    fn mvcc(&self) -> std::sync::MutexGuard<'_, Mvcc> {
+        self.node.mvcc()
+    }
+}
+
+fn read_ctx(
+    ctx: Option<&kvrpcpb::Context>,
+    ts: u64,
+) -> (u64, kvrpcpb::IsolationLevel, Vec<u64>, Vec<u64>) {
+    let ctx = ctx.cloned().unwrap_or_default();
+    let isolation = kvrpcpb::IsolationLevel::try_from(ctx.isolation_level)
+        .unwrap_or(kvrpcpb::IsolationLevel::Si);
+    (ts, isolation, ctx.resolved_locks, ctx.committed_locks)
+}
+
+macro_rules! prelude {
+    ($self:ident, $region:ident, $req:ident, $cmd:literal, $keys:expr, $resp:ident) => {
+        match $self.txn_prelude($region, $req.context.as_ref(), $cmd, $keys) {
+            Ok(()) => {}
+            Err(Reject::Region(e)) => {
+                return kvrpcpb::$resp {
+                    region_error: Some(*e),
+                    ..Default::default()
+                }
+            }
+            Err(Reject::Key(e)) => {
+                return kvrpcpb::$resp {
+                    error: Some(e.into_proto()),
+                    ..Default::default()
+                }
+            }
+        }
+    };
+}
+
+impl MockTikv {
+    pub(super) fn kv_get(
+        &self,
+        req: &kvrpcpb::GetRequest,
+        region: &Region,
+    ) -> kvrpcpb::GetResponse {
+        prelude!(self, region, req, "get", &[&req.key], GetResponse);
+        let (ts, isolation, resolved, committed) = read_ctx(req.context.as_ref(), req.version);
+        let mut mvcc = self.mvcc();
+        mvcc.observe_ts(ts);
+        let r = ReadCtx {
+            ts,
+            isolation,
+            resolved: &resolved,
+            committed: &committed,
+        };
+        match mvcc.get(&req.key, &r) {
+            Ok(Some((value, commit_ts))) => kvrpcpb::GetResponse {
+                value,
+                commit_ts: if req.need_commit_ts { commit_ts } else { 0 },
+                ..Default::default()
+            },
+            Ok(None) => kvrpcpb::GetResponse {
+                not_found: true,
+                ..Default::default()
+            },
+            Err(e) => kvrpcpb::GetResponse {
+                error: Some(e.into_proto()),
+                ..Default::default()
+            },
+        }
+    }
+
+    pub(super) fn kv_batch_get(
+        &self,
+        req: &kvrpcpb::BatchGetRequest,
+        region: &Region,
+    ) -> kvrpcpb::BatchGetResponse {
+        let keys: Vec<&[u8]> = req.keys.iter().map(|k| &k[..]).collect();
+        prelude!(self, region, req, "batch_get", &keys, BatchGetResponse);
+        let (ts, isolation, resolved, committed) = read_ctx(req.context.as_ref(), req.version);
+        let mut mvcc = self.mvcc();
+        mvcc.observe_ts(ts);
+        let r = ReadCtx {
+            ts,
+            isolation,
+            resolved: &resolved,
+            committed: &committed,
+        };
+        let pairs = req
+            .keys
+            .iter()
+            .filter_map(|k| match mvcc.get(k, &r) {
+                Ok(Some((value, commit_ts))) => Some(kvrpcpb::KvPair {
+                    key: k.clone(),
+                    value,
+                    commit_ts: if req.need_commit_ts { commit_ts } else { 0 },
+                    ..Default::default()
+                }),
+                Ok(None) => None,
+                Err(e) => Some(kvrpcpb::KvPair {
+                    error: Some(e.into_proto()),
+                    ..Default::default()
+                }),
+            })
+            .collect();
+        kvrpcpb::BatchGetResponse {
+            pairs,
+            ..Default::default()
+        }
+    }
+
+    pub(super) fn kv_scan(
+        &self,
+        req: &kvrpcpb::ScanRequest,
+        region: &Region,
+    ) -> kvrpcpb::ScanResponse {
+        prelude!(self, region, req, "scan", &[], ScanResponse);
+        let (r_start, r_end) = self.user_bounds(region, DataKind::Txn);
+        // Forward: [start, end); reverse: start is the exclusive upper, end the inclusive lower.
+        let (lower, upper) = if req.reverse {
+            (&req.end_key, &req.start_key)
+        } else {
+            (&req.start_key, &req.end_key)
+        };
+        let seek = &req.start_key;
+        if !req.reverse && !self.seekable(region, seek, DataKind::Txn) {
+            return kvrpcpb::ScanResponse {
+                region_error: Some(*self.key_not_in_region(region, seek)),
+                ..Default::default()
+            };
+        }
+        if req.reverse
+            && !seek.is_empty()
+            && self.cluster().internal_key(seek, DataKind::Txn) < region.meta.start_key
+        {
+            return kvrpcpb::ScanResponse {
+                region_error: Some(*self.key_not_in_region(region, seek)),
+                ..Default::default()
+            };
+        }
+        let below_start = !lower.is_empty() && lower.as_slice() < r_start.as_slice();
+        let above_end =
+            !upper.is_empty() && !r_end.is_empty() && upper.as_slice() > r_end.as_slice();
+        if below_start || above_end {
+            let e = KeyErr::Abort(format!(
+                "Error(InvalidReqRange {{ start: {lower:?}, end: {upper:?} }})"
+            ));
+            return kvrpcpb::ScanResponse {
+                error: Some(e.into_proto()),
+                ..Default::default()
+            };
+        }
+        if req.limit == 0 || (req.reverse && req.start_key.is_empty()) {
+            return kvrpcpb::ScanResponse::default();
+        }
+        let lo = if lower.is_empty() {
+            r_start
+        } else {
+            lower.clone()
+        };
+        let hi = if upper.is_empty() {
+            r_end
+        } else {
+            upper.clone()
+        };
+        let (ts, isolation, resolved, committed) = read_ctx(req.context.as_ref(), req.version);
+        let mut mvcc = self.mvcc();
+        mvcc.observe_ts(ts);
+        let r = ReadCtx {
+            ts,
+            isolation,
+            resolved: &resolved,
+            committed: &committed,
+        };
+        let mut keys = mvcc.keys_in(&lo, &hi);
+        if req.reverse {
+            keys.reverse();
+        }
+        let step = req.sample_step.max(1) as usize;
+        let mut visible = 0usize;
+        let mut pairs = Vec::new();
+        for key in keys {
+            if pairs.len() >= req.limit as usize {
+                break;
+            }
+            match mvcc.get(&key, &r) {
+                Ok(Some((value, _))) => {
+                    visible += 1;
+                    if (visible - 1) % step == 0 {
+                        pairs.push(kvrpcpb::KvPair {
+                            key,
+                            value: if req.key_only { Vec::new() } else { value },
+                            ..Default::default()
+                        });
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => pairs.push(kvrpcpb::KvPair {
+                    error: Some(e.into_proto()),
+                    ..Default::default()
+                }),
+            }
+        }
+        kvrpcpb::ScanResponse {
+            pairs,
+            ..Default::default()
+        }
+    }
+
+    pub(super) fn kv_prewrite(
+        &self,
+        req: &kvrpcpb::PrewriteRequest,
+        region: &Region,
+    ) -> kvrpcpb::PrewriteResponse {
+        let keys: Vec<&[u8]> = req.mutations.iter().map(|m| &m.key[..]).collect();
+        match self.txn_prelude(region, req.context.as_ref(), "prewrite", &keys) {
+            Ok(()) => {}
+            Err(Reject::Region(e)) => {
+                return kvrpcpb::PrewriteResponse {
+                    region_error: Some(*e),
+                    ..Default::default()
+                }
+            }
+            Err(Reject::Key(e)) => {
+                return kvrpcpb::PrewriteResponse {
+                    errors: vec![e.into_proto()],
+                    ..Default::default()
+                }
+            }
+        }
+        if let Some(m) = req
+            .mutations
+            .iter()
+            .find(|m| crate::kv::memcomparable::encoded_len(m.key.len()) > MAX_KEY_SIZE)
+        {
+            let e = KeyErr::Abort(format!(
+                "Error(KeyTooLarge {{ size: {}, limit: {MAX_KEY_SIZE} }})",
+                m.key.len()
+            ));
+            return kvrpcpb::PrewriteResponse {
+                errors: vec![e.into_proto()],
+                ..Default::default()
+            };
+        }
+        let mut mvcc = self.mvcc();
+        match prewrite(&mut mvcc, req) {
+            Ok((min_commit_ts, one_pc_commit_ts)) => kvrpcpb::PrewriteResponse {
+                min_commit_ts,
+                one_pc_commit_ts,
+                ..Default::default()
+            },
+            Err(errors) => kvrpcpb::PrewriteResponse {
+                errors: errors.into_iter().map(KeyErr::into_proto).collect(),
+                ..Default::default()
+            },
+        }
+    }
+
+    pub(super) fn kv_commit(
+        &self,
+        req: &kvrpcpb::CommitRequest,
+        region: &Region,
+    ) -> kvrpcpb::CommitResponse {
+        let keys: Vec<&[u8]> = req.keys.iter().map(|k| &k[..]).collect();
+        match self.txn_prelude(region, req.context.as_ref(), "commit", &[]) {
+            Ok(()) => {}
+            Err(Reject::Region(e)) => {
+                return kvrpcpb::CommitResponse {
+                    region_error: Some(*e),
+                    ..Default::default()
+                }
+            }
+            Err(Reject::Key(_)) => {}
+        }
+        if let Some(k) = keys
+            .iter()
+            .find(|k| !self.in_region(region, k, DataKind::Txn))
+        {
+            return kvrpcpb::CommitResponse {
+                region_error: Some(*self.key_not_in_region(region, k)),
+                ..Default::default()
+            };
+        }
+        if req.commit_version <= req.start_version {
+            let e = KeyErr::Abort(format!(
+                "Error(InvalidTxnTso {{ start_ts: {}, commit_ts: {} }})",
+                req.start_version, req.commit_version
+            ));
+            return kvrpcpb::CommitResponse {
+                error: Some(e.into_proto()),
+                ..Default::default()
+            };
+        }
+        let mut mvcc = self.mvcc();
+        // All or nothing: check every key first, then apply.
+        let mut trial = MvccTrial::new(&mvcc, &keys);
+        for k in &keys {
+            if let Err(e) = trial.mvcc.commit(k, req.start_version, req.commit_version) {
+                return kvrpcpb::CommitResponse {
+                    error: Some(e.into_proto()),
+                    ..Default::default()
+                };
+            }
+        }
+        trial.apply(&mut mvcc);
+        kvrpcpb::CommitResponse {
+            commit_version: req.commit_version,
+            ..Default::default()
+        }
+    }
+
+    pub(super) fn kv_batch_rollback(
+        &self,
+        req: &kvrpcpb::BatchRollbackRequest,
+        region: &Region,
+    ) -> kvrpcpb::BatchRollbackResponse {
+        let keys: Vec<&[u8]> = req.keys.iter().map(|k| &k[..]).collect();
+        if let Some(k) = keys
+            .iter()
+            .find(|k| !self.in_region(region, k, DataKind::Txn))
+        {
+            return kvrpcpb::BatchRollbackResponse {
+                region_error: Some(*self.key_not_in_region(region, k)),
+                ..Default::default()
+            };
+        }
+        let mut mvcc = self.mvcc();
+        let mut trial = MvccTrial::new(&mvcc, &keys);
+        for k in &keys {
+            if let Err(commit_ts) = trial.mvcc.rollback(k, req.start_version, false, true) {
+                let e = committed_abort(req.start_version, commit_ts, k);
+                return kvrpcpb::BatchRollbackResponse {
+                    error: Some(e.into_proto()),
+                    ..Default::default()
+                };
+            }
+        }
+        trial.apply(&mut mvcc);
+        kvrpcpb::BatchRollbackResponse::default()
+    }
+
+    pub(super) fn kv_cleanup(
+        &self,
+        req: &kvrpcpb::CleanupRequest,
+        region: &Region,
+    ) -> kvrpcpb::CleanupResponse {
+        if !self.in_region(region, &req.key, DataKind::Txn) {
+            return kvrpcpb::CleanupResponse {
+                region_error: Some(*self.key_not_in_region(region, &req.key)),
+                ..Default::default()
+            };
+        }
+        let mut mvcc = self.mvcc();
+        mvcc.observe_ts(req.start_version);
+        if let Some(lock) = mvcc
+            .locks
+            .get(&req.key)
+            .filter(|l| l.ts == req.start_version)
+        {
+            if req.current_ts != 0 && !lock.expired(req.current_ts) {
+                let e = KeyErr::Locked(lock.info(&req.key));
+                return kvrpcpb::CleanupResponse {
+                    error: Some(e.into_proto()),
+                    ..Default::default()
+                };
+            }
+        }
+        match mvcc.rollback(&req.key, req.start_version, true, false) {
+            Ok(()) => kvrpcpb::CleanupResponse::default(),
+            Err(commit_ts) => kvrpcpb::CleanupResponse {
+                commit_version: commit_ts,
+                ..Default::default()
+            },
+        }
+    }
+
+    pub(super) fn kv_check_txn_status(
+        &self,
+        req: &kvrpcpb::CheckTxnStatusRequest,
+        region: &Region,
+    ) -> kvrpcpb::CheckTxnStatusResponse {
+        if !self.in_region(region, &req.primary_key, DataKind::Txn) {
+            return kvrpcpb::CheckTxnStatusResponse {
+                region_error: Some(*self.key_not_in_region(region, &req.primary_key)),
+                ..Default::default()
+            };
+        }
+        let mut mvcc = self.mvcc();
+        mvcc.observe_ts(req.lock_ts);
+        mvcc.observe_ts(req.current_ts);
+        mvcc.observe_ts(req.caller_start_ts);
+        match check_txn_status(&mut mvcc, req) {
+            Ok(resp) => resp,
+            Err(e) => kvrpcpb::CheckTxnStatusResponse {
+                error: Some(e.into_proto()),
+                ..Default::default()
+            },
+        }
+    }
+
+    pub(super) fn kv_check_secondary_locks(
+        &self,
+        req: &kvrpcpb::CheckSecondaryLocksRequest,
+        region: &Region,
+    ) -> kvrpcpb::CheckSecondaryLocksResponse {
+        if let Some(k) = req
+            .keys
+            .iter()
+            .find(|k| !self.in_region(region, k, DataKind::Txn))
+        {
+            return kvrpcpb::CheckSecondaryLocksResponse {
+                region_error: Some(*self.key_not_in_region(region, k)),
+                ..Default::default()
+            };
+        }
+        let mut mvcc = self.mvcc();
+        mvcc.observe_ts(req.start_version);
+        let mut locks = Vec::new();
+        for key in &req.keys {
+            if let Some(lock) = mvcc
+                .locks
+                .get(key)
+                .filter(|l| l.ts == req.start_version)
+                .cloned()
+            {
+                if lock.lock_type == LockType::Pessimistic {
+                    mvcc.locks.remove(key);
+                    let _ = mvcc.rollback(key, req.start_version, true, true);
+                    return kvrpcpb::CheckSecondaryLocksResponse::default();
+                }
+                locks.push(lock.info(key));
+                continue;
+            }
+            match mvcc.txn_status(key, req.start_version) {
+                Some(TxnStatus::Committed(c)) => {
+                    return kvrpcpb::CheckSecondaryLocksResponse {
+                        commit_ts: c,
+                        ..Default::default()
+                    }
+                }
+                Some(TxnStatus::RolledBack) => {
+                    return kvrpcpb::CheckSecondaryLocksResponse::default()
+                }
+                None => {
+                    let _ = mvcc.rollback(key, req.start_version, true, true);
+                    return kvrpcpb::CheckSecondaryLocksResponse::default();
+                }
+            }
+        }
+        kvrpcpb::CheckSecondaryLocksResponse {
+            locks,
+            ..Default::default()
+        }
+    }
+
+    pub(super) fn kv_resolve_lock(
+        &self,
+        req: &kvrpcpb::ResolveLockRequest,
+        region: &Region,
+    ) -> kvrpcpb::ResolveLockResponse {
+        if let Some(k) = req
+            .keys
+            .iter()
+            .find(|k| !self.in_region(region, k, DataKind::Txn))
+        {
+            return kvrpcpb::ResolveLockResponse {
+                region_error: Some(*self.key_not_in_region(region, k)),
+                ..Default::default()
+            };
+        }
+        let mut mvcc = self.mvcc();
+        let result = if !req.keys.is_empty() {
+            resolve_lite(&mut mvcc, req)
+        } else {
+            let statuses: Vec<(u64, u64)> = if req.start_version > 0 {
+                vec![(req.start_version, req.commit_version)]
+            } else {
+                req.txn_infos.iter().map(|t| (t.txn, t.status)).collect()
+            };
+            let (lo, hi) = self.user_bounds(region, DataKind::Txn);
+            resolve_region(&mut mvcc, &statuses, &lo, &hi)
+        };
+        match result {
+            Ok(()) => kvrpcpb::ResolveLockResponse::default(),
+            Err(e) => kvrpcpb::ResolveLockResponse {
+                error: Some(e.into_proto()),
+                ..Default::default()
+            },
+        }
+    }
+
+    pub(super) fn kv_txn_heart_beat(
+        &self,
+        req: &kvrpcpb::TxnHeartBeatRequest,
+        region: &Region,
+    ) -> kvrpcpb::TxnHeartBeatResponse {
+        if !self.in_region(region, &req.primary_lock, DataKind::Txn) {
+            return kvrpcpb::TxnHeartBeatResponse {
+                region_error: Some(*self.key_not_in_region(region, &req.primary_lock)),
+                ..Default::default()
+            };
+        }
+        let mut mvcc = self.mvcc();
+        match mvcc
+            .locks
+            .get_mut(&req.primary_lock)
+            .filter(|l| l.ts == req.start_version)
+        {
+            Some(lock) => {
+                lock.ttl = lock.ttl.max(req.advise_lock_ttl);
+                kvrpcpb::TxnHeartBeatResponse {
+                    lock_ttl: lock.ttl,
+                    ..Default::default()
+                }
+            }
+            None => {
+                let e = KeyErr::TxnNotFound(req.start_version, req.primary_lock.clone());
+                kvrpcpb::TxnHeartBeatResponse {
+                    error: Some(e.into_proto()),
+                    ..Default::default()
+                }
+            }
+        }
+    }
+
+    pub(super) fn kv_scan_lock(
+        &self,
+        req: &kvrpcpb::ScanLockRequest,
+        region: &Region,
+    ) -> kvrpcpb::ScanLockResponse {
+        let (r_start, r_end) = self.user_bounds(region, DataKind::Txn);
+        let lo = req.start_key.clone().max(r_start);
+        let hi = match (req.end_key.is_empty(), r_end.is_empty()) {
+            (true, _) => r_end,
+            (false, true) => req.end_key.clone(),
+            (false, false) => req.end_key.clone().min(r_end),
+        };
+        let mut mvcc = self.mvcc();
+        mvcc.observe_ts(req.max_version);
+        let limit = if req.limit == 0 {
+            usize::MAX
+        } else {
+            req.limit as usize
+        };
+        let upper = if hi.is_empty() {
+            std::ops::Bound::Unbounded
+        } else {
+            std::ops::Bound::Excluded(&hi[..])
+        };
+        let locks = mvcc
+            .locks
+            .range::<[u8], _>((std::ops::Bound::Included(&lo[..]), upper))
+            .filter(|(_, l)| l.ts <= req.max_version)
+            .take(limit)
+            .map(|(k, l)| l.info(k))
+            .collect();
+        kvrpcpb::ScanLockResponse {
+            locks,
+            ..Default::default()
+        }
+    }
+}
+
+fn committed_abort(start_ts: u64, commit_ts: u64, key: &[u8]) -> KeyErr {
+    KeyErr::Abort(format!(
+        "Error(Txn(Error(Mvcc(Error(Committed {{ start_ts: {start_ts}, commit_ts: {commit_ts}, key: {key:?} }})))))"
+    ))
+}
+
+/// A scratch copy of the keys a multi-key write touches, so that a failure leaves the store
+/// untouched (requests are all-or-nothing).
+struct MvccTrial {
+    mvcc: Mvcc,
+    keys: Vec<Vec<u8>>,
+}
+
+impl MvccTrial {
+    fn new(from: &Mvcc, keys: &[&[u8]]) -> Self {
+        let mut mvcc = Mvcc {
+            max_ts: from.max_ts,
+            ..Default::default()
+        };
+        for k in keys {
+            if let Some(l) = from.locks.get(*k) {
+                mvcc.locks.insert(k.to_vec(), l.clone());
+            }
+            if let Some(w) = from.writes.get(*k) {
+                mvcc.writes.insert(k.to_vec(), w.clone());
+            }
+        }
+        MvccTrial {
+            mvcc,
+            keys: keys.iter().map(|k| k.to_vec()).collect(),
+        }
+    }
+
+    fn apply(self, into: &mut Mvcc) {
+        for k in self.keys {
+            match self.mvcc.locks.get(&k) {
+                Some(l) => into.locks.insert(k.clone(), l.clone()),
+                None => into.locks.remove(&k),
+            };
+            match self.mvcc.writes.get(&k) {
+                Some(w) => into.writes.insert(k.clone(), w.clone()),
+                None => into.writes.remove(&k),
+            };
+        }
+        into.max_ts = into.max_ts.max(self.mvcc.max_ts);
+    }
+}
+
+/// Prewrite (spec 4.1-4.4). Returns (min_commit_ts, one_pc_commit_ts) or the key errors.
+fn prewrite(mvcc: &mut Mvcc, req: &kvrpcpb::PrewriteRequest) -> Result<(u64, u64), Vec<KeyErr>> {
+    let start = req.start_version;
+    let pessimistic = req.for_update_ts != 0;
+    let mut mutations: Vec<(&kvrpcpb::Mutation, Option<PessimisticAction>, Option<u64>)> =
+        if pessimistic {
+            req.mutations
+                .iter()
+                .zip(&req.pessimistic_actions)
+                .enumerate()
+                .map(|(i, (m, a))| {
+                    let expected = req
+                        .for_update_ts_constraints
+                        .iter()
+                        .find(|c| c.index as usize == i)
+                        .map(|c| c.expected_for_update_ts);
+                    (m, PessimisticAction::try_from(*a).ok(), expected)
+                })
+                .collect()
+        } else {
+            req.mutations.iter().map(|m| (m, None, None)).collect()
+        };
+    if !pessimistic && mutations.len() > 12 {
+        mutations.sort_by(|a, b| a.0.key.cmp(&b.0.key));
+    }
+    let mut async_commit = req.use_async_commit || req.try_one_pc;
+    let mut one_pc = req.try_one_pc;
+    let mut max_min_commit = 0u64;
+    let mut locked = Vec::new();
+    let mut assertion: Option<KeyErr> = None;
+    let mut new_locks: Vec<(Vec<u8>, Lock)> = Vec::new();
+    // Before reporting certain errors, a retried prewrite of a committed txn succeeds.
+    let own_commit = |mvcc: &Mvcc, key: &[u8]| match mvcc.txn_status(key, start) {
+        Some(TxnStatus::Committed(c)) => Some(c),
+        _ => None,
+    };
+    for (m, action, expected_for_update) in mutations {
+        let key = &m.key;
+        let op = kvrpcpb::Op::try_from(m.op).unwrap_or(kvrpcpb::Op::Put);
+        let lock_type = match op {
+            kvrpcpb::Op::Put | kvrpcpb::Op::Insert => LockType::Put,
+            kvrpcpb::Op::Del => LockType::Delete,
+            kvrpcpb::Op::Lock => LockType::Lock,
+            kvrpcpb::Op::CheckNotExists if !pessimistic => LockType::Lock,
+            other => {
+                return Err(vec![KeyErr::Abort(format!(
+                    "unsupported mutation {other:?} in prewrite"
+                ))]);
+            }
+        };
+        if matches!(op, kvrpcpb::Op::Insert | kvrpcpb::Op::CheckNotExists) {
+            mvcc.observe_ts(start);
+        }
+        let mut ttl = req.lock_ttl;
+        let mut min_commit = req.min_commit_ts;
+        let mut for_update_ts = req.for_update_ts;
+        if let Some(existing) = mvcc.locks.get(key).cloned() {
+            if existing.ts != start {
+                if pessimistic && action == Some(PessimisticAction::DoPessimisticCheck) {
+                    if let Some(c) = own_commit(mvcc, key) {
+                        return Ok(committed_result(req, c));
+                    }
+                    return Err(vec![KeyErr::Abort(format!(
+                        "Error(PessimisticLockNotFound {{ start_ts: {start}, key: {key:?} }})"
+                    ))]);
+                }
+                let mut info = existing.info(key);
+                if pessimistic {
+                    info.lock_ttl = 0;
+                }
+                locked.push(KeyErr::Locked(info));
+                continue;
+            }
+            if existing.lock_type == LockType::Pessimistic {
+                if !pessimistic {
+                    return Err(vec![KeyErr::Abort(format!(
+                        "Error(LockTypeNotMatch {{ start_ts: {start}, key: {key:?} }})"
+                    ))]);
+                }
+                if expected_for_update.is_some_and(|e| e != existing.for_update_ts) {
+                    return Err(vec![KeyErr::Abort(format!(
+                        "Error(PessimisticLockNotFound {{ start_ts: {start}, key: {key:?} }})"
+                    ))]);
+                }
+                ttl = ttl.max(existing.ttl);
+                min_commit = min_commit.max(existing.min_commit_ts);
+                for_update_ts = for_update_ts.max(existing.for_update_ts);
+            } else {
+                // A duplicate prewrite: nothing to do.
+                let contribution = if existing.use_async_commit {
+                    existing.min_commit_ts
+                } else {
+                    0
+                };
+                if contribution == 0 {
+                    async_commit = false;
+                    one_pc = false;
+                }
+                max_min_commit = max_min_commit.max(contribution);
+                continue;
+            }
+        } else if pessimistic
+            && action == Some(PessimisticAction::DoPessimisticCheck)
+            && mvcc.newest_commit_ts(key).is_some_and(|c| c >= start)
+        {
+            if let Some(c) = own_commit(mvcc, key) {
+                return Ok(committed_result(req, c));
+            }
+            return Err(vec![KeyErr::Abort(format!(
+                "Error(PessimisticLockNotFound {{ start_ts: {start}, key: {key:?} }})"
+            ))]);
+        }
+        let check_constraint = if pessimistic {
+            action == Some(PessimisticAction::DoConstraintCheck)
+        } else {
+            !req.skip_constraint_check
+        };
+        if check_constraint {
+            if let Err(e) = mvcc.check_conflict(key, start, &req.primary_lock) {
+                if let Some(c) = own_commit(mvcc, key) {
+                    return Ok(committed_result(req, c));
+                }
+                let e = match e {
+                    KeyErr::Conflict(mut c)
+                        if pessimistic
+                            && c.reason
+                                != kvrpcpb::write_conflict::Reason::SelfRolledBack as i32 =>
+                    {
+                        c.reason = kvrpcpb::write_conflict::Reason::LazyUniquenessCheck as i32;
+                        KeyErr::Conflict(c)
+                    }
+                    other => other,
+                };
+                return Err(vec![e]);
+            }
+            if matches!(op, kvrpcpb::Op::Insert | kvrpcpb::Op::CheckNotExists)
+                && mvcc.exists(key).is_some()
+            {
+                return Err(vec![KeyErr::AlreadyExist(key.clone())]);
+            }
+        }
+        let level = kvrpcpb::AssertionLevel::try_from(req.assertion_level)
+            .unwrap_or(kvrpcpb::AssertionLevel::Off);
+        let wanted = kvrpcpb::Assertion::try_from(m.assertion).unwrap_or(kvrpcpb::Assertion::None);
+        if level != kvrpcpb::AssertionLevel::Off
+            && wanted != kvrpcpb::Assertion::None
+            && assertion.is_none()
+        {
+            let existing = mvcc.exists(key);
+            let failed = match wanted {
+                kvrpcpb::Assertion::Exist => existing.is_none(),
+                kvrpcpb::Assertion::NotExist => existing.is_some(),
+                kvrpcpb::Assertion::None => false,
+            };
+            if failed {
+                let (existing_start_ts, existing_commit_ts) = existing.unwrap_or((0, 0));
+                assertion = Some(KeyErr::Assertion(kvrpcpb::AssertionFailed {
+                    start_ts: start,
+                    key: key.clone(),
+                    assertion: m.assertion,
+                    existing_start_ts,
+                    existing_commit_ts,
+                }));
+            }
+        }
+        if op == kvrpcpb::Op::CheckNotExists {
+            continue;
+        }
+        let mut lock = Lock {
+            lock_type,
+            primary: req.primary_lock.clone(),
+            ts: start,
+            ttl,
+            value: if lock_type == LockType::Put {
+                m.value.clone()
+            } else {
+                Vec::new()
+            },
+            for_update_ts,
+            txn_size: req.txn_size,
+            min_commit_ts: min_commit,
+            use_async_commit: false,
+            secondaries: Vec::new(),
+            rollback_ts: Vec::new(),
+        };
+        if async_commit {
+            let computed = (mvcc.max_ts.max(start).max(for_update_ts) + 1).max(min_commit);
+            if req.max_commit_ts != 0 && computed > req.max_commit_ts {
+                // Commit ts too large: this key and the rest fall back to plain 2PC.
+                async_commit = false;
+                one_pc = false;
+            } else {
+                lock.min_commit_ts = computed;
+                lock.use_async_commit = req.use_async_commit;
+                if req.use_async_commit && *key == req.primary_lock {
+                    lock.secondaries = req.secondaries.clone();
+                }
+                max_min_commit = max_min_commit.max(computed);
+            }
+        }
+        new_locks.push((key.clone(), lock));
+    }
+    if let Some(a) = assertion {
+        return Err(vec![a]);
+    }
+    if !locked.is_empty() {
+        return Err(locked);
+    }
+    if one_pc && async_commit {
+        for (key, lock) in &new_locks {
+            mvcc.commit_directly(key, lock, max_min_commit);
+        }
+        return Ok((0, max_min_commit));
+    }
+    for (key, lock) in new_locks {
+        mvcc.locks.insert(key, lock);
+    }
+    Ok((
+        if async_commit && req.use_async_commit {
+            max_min_commit
+        } else {
+            0
+        },
+        0,
+    ))
+}
+
+fn committed_result(req: &kvrpcpb::PrewriteRequest, commit_ts: u64) -> (u64, u64) {
+    if req.try_one_pc {
+        (0, commit_ts)
+    } else if req.use_async_commit {
+        (commit_ts, 0)
+    } else {
+        (0, 0)
+    }
+}
+
+/// The decision table of spec 4.9.
+fn check_txn_status(
+    mvcc: &mut Mvcc,
+    req: &kvrpcpb::CheckTxnStatusRequest,
+) -> Result<kvrpcpb::CheckTxnStatusResponse, KeyErr> {
+    use kvrpcpb::Action;
+    let key = &req.primary_key;
+    let answer = |action: Action| kvrpcpb::CheckTxnStatusResponse {
+        action: action as i32,
+        ..Default::default()
+    };
+    if let Some(lock) = mvcc.locks.get(key).filter(|l| l.ts == req.lock_ts).cloned() {
+        let stale_pessimistic = req.verify_is_primary && lock.primary != *key;
+        if stale_pessimistic {
+            if !req.resolving_pessimistic_lock && lock.lock_type == LockType::Pessimistic {
+                mvcc.locks.remove(key);
+            } else {
+                let mut info = lock.info(key);
+                info.key = key.clone();
+                return Err(KeyErr::PrimaryMismatch(info));
+            }
+        } else {
+            if lock.use_async_commit && !req.force_sync_commit {
+                return Ok(kvrpcpb::CheckTxnStatusResponse {
+                    lock_ttl: lock.ttl,
+                    action: Action::NoAction as i32,
+                    lock_info: Some(lock.info(key)),
+                    ..Default::default()
+                });
+            }
+            if lock.expired(req.current_ts) {
+                if lock.lock_type == LockType::Pessimistic && req.resolving_pessimistic_lock {
+                    mvcc.locks.remove(key);
+                    return Ok(answer(Action::TtlExpirePessimisticRollback));
+                }
+                let _ = mvcc.rollback(key, req.lock_ts, true, true);
+                return Ok(answer(Action::TtlExpireRollback));
+            }
+            let mut pushed = req.caller_start_ts == u64::MAX;
+            let lock_mut = mvcc.locks.get_mut(key).expect("present");
+            if lock_mut.min_commit_ts != 0
+                && req.caller_start_ts != u64::MAX
+                && req.caller_start_ts >= lock_mut.min_commit_ts
+            {
+                lock_mut.min_commit_ts = (req.caller_start_ts + 1).max(req.current_ts);
+            }
+            if req.caller_start_ts != 0 && lock_mut.min_commit_ts > req.caller_start_ts {
+                pushed = true;
+            }
+            let lock = lock_mut.clone();
+            return Ok(kvrpcpb::CheckTxnStatusResponse {
+                lock_ttl: lock.ttl,
+                action: if pushed {
+                    Action::MinCommitTsPushed
+                } else {
+                    Action::NoAction
+                } as i32,
+                lock_info: Some(lock.info(key)),
+                ..Default::default()
+            });
+        }
+    }
+    match mvcc.txn_status(key, req.lock_ts) {
+        Some(TxnStatus::Committed(c)) => Ok(kvrpcpb::CheckTxnStatusResponse {
+            commit_version: c,
+            ..Default::default()
+        }),
+        Some(TxnStatus::RolledBack) => Ok(answer(Action::NoAction)),
+        None if !req.rollback_if_not_exist => Err(KeyErr::TxnNotFound(req.lock_ts, key.clone())),
+        None if req.resolving_pessimistic_lock => Ok(answer(Action::LockNotExistDoNothing)),
+        None => {
+            let _ = mvcc.rollback(key, req.lock_ts, true, false);
+            Ok(answer(Action::LockNotExistRollback))
+        }
+    }
+}
+
+/// Full resolve: every lock in the region whose txn has a status (spec 4.11).
+fn resolve_region(
+    mvcc: &mut Mvcc,
+    statuses: &[(u64, u64)],
+    lo: &[u8],
+    hi: &[u8],
+) -> Result<(), KeyErr> {
+    let upper = if hi.is_empty() {
+        std::ops::Bound::Unbounded
+    } else {
+        std::ops::Bound::Excluded(hi)
+    };
+    let targets: Vec<(Vec<u8>, u64, u64, LockType)> = mvcc
+        .locks
+        .range::<[u8], _>((std::ops::Bound::Included(lo), upper))
+        .filter_map(|(k, l)| {
+            statuses
+                .iter()
+                .find(|(txn, _)| *txn == l.ts)
+                .map(|(_, status)| (k.clone(), l.ts, *status, l.lock_type))
+        })
+        .collect();
+    for (key, start, status, lock_type) in targets {
+        if status == 0 {
+            let _ = mvcc.rollback(&key, start, false, true);
+        } else if status > start {
+            match mvcc.commit(&key, start, status) {
+                Err(KeyErr::TxnLockNotFound(..)) if lock_type == LockType::Pessimistic => {}
+                other => other?,
+            }
+        } else {
+            return Err(KeyErr::Abort(format!(
+                "Error(InvalidTxnTso {{ start_ts: {start}, commit_ts: {status} }})"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Lite resolve: exactly the given keys (spec 4.11).
+fn resolve_lite(mvcc: &mut Mvcc, req: &kvrpcpb::ResolveLockRequest) -> Result<(), KeyErr> {
+    if req.start_version == 0 {
+        return Err(KeyErr::Abort("lite resolve needs a start version".into()));
+    }
+    for key in &req.keys {
+        if req.commit_version != 0 {
+            mvcc.commit(key, req.start_version, req.commit_version)?;
+        } else if let Err(c) = mvcc.rollback(key, req.start_version, false, true) {
+            return Err(committed_abort(req.start_version, c, key));
+        }
+    }
+    Ok(())
+}

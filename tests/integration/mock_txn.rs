@@ -1,0 +1,653 @@
+//! The mock TiKV's transactional RPCs against the spec (sections 3 and 4), through the raw
+//! generated stubs: Percolator reads and writes, the CheckTxnStatus table, rollbacks, lock
+//! resolution, async commit and 1PC.
+
+use tikv_client::kv::memcomparable;
+use tikv_client::proto::kvrpcpb::{self, Action, Op};
+use tikv_client::proto::tikvpb::tikv_client::TikvClient;
+use tikv_client::testutils::MockCluster;
+use tonic::transport::Channel;
+
+use super::util::{peer_on, tikv};
+
+/// A TSO-shaped timestamp at `ms` milliseconds.
+fn ts(ms: u64) -> u64 {
+    ms << 18
+}
+
+struct Store {
+    client: TikvClient<Channel>,
+    ctx: kvrpcpb::Context,
+}
+
+/// A stub for the leader of the (single) region, with a filled context.
+async fn store(cluster: &MockCluster) -> Store {
+    let region = cluster.regions()[0].clone();
+    let leader = cluster.leader_of(region.id).unwrap();
+    Store {
+        client: tikv(cluster, leader).await,
+        ctx: kvrpcpb::Context {
+            region_id: region.id,
+            region_epoch: region.region_epoch,
+            peer: Some(peer_on(&region, leader)),
+            ..Default::default()
+        },
+    }
+}
+
+fn put(key: &str, value: &str) -> kvrpcpb::Mutation {
+    kvrpcpb::Mutation {
+        op: Op::Put as i32,
+        key: key.into(),
+        value: value.into(),
+        ..Default::default()
+    }
+}
+
+impl Store {
+    fn ctx(&self) -> Option<kvrpcpb::Context> {
+        Some(self.ctx.clone())
+    }
+
+    async fn prewrite(
+        &mut self,
+        mutations: Vec<kvrpcpb::Mutation>,
+        primary: &str,
+        start: u64,
+    ) -> kvrpcpb::PrewriteResponse {
+        let req = kvrpcpb::PrewriteRequest {
+            context: self.ctx(),
+            mutations,
+            primary_lock: primary.into(),
+            start_version: start,
+            lock_ttl: 3000,
+            txn_size: 1,
+            ..Default::default()
+        };
+        self.prewrite_req(req).await
+    }
+
+    async fn prewrite_req(&mut self, req: kvrpcpb::PrewriteRequest) -> kvrpcpb::PrewriteResponse {
+        let resp = self.client.kv_prewrite(req).await.unwrap().into_inner();
+        assert!(resp.region_error.is_none(), "{resp:?}");
+        resp
+    }
+
+    async fn commit(&mut self, keys: &[&str], start: u64, commit: u64) -> kvrpcpb::CommitResponse {
+        let req = kvrpcpb::CommitRequest {
+            context: self.ctx(),
+            start_version: start,
+            keys: keys.iter().map(|k| k.as_bytes().to_vec()).collect(),
+            commit_version: commit,
+            ..Default::default()
+        };
+        self.client.kv_commit(req).await.unwrap().into_inner()
+    }
+
+    async fn get(&mut self, key: &str, version: u64) -> kvrpcpb::GetResponse {
+        let req = kvrpcpb::GetRequest {
+            context: self.ctx(),
+            key: key.into(),
+            version,
+            need_commit_ts: true,
+        };
+        self.client.kv_get(req).await.unwrap().into_inner()
+    }
+
+    async fn status(
+        &mut self,
+        req: kvrpcpb::CheckTxnStatusRequest,
+    ) -> kvrpcpb::CheckTxnStatusResponse {
+        let req = kvrpcpb::CheckTxnStatusRequest {
+            context: self.ctx(),
+            ..req
+        };
+        self.client
+            .kv_check_txn_status(req)
+            .await
+            .unwrap()
+            .into_inner()
+    }
+}
+
+#[tokio::test]
+async fn two_phase_commit_and_snapshot_reads() {
+    let cluster = MockCluster::builder().stores(1).start().await.unwrap();
+    let mut s = store(&cluster).await;
+    let resp = s
+        .prewrite(vec![put("a", "1"), put("b", "2")], "a", ts(100))
+        .await;
+    assert!(resp.errors.is_empty(), "{resp:?}");
+    // A reader at a later ts is blocked by the lock; an earlier one is not.
+    let blocked = s.get("a", ts(110)).await;
+    let info = blocked.error.unwrap().locked.unwrap();
+    assert_eq!(
+        (info.lock_version, info.primary_lock.as_slice()),
+        (ts(100), &b"a"[..])
+    );
+    assert!(s.get("a", ts(90)).await.not_found);
+    // Commit the primary, then the secondary.
+    assert_eq!(
+        s.commit(&["a"], ts(100), ts(120)).await.commit_version,
+        ts(120)
+    );
+    assert_eq!(
+        s.commit(&["b"], ts(100), ts(120)).await.commit_version,
+        ts(120)
+    );
+    let got = s.get("a", ts(130)).await;
+    assert_eq!((got.value.as_slice(), got.commit_ts), (&b"1"[..], ts(120)));
+    assert!(
+        s.get("b", ts(119)).await.not_found,
+        "not visible before its commit ts"
+    );
+    // Committing again is a no-op success.
+    assert!(s.commit(&["a"], ts(100), ts(120)).await.error.is_none());
+}
+
+#[tokio::test]
+async fn prewrite_errors() {
+    let cluster = MockCluster::builder().stores(1).start().await.unwrap();
+    let mut s = store(&cluster).await;
+    let ctx = s.ctx.clone();
+    s.prewrite(vec![put("k", "v1")], "k", ts(100)).await;
+    s.commit(&["k"], ts(100), ts(120)).await;
+
+    // A txn that started before that commit conflicts.
+    let resp = s.prewrite(vec![put("k", "v2")], "k", ts(110)).await;
+    let c = resp.errors[0].conflict.clone().unwrap();
+    assert_eq!(
+        (c.start_ts, c.conflict_ts, c.conflict_commit_ts),
+        (ts(110), ts(100), ts(120))
+    );
+    assert!(
+        !resp.errors[0].retryable.is_empty(),
+        "retryable text set for compatibility"
+    );
+
+    // Every locked key is reported and nothing is written.
+    s.prewrite(vec![put("x", "1"), put("y", "1")], "x", ts(200))
+        .await;
+    let resp = s
+        .prewrite(
+            vec![put("x", "2"), put("free", "2"), put("y", "2")],
+            "x",
+            ts(210),
+        )
+        .await;
+    let locked: Vec<Vec<u8>> = resp
+        .errors
+        .iter()
+        .map(|e| e.locked.clone().unwrap().key)
+        .collect();
+    assert_eq!(locked, vec![b"x".to_vec(), b"y".to_vec()]);
+    let scan = s
+        .client
+        .kv_scan_lock(kvrpcpb::ScanLockRequest {
+            context: Some(ctx.clone()),
+            max_version: u64::MAX,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        scan.locks.iter().all(|l| l.key != b"free"),
+        "the free key was not locked"
+    );
+
+    // Insert of an existing key.
+    let insert = kvrpcpb::Mutation {
+        op: Op::Insert as i32,
+        key: b"k".to_vec(),
+        value: b"v".to_vec(),
+        ..Default::default()
+    };
+    let resp = s.prewrite(vec![insert], "k", ts(300)).await;
+    assert_eq!(resp.errors[0].already_exist.clone().unwrap().key, b"k");
+}
+
+#[tokio::test]
+async fn commit_errors() {
+    let cluster = MockCluster::builder().stores(1).start().await.unwrap();
+    let mut s = store(&cluster).await;
+    s.prewrite(vec![put("k", "v")], "k", ts(100)).await;
+    assert!(
+        !s.commit(&["k"], ts(100), ts(100))
+            .await
+            .error
+            .unwrap()
+            .abort
+            .is_empty(),
+        "commit ts must exceed start ts"
+    );
+    let missing = s.commit(&["other"], ts(100), ts(110)).await.error.unwrap();
+    assert!(missing.txn_lock_not_found.is_some() && !missing.retryable.is_empty());
+    // All or nothing: one bad key aborts the whole request.
+    assert!(s
+        .commit(&["k", "other"], ts(100), ts(110))
+        .await
+        .error
+        .is_some());
+    assert!(s.get("k", ts(200)).await.error.is_some(), "k still locked");
+}
+
+#[tokio::test]
+async fn check_txn_status_decision_table() {
+    let cluster = MockCluster::builder().stores(1).start().await.unwrap();
+    let mut s = store(&cluster).await;
+    let ctx = s.ctx.clone();
+    let check =
+        |primary: &str, lock_ts: u64, caller: u64, current: u64| kvrpcpb::CheckTxnStatusRequest {
+            primary_key: primary.into(),
+            lock_ts,
+            caller_start_ts: caller,
+            current_ts: current,
+            verify_is_primary: true,
+            ..Default::default()
+        };
+
+    // Alive lock, not pushed.
+    s.prewrite(vec![put("p", "v")], "p", ts(100)).await;
+    let r = s.status(check("p", ts(100), 0, ts(101))).await;
+    assert_eq!(
+        (r.lock_ttl, r.commit_version, r.action),
+        (3000, 0, Action::NoAction as i32)
+    );
+    assert_eq!(r.lock_info.unwrap().lock_version, ts(100));
+
+    // A lock with min_commit_ts is pushed past the caller.
+    let req = kvrpcpb::PrewriteRequest {
+        context: Some(ctx.clone()),
+        mutations: vec![put("q", "v")],
+        primary_lock: b"q".to_vec(),
+        start_version: ts(100),
+        lock_ttl: 3000,
+        min_commit_ts: ts(100) + 1,
+        ..Default::default()
+    };
+    s.prewrite_req(req).await;
+    let r = s.status(check("q", ts(100), ts(150), ts(150))).await;
+    assert_eq!(r.action, Action::MinCommitTsPushed as i32);
+    assert!(r.lock_info.unwrap().min_commit_ts > ts(150));
+
+    // Expired (current ts beyond ttl): rolled back.
+    let r = s.status(check("p", ts(100), 0, ts(100 + 3001))).await;
+    assert_eq!(r.action, Action::TtlExpireRollback as i32);
+    assert!(s.get("p", ts(5000)).await.not_found);
+    // Rolled back already: both zero, NoAction.
+    let r = s.status(check("p", ts(100), 0, ts(5000))).await;
+    assert_eq!(
+        (r.lock_ttl, r.commit_version, r.action),
+        (0, 0, Action::NoAction as i32)
+    );
+
+    // Committed.
+    s.prewrite(vec![put("c", "v")], "c", ts(200)).await;
+    s.commit(&["c"], ts(200), ts(210)).await;
+    assert_eq!(
+        s.status(check("c", ts(200), 0, ts(300)))
+            .await
+            .commit_version,
+        ts(210)
+    );
+
+    // Nothing there: TxnNotFound, or a protected rollback when asked.
+    let r = s.status(check("none", ts(400), 0, ts(401))).await;
+    assert_eq!(r.error.unwrap().txn_not_found.unwrap().start_ts, ts(400));
+    let mut req = check("none", ts(400), 0, ts(401));
+    req.rollback_if_not_exist = true;
+    assert_eq!(
+        s.status(req.clone()).await.action,
+        Action::LockNotExistRollback as i32
+    );
+    let late = s.prewrite(vec![put("none", "v")], "none", ts(400)).await;
+    assert!(
+        late.errors[0].conflict.is_some(),
+        "the protected rollback stops a late prewrite"
+    );
+    req.resolving_pessimistic_lock = true;
+    req.lock_ts = ts(500);
+    assert_eq!(
+        s.status(req).await.action,
+        Action::LockNotExistDoNothing as i32
+    );
+
+    // Async-commit locks are never rolled back here, even when expired.
+    let req = kvrpcpb::PrewriteRequest {
+        context: Some(ctx.clone()),
+        mutations: vec![put("ac", "v")],
+        primary_lock: b"ac".to_vec(),
+        start_version: ts(600),
+        lock_ttl: 10,
+        use_async_commit: true,
+        ..Default::default()
+    };
+    s.prewrite_req(req).await;
+    let r = s.status(check("ac", ts(600), 0, u64::MAX)).await;
+    assert!(r.lock_ttl > 0 && r.lock_info.unwrap().use_async_commit);
+
+    // A lock whose primary is another key: PrimaryMismatch.
+    s.prewrite(vec![put("sec", "v")], "prim", ts(700)).await;
+    let r = s.status(check("sec", ts(700), 0, ts(701))).await;
+    assert!(r.error.unwrap().primary_mismatch.is_some());
+}
+
+#[tokio::test]
+async fn rollbacks_cleanup_resolve_heartbeat_and_scan_lock() {
+    let cluster = MockCluster::builder().stores(1).start().await.unwrap();
+    let mut s = store(&cluster).await;
+    let ctx = s.ctx.clone();
+    s.prewrite(vec![put("a", "1"), put("b", "1")], "a", ts(100))
+        .await;
+    s.commit(&["a", "b"], ts(100), ts(110)).await;
+    let rb = s
+        .client
+        .kv_batch_rollback(kvrpcpb::BatchRollbackRequest {
+            context: Some(ctx.clone()),
+            start_version: ts(100),
+            keys: vec![b"a".to_vec()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        rb.error.unwrap().abort.contains("Committed"),
+        "rolling back a committed txn fails"
+    );
+    let cleanup = s
+        .client
+        .kv_cleanup(kvrpcpb::CleanupRequest {
+            context: Some(ctx.clone()),
+            key: b"a".to_vec(),
+            start_version: ts(100),
+            current_ts: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        cleanup.commit_version,
+        ts(110),
+        "cleanup reports the commit, not an error"
+    );
+
+    // Heartbeat: TTL only grows; unknown txn is TxnNotFound.
+    s.prewrite(vec![put("h", "1")], "h", ts(200)).await;
+    let hb = |advise| kvrpcpb::TxnHeartBeatRequest {
+        context: Some(ctx.clone()),
+        primary_lock: b"h".to_vec(),
+        start_version: ts(200),
+        advise_lock_ttl: advise,
+        ..Default::default()
+    };
+    assert_eq!(
+        s.client
+            .kv_txn_heart_beat(hb(10_000))
+            .await
+            .unwrap()
+            .into_inner()
+            .lock_ttl,
+        10_000
+    );
+    assert_eq!(
+        s.client
+            .kv_txn_heart_beat(hb(5_000))
+            .await
+            .unwrap()
+            .into_inner()
+            .lock_ttl,
+        10_000
+    );
+    let mut gone = hb(1);
+    gone.start_version = ts(1);
+    assert!(s
+        .client
+        .kv_txn_heart_beat(gone)
+        .await
+        .unwrap()
+        .into_inner()
+        .error
+        .unwrap()
+        .txn_not_found
+        .is_some());
+
+    // Scan lock: max_version filters, limit 0 is unlimited.
+    s.prewrite(vec![put("l1", "1"), put("l2", "1")], "l1", ts(300))
+        .await;
+    let scan = |max, limit| kvrpcpb::ScanLockRequest {
+        context: Some(ctx.clone()),
+        max_version: max,
+        limit,
+        ..Default::default()
+    };
+    assert_eq!(
+        s.client
+            .kv_scan_lock(scan(ts(250), 0))
+            .await
+            .unwrap()
+            .into_inner()
+            .locks
+            .len(),
+        1
+    );
+    assert_eq!(
+        s.client
+            .kv_scan_lock(scan(u64::MAX, 0))
+            .await
+            .unwrap()
+            .into_inner()
+            .locks
+            .len(),
+        3
+    );
+    assert_eq!(
+        s.client
+            .kv_scan_lock(scan(u64::MAX, 2))
+            .await
+            .unwrap()
+            .into_inner()
+            .locks
+            .len(),
+        2
+    );
+
+    // Resolve the whole region for txn 300 (commit), and lite-resolve txn 200 (rollback).
+    let resolve = kvrpcpb::ResolveLockRequest {
+        context: Some(ctx.clone()),
+        start_version: ts(300),
+        commit_version: ts(310),
+        ..Default::default()
+    };
+    assert!(s
+        .client
+        .kv_resolve_lock(resolve)
+        .await
+        .unwrap()
+        .into_inner()
+        .error
+        .is_none());
+    assert_eq!(s.get("l2", ts(400)).await.value, b"1");
+    let lite = kvrpcpb::ResolveLockRequest {
+        context: Some(ctx.clone()),
+        start_version: ts(200),
+        keys: vec![b"h".to_vec()],
+        ..Default::default()
+    };
+    assert!(s
+        .client
+        .kv_resolve_lock(lite)
+        .await
+        .unwrap()
+        .into_inner()
+        .error
+        .is_none());
+    assert!(s.get("h", ts(400)).await.not_found);
+    assert!(s
+        .client
+        .kv_scan_lock(scan(u64::MAX, 0))
+        .await
+        .unwrap()
+        .into_inner()
+        .locks
+        .is_empty());
+}
+
+#[tokio::test]
+async fn async_commit_one_pc_and_max_ts() {
+    let cluster = MockCluster::builder().stores(1).start().await.unwrap();
+    let mut s = store(&cluster).await;
+    let ctx = s.ctx.clone();
+    // A read at ts 500 raises max_ts: async commit must then commit after it.
+    s.get("anything", ts(500)).await;
+    let async_req = |key: &str, start: u64, max_commit: u64| kvrpcpb::PrewriteRequest {
+        context: Some(ctx.clone()),
+        mutations: vec![put(key, "v")],
+        primary_lock: key.into(),
+        start_version: start,
+        lock_ttl: 3000,
+        use_async_commit: true,
+        secondaries: vec![],
+        max_commit_ts: max_commit,
+        ..Default::default()
+    };
+    let resp = s.prewrite_req(async_req("a", ts(100), 0)).await;
+    assert!(
+        resp.min_commit_ts > ts(500),
+        "min_commit_ts {} must exceed max_ts",
+        resp.min_commit_ts
+    );
+    // max_commit_ts below the computed value: falls back to 2PC (min_commit_ts 0).
+    let resp = s.prewrite_req(async_req("b", ts(100), ts(200))).await;
+    assert_eq!(resp.min_commit_ts, 0);
+    // 1PC: committed directly, no lock left.
+    let mut one_pc = async_req("c", ts(100), 0);
+    one_pc.use_async_commit = false;
+    one_pc.try_one_pc = true;
+    let resp = s.prewrite_req(one_pc.clone()).await;
+    assert!(resp.one_pc_commit_ts > ts(500));
+    let got = s.get("c", resp.one_pc_commit_ts).await;
+    assert_eq!(got.value, b"v");
+    // A retried 1PC prewrite after commit succeeds with the same commit ts.
+    let again = s.prewrite_req(one_pc).await;
+    assert!(again.errors.is_empty());
+    // CheckSecondaryLocks: locked key reported; a missing key gets a rollback.
+    let check = kvrpcpb::CheckSecondaryLocksRequest {
+        context: Some(ctx.clone()),
+        keys: vec![b"a".to_vec()],
+        start_version: ts(100),
+    };
+    let r = s
+        .client
+        .kv_check_secondary_locks(check)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.locks.len(), 1);
+    let check = kvrpcpb::CheckSecondaryLocksRequest {
+        context: Some(ctx.clone()),
+        keys: vec![b"never".to_vec()],
+        start_version: ts(100),
+    };
+    let r = s
+        .client
+        .kv_check_secondary_locks(check)
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.locks.is_empty() && r.commit_ts == 0, "rolled back");
+}
+
+#[tokio::test]
+async fn scans_report_locks_inline_and_respect_bounds() {
+    let cluster = MockCluster::builder().stores(1).start().await.unwrap();
+    let mut s = store(&cluster).await;
+    let ctx = s.ctx.clone();
+    s.prewrite(
+        vec![put("a", "1"), put("b", "1"), put("d", "1")],
+        "a",
+        ts(100),
+    )
+    .await;
+    s.commit(&["a", "b", "d"], ts(100), ts(110)).await;
+    s.prewrite(vec![put("c", "2")], "c", ts(120)).await;
+    let scan = |start: &str, end: &str, limit, reverse| kvrpcpb::ScanRequest {
+        context: Some(ctx.clone()),
+        start_key: start.into(),
+        end_key: end.into(),
+        limit,
+        version: ts(200),
+        reverse,
+        ..Default::default()
+    };
+    let r = s
+        .client
+        .kv_scan(scan("a", "", 10, false))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.pairs.len(), 4);
+    assert!(
+        r.pairs[2].error.as_ref().unwrap().locked.is_some(),
+        "the lock is inline, the scan goes on"
+    );
+    assert_eq!(r.pairs[3].key, b"d");
+    let r = s
+        .client
+        .kv_scan(scan("d", "a", 10, true))
+        .await
+        .unwrap()
+        .into_inner();
+    let keys: Vec<Vec<u8>> = r.pairs.iter().map(|p| p.key.clone()).collect();
+    assert_eq!(
+        keys,
+        vec![vec![], b"b".to_vec(), b"a".to_vec()],
+        "reverse: start exclusive, end inclusive"
+    );
+    assert!(s
+        .client
+        .kv_scan(scan("", "", 10, true))
+        .await
+        .unwrap()
+        .into_inner()
+        .pairs
+        .is_empty());
+    assert!(s
+        .client
+        .kv_scan(scan("a", "", 0, false))
+        .await
+        .unwrap()
+        .into_inner()
+        .pairs
+        .is_empty());
+}
+
+#[tokio::test]
+async fn region_keys_are_memcomparable_for_transactional_data() {
+    let cluster = MockCluster::builder()
+        .split_txn(["m"])
+        .start()
+        .await
+        .unwrap();
+    let regions = cluster.regions();
+    assert_eq!(regions[0].end_key, memcomparable::encode(b"m"));
+    let mut s = store(&cluster).await;
+    let ctx = s.ctx.clone();
+    // "n" belongs to the second region: the first refuses it.
+    let resp = s
+        .client
+        .kv_prewrite(kvrpcpb::PrewriteRequest {
+            context: Some(ctx.clone()),
+            mutations: vec![put("n", "v")],
+            primary_lock: b"n".to_vec(),
+            start_version: ts(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(resp.region_error.unwrap().key_not_in_region.is_some());
+    let ok = s.prewrite(vec![put("l", "v")], "l", ts(1)).await;
+    assert!(ok.errors.is_empty());
+}
