@@ -112,7 +112,7 @@ step "browser tests: headless Chromium against tikv-mock over gRPC-web"
 cargo build -q --features testutils --bin tikv-mock
 mock_out=$(mktemp)
 cluster_id=$((RANDOM * 32768 + RANDOM + 1))
-"$CARGO_TARGET_DIR/debug/tikv-mock" --pd-port 0 --cluster-id "$cluster_id" --split "browser/k3" >"$mock_out" &
+"$CARGO_TARGET_DIR/debug/tikv-mock" --pd-port 0 --cluster-id "$cluster_id" --txn-split "browser/k3" >"$mock_out" &
 mock_pid=$!
 trap 'kill $mock_pid 2>/dev/null || true; rm -f "$mock_out"' EXIT
 for _ in $(seq 100); do

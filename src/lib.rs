@@ -19,7 +19,9 @@
 //! [`rt`] (executor, timers, clock; injectable for tests) and the transport (a tonic channel
 //! natively, a gRPC-web client on wasm32; see [`transport::AddressMapper`]). On top of them:
 //! value types in [`kv`], the retry policy in [`backoff`], errors in [`Error`], settings in
-//! [`Config`], and the PD client in [`pd`].
+//! [`Config`], the PD client in [`pd`], the region cache in [`region_cache`] and one execution
+//! loop in [`request`]. The clients are [`RawClient`] (raw key-value, client-go's `rawkv`) and
+//! [`TransactionClient`] (Percolator transactions and snapshots).
 //!
 //! ```no_run
 //! # async fn demo() -> tikv_client::Result<()> {
@@ -66,6 +68,7 @@ pub mod request;
 pub mod rt;
 mod store;
 pub mod timestamp;
+pub mod transaction;
 pub mod transport;
 
 #[cfg(all(feature = "testutils", not(target_arch = "wasm32")))]
@@ -78,6 +81,7 @@ pub use kv::{BoundRange, Key, KvPair, Value};
 pub use observe::registry as metrics_registry;
 pub use raw::RawClient;
 pub use timestamp::Timestamp;
+pub use transaction::{Snapshot, Transaction, TransactionClient, TransactionOptions};
 
 #[cfg(not(target_arch = "wasm32"))]
 #[allow(dead_code)]
@@ -90,4 +94,8 @@ fn _assert_public_types_are_send_sync() {
     check::<BoundRange>();
     check::<backoff::Backoffer>();
     check::<rt::Runtime>();
+    check::<RawClient>();
+    check::<TransactionClient>();
+    check::<Transaction>();
+    check::<Snapshot>();
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tikv_client::pd::PdClient;
 use tikv_client::rt::{self, Runtime};
-use tikv_client::{Config, Error, KvPair, RawClient, TransportErrorKind};
+use tikv_client::{Config, Error, KvPair, RawClient, TransactionClient, TransportErrorKind};
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -74,6 +74,30 @@ async fn raw_round_trips_from_the_browser() {
     assert_eq!(reversed.len(), 2);
     raw.delete_range("browser/".."browser0").await.unwrap();
     assert_eq!(raw.get("browser/k3").await.unwrap(), None);
+}
+
+#[wasm_bindgen_test]
+async fn transactions_from_the_browser() {
+    let (pd, _) = mock_pd();
+    let client = TransactionClient::new(vec![pd]).await.unwrap();
+    let mut txn = client.begin_optimistic().await.unwrap();
+    txn.put("browser-txn/a", "1").await.unwrap();
+    txn.put("browser-txn/z", "2").await.unwrap();
+    assert!(txn.commit().await.unwrap().is_some());
+    let mut t1 = client.begin_optimistic().await.unwrap();
+    let mut t2 = client.begin_optimistic().await.unwrap();
+    assert_eq!(t2.get("browser-txn/a").await.unwrap(), Some(b"1".to_vec()));
+    t1.put("browser-txn/a", "x").await.unwrap();
+    t2.put("browser-txn/a", "y").await.unwrap();
+    t1.commit().await.unwrap();
+    assert!(matches!(t2.commit().await, Err(Error::WriteConflict(_))));
+    let reader = client.begin_optimistic().await.unwrap();
+    let pairs = reader
+        .scan("browser-txn/".."browser-txn0", 10)
+        .await
+        .unwrap();
+    assert_eq!(pairs.len(), 2);
+    assert_eq!(pairs[0].value, b"x");
 }
 
 #[wasm_bindgen_test]

@@ -8,7 +8,6 @@ use crate::backoff::{BackoffKind, Backoffer};
 use crate::interceptor::Interceptors;
 use crate::proto::{errorpb, kvrpcpb};
 use crate::region_cache::{InvalidReason, Region, RegionCache};
-use crate::rt::BoxFuture;
 use crate::store::Stores;
 use crate::{transport, Config, Error, Result};
 
@@ -31,6 +30,13 @@ enum Step<T> {
     Retry,
     /// Locate the region(s) again and rebuild the request.
     Relocate,
+}
+
+/// How one region group of a multi-region request ended.
+enum Outcome<T, Reply> {
+    Done(Reply),
+    /// The group's region changed: group its items again, keeping its retry state.
+    Relocated(Vec<T>, Backoffer),
 }
 
 /// Sends requests to regions and retries them as client-go does.
@@ -78,10 +84,7 @@ impl Executor {
             };
             let request = build(&region);
             loop {
-                match self
-                    .attempt(&request, &region, interceptors, backoffer)
-                    .await?
-                {
+                match Box::pin(self.attempt(&request, &region, interceptors, backoffer)).await? {
                     Step::Done(resp) => return Ok((resp, region)),
                     Step::Retry => {
                         if let Some(updated) = self.cache.get_by_id(region.id) {
@@ -111,64 +114,48 @@ impl Executor {
         R: KvRequest,
         F: Fn(Vec<T>) -> R + crate::rt::MaybeSync,
     {
-        self.run_grouped_boxed(items, key, limits, interceptors, backoffer.clone(), build)
-            .await
-    }
-
-    fn run_grouped_boxed<'a, T, R, F>(
-        &'a self,
-        items: Vec<T>,
-        key: fn(&T) -> &[u8],
-        limits: BatchLimits<T>,
-        interceptors: &'a Interceptors,
-        backoffer: Backoffer,
-        build: &'a F,
-    ) -> BoxFuture<'a, Result<Vec<R::Reply>>>
-    where
-        T: Clone + crate::rt::MaybeSend + crate::rt::MaybeSync + 'static,
-        R: KvRequest,
-        F: Fn(Vec<T>) -> R + crate::rt::MaybeSync,
-    {
-        Box::pin(async move {
-            let groups = self.group(items, key, limits).await?;
-            let results: Vec<Vec<R::Reply>> = stream::iter(groups)
-                .map(|(region, group)| {
-                    let mut backoffer = backoffer.clone();
-                    async move {
-                        let request = build(group.clone());
-                        let mut region = region;
-                        loop {
-                            match self
-                                .attempt(&request, &region, interceptors, &mut backoffer)
-                                .await?
-                            {
-                                Step::Done(resp) => return Ok(vec![resp]),
-                                Step::Retry => {
-                                    if let Some(updated) = self.cache.get_by_id(region.id) {
-                                        region = updated;
-                                    }
-                                }
-                                Step::Relocate => {
-                                    return self
-                                        .run_grouped_boxed(
-                                            group,
-                                            key,
-                                            limits,
-                                            interceptors,
-                                            backoffer,
-                                            build,
-                                        )
-                                        .await
+        // Rounds instead of recursion: each round groups what is left by region, sends every
+        // group until it is done or must be relocated, and carries the relocated ones (with
+        // their retry state) into the next round.
+        let mut replies = Vec::new();
+        let mut pending: Vec<(Vec<T>, Backoffer)> = vec![(items, backoffer.clone())];
+        while !pending.is_empty() {
+            let mut groups = Vec::new();
+            for (items, backoffer) in pending {
+                for (region, group) in self.group(items, key, limits).await? {
+                    groups.push((region, group, backoffer.clone()));
+                }
+            }
+            let outcomes: Vec<Outcome<T, R::Reply>> = stream::iter(groups)
+                .map(|(mut region, group, mut backoffer)| async move {
+                    let request = build(group.clone());
+                    loop {
+                        let step =
+                            Box::pin(self.attempt(&request, &region, interceptors, &mut backoffer))
+                                .await?;
+                        match step {
+                            Step::Done(resp) => return Ok::<_, Error>(Outcome::Done(resp)),
+                            Step::Retry => {
+                                if let Some(updated) = self.cache.get_by_id(region.id) {
+                                    region = updated;
                                 }
                             }
+                            Step::Relocate => return Ok(Outcome::Relocated(group, backoffer)),
                         }
                     }
                 })
                 .buffer_unordered(CONCURRENCY)
                 .try_collect()
                 .await?;
-            Ok(results.into_iter().flatten().collect())
-        })
+            pending = Vec::new();
+            for outcome in outcomes {
+                match outcome {
+                    Outcome::Done(reply) => replies.push(reply),
+                    Outcome::Relocated(items, backoffer) => pending.push((items, backoffer)),
+                }
+            }
+        }
+        Ok(replies)
     }
 
     /// Groups items by the region holding their key, then cuts each group into batches.

@@ -147,4 +147,16 @@ kv_requests! {
     raw_compare_and_swap, "RawCompareAndSwap", RawCasRequest => RawCasResponse, false;
     raw_checksum, "RawChecksum", RawChecksumRequest => RawChecksumResponse, true;
     split_region, "SplitRegion", SplitRegionRequest => SplitRegionResponse, false;
+    kv_get, "KvGet", GetRequest => GetResponse, false;
+    kv_batch_get, "KvBatchGet", BatchGetRequest => BatchGetResponse, true;
+    kv_scan, "KvScan", ScanRequest => ScanResponse, true;
+    kv_prewrite, "KvPrewrite", PrewriteRequest => PrewriteResponse, false;
+    kv_commit, "KvCommit", CommitRequest => CommitResponse, false;
+    kv_batch_rollback, "KvBatchRollback", BatchRollbackRequest => BatchRollbackResponse, false;
+    kv_cleanup, "KvCleanup", CleanupRequest => CleanupResponse, false;
+    kv_check_txn_status, "KvCheckTxnStatus", CheckTxnStatusRequest => CheckTxnStatusResponse, false;
+    kv_check_secondary_locks, "KvCheckSecondaryLocks", CheckSecondaryLocksRequest => CheckSecondaryLocksResponse, false;
+    kv_resolve_lock, "KvResolveLock", ResolveLockRequest => ResolveLockResponse, true;
+    kv_txn_heart_beat, "KvTxnHeartBeat", TxnHeartBeatRequest => TxnHeartBeatResponse, false;
+    kv_scan_lock, "KvScanLock", ScanLockRequest => ScanLockResponse, true;
 }

@@ -62,7 +62,8 @@ impl Drop for ServerHandle {
     }
 }
 
-/// CORS for any origin, exposing the gRPC status headers that browsers otherwise hide.
+/// CORS for any origin, exposing the gRPC headers that browsers otherwise hide: the status,
+/// and the encoding of compressed responses (without it a browser cannot decode them).
 fn cors() -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::any())
@@ -72,6 +73,8 @@ fn cors() -> CorsLayer {
             HeaderName::from_static("grpc-status"),
             HeaderName::from_static("grpc-message"),
             HeaderName::from_static("grpc-status-details-bin"),
+            HeaderName::from_static("grpc-encoding"),
+            HeaderName::from_static("grpc-accept-encoding"),
         ])
 }
 

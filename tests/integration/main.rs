@@ -11,4 +11,5 @@ mod mock_txn;
 mod pd;
 mod raw;
 mod region_cache;
+mod txn;
 mod util;

@@ -1,0 +1,326 @@
+//! The lock resolver: what to do about another transaction's lock (spec 3.6, 4.18c).
+//!
+//! For each lock met, the resolver asks the lock's primary for the transaction's status
+//! (`CheckTxnStatus`). A committed or rolled-back transaction's lock is resolved at once
+//! (`ResolveLock`, "lite" on the one key when the transaction is small), and the reader may
+//! carry the lock's timestamp in `committed_locks` or `resolved_locks` so it need not wait. A
+//! live transaction makes the caller wait (with the `txnLock` backoff). An expired
+//! async-commit primary is recovered through `CheckSecondaryLocks` on all its keys. Outcomes
+//! are cached for the 2048 most recent transactions.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::backoff::{BackoffKind, Backoffer};
+use crate::interceptor::Interceptors;
+use crate::pd::PdClient;
+use crate::proto::kvrpcpb::{self, Action};
+use crate::request::{Executor, Locate};
+use crate::timestamp::LOGICAL_BITS;
+use crate::{Error, Result};
+
+/// client-go's `ResolveLockLiteThreshold`: below this many keys, resolve only the lock's key.
+const LITE_THRESHOLD: u64 = 512;
+/// How many transaction outcomes are remembered.
+const CACHE_SIZE: usize = 2048;
+
+/// A transaction's fate as its primary reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Committed(u64),
+    RolledBack,
+    /// Still running: its lock lives `ttl` ms; `pushed` if the reader may ignore it.
+    Alive {
+        ttl: u64,
+        pushed: bool,
+    },
+}
+
+/// What a reader learns from resolving the locks it met.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Resolution {
+    /// Locks of transactions the reader can read past (rolled back, or committed after it).
+    pub resolved: Vec<u64>,
+    /// Locks of transactions committed before the reader: read their data.
+    pub committed: Vec<u64>,
+    /// Whether some lock is still alive (the caller backs off and retries).
+    pub blocked: bool,
+}
+
+/// Resolves locks; shared by a client's transactions and snapshots.
+pub(crate) struct LockResolver {
+    exec: Arc<Executor>,
+    pd: PdClient,
+    cache: Mutex<(HashMap<u64, Status>, VecDeque<u64>)>,
+}
+
+fn physical(ts: u64) -> u64 {
+    ts >> LOGICAL_BITS
+}
+
+impl LockResolver {
+    pub(crate) fn new(exec: Arc<Executor>, pd: PdClient) -> Self {
+        LockResolver {
+            exec,
+            pd,
+            cache: Mutex::new((HashMap::new(), VecDeque::new())),
+        }
+    }
+
+    fn cached(&self, ts: u64) -> Option<Status> {
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .get(&ts)
+            .copied()
+    }
+
+    fn remember(&self, ts: u64, status: Status) {
+        if matches!(status, Status::Alive { .. }) {
+            return;
+        }
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.0.insert(ts, status).is_none() {
+            cache.1.push_back(ts);
+            if cache.1.len() > CACHE_SIZE {
+                if let Some(old) = cache.1.pop_front() {
+                    cache.0.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Resolves what can be resolved among `locks` met by a reader (or writer) at `caller_ts`.
+    pub(crate) async fn resolve(
+        &self,
+        locks: &[kvrpcpb::LockInfo],
+        caller_ts: u64,
+        backoffer: &mut Backoffer,
+    ) -> Result<Resolution> {
+        let mut out = Resolution::default();
+        for lock in locks {
+            match self.status(lock, caller_ts, backoffer).await? {
+                Status::Committed(commit_ts) => {
+                    self.resolve_lock(lock, commit_ts, backoffer).await?;
+                    if commit_ts <= caller_ts {
+                        out.committed.push(lock.lock_version);
+                    } else {
+                        out.resolved.push(lock.lock_version);
+                    }
+                }
+                Status::RolledBack => {
+                    self.resolve_lock(lock, 0, backoffer).await?;
+                    out.resolved.push(lock.lock_version);
+                }
+                Status::Alive { pushed: true, .. } => out.resolved.push(lock.lock_version),
+                Status::Alive { .. } => out.blocked = true,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn status(
+        &self,
+        lock: &kvrpcpb::LockInfo,
+        caller_ts: u64,
+        backoffer: &mut Backoffer,
+    ) -> Result<Status> {
+        if let Some(status) = self.cached(lock.lock_version) {
+            return Ok(status);
+        }
+        let mut rollback_if_not_exist = false;
+        let mut force_sync_commit = false;
+        loop {
+            // The current time, fresh on every round: waiting for a TTL must see it pass.
+            let current_ts = if lock.lock_ttl == 0 {
+                u64::MAX
+            } else {
+                self.pd.get_timestamp().await?.version()
+            };
+            let req = kvrpcpb::CheckTxnStatusRequest {
+                primary_key: lock.primary_lock.clone(),
+                lock_ts: lock.lock_version,
+                caller_start_ts: caller_ts,
+                current_ts,
+                rollback_if_not_exist,
+                force_sync_commit,
+                resolving_pessimistic_lock: lock.lock_type == kvrpcpb::Op::PessimisticLock as i32,
+                verify_is_primary: true,
+                ..Default::default()
+            };
+            let (resp, _) = self
+                .exec
+                .run_located(
+                    Locate::Key(&lock.primary_lock),
+                    &Interceptors::default(),
+                    backoffer,
+                    |_| req.clone(),
+                )
+                .await?;
+            if let Some(e) = resp.error {
+                if e.txn_not_found.is_some() {
+                    let expired =
+                        physical(current_ts) >= physical(lock.lock_version) + lock.lock_ttl;
+                    if expired {
+                        rollback_if_not_exist = true;
+                    } else {
+                        backoffer
+                            .backoff(
+                                &self.pd.config().runtime,
+                                BackoffKind::TxnNotFound,
+                                Error::from_key_error(e),
+                            )
+                            .await?;
+                    }
+                    continue;
+                }
+                return Err(Error::from_key_error(e));
+            }
+            let status = if resp.lock_ttl != 0 {
+                let primary = resp.lock_info.unwrap_or_default();
+                let expired =
+                    physical(current_ts) >= physical(primary.lock_version) + primary.lock_ttl;
+                if primary.use_async_commit && expired && !force_sync_commit {
+                    match self.recover_async_commit(&primary, backoffer).await? {
+                        Some(status) => status,
+                        None => {
+                            force_sync_commit = true;
+                            continue;
+                        }
+                    }
+                } else {
+                    Status::Alive {
+                        ttl: resp.lock_ttl,
+                        pushed: resp.action == Action::MinCommitTsPushed as i32,
+                    }
+                }
+            } else if resp.commit_version != 0 {
+                Status::Committed(resp.commit_version)
+            } else {
+                Status::RolledBack
+            };
+            self.remember(lock.lock_version, status);
+            return Ok(status);
+        }
+    }
+
+    /// Decides an expired async-commit transaction from its keys' locks (spec 4.18c), and
+    /// resolves every key. `None` means a key is not async-commit: retry with
+    /// `force_sync_commit`.
+    async fn recover_async_commit(
+        &self,
+        primary: &kvrpcpb::LockInfo,
+        backoffer: &mut Backoffer,
+    ) -> Result<Option<Status>> {
+        let start_ts = primary.lock_version;
+        let mut keys: Vec<Vec<u8>> = primary.secondaries.clone();
+        keys.push(primary.key.clone());
+        let mut commit_ts = primary.min_commit_ts;
+        let mut decided: Option<Status> = None;
+        for key in &keys {
+            let req = kvrpcpb::CheckSecondaryLocksRequest {
+                keys: vec![key.clone()],
+                start_version: start_ts,
+                ..Default::default()
+            };
+            let (resp, _) = self
+                .exec
+                .run_located(
+                    Locate::Key(key),
+                    &Interceptors::default(),
+                    backoffer,
+                    |_| req.clone(),
+                )
+                .await?;
+            if let Some(e) = resp.error {
+                return Err(Error::from_key_error(e));
+            }
+            if resp.locks.is_empty() {
+                let status = if resp.commit_ts != 0 {
+                    Status::Committed(resp.commit_ts)
+                } else {
+                    Status::RolledBack
+                };
+                if matches!((decided, status), (Some(Status::Committed(a)), Status::Committed(b)) if a != b)
+                {
+                    return Err(Error::UnexpectedResponse(format!(
+                        "async-commit txn {start_ts} committed at two timestamps"
+                    )));
+                }
+                decided = Some(status);
+                break;
+            }
+            for l in &resp.locks {
+                if !l.use_async_commit || l.lock_version != start_ts {
+                    return Ok(None);
+                }
+                commit_ts = commit_ts.max(l.min_commit_ts);
+            }
+        }
+        let status = decided.unwrap_or(Status::Committed(commit_ts));
+        let resolve_ts = match status {
+            Status::Committed(c) => c,
+            _ => 0,
+        };
+        for key in &keys {
+            let req = kvrpcpb::ResolveLockRequest {
+                start_version: start_ts,
+                commit_version: resolve_ts,
+                keys: vec![key.clone()],
+                ..Default::default()
+            };
+            let (resp, _) = self
+                .exec
+                .run_located(
+                    Locate::Key(key),
+                    &Interceptors::default(),
+                    backoffer,
+                    |_| req.clone(),
+                )
+                .await?;
+            if let Some(e) = resp.error {
+                if e.txn_lock_not_found.is_none() {
+                    return Err(Error::from_key_error(e));
+                }
+            }
+        }
+        Ok(Some(status))
+    }
+
+    /// Commits (`commit_ts > 0`) or rolls back the lock's transaction where the lock is:
+    /// just that key for small transactions, else the whole region.
+    async fn resolve_lock(
+        &self,
+        lock: &kvrpcpb::LockInfo,
+        commit_ts: u64,
+        backoffer: &mut Backoffer,
+    ) -> Result<()> {
+        let lite = lock.txn_size < LITE_THRESHOLD;
+        let req = kvrpcpb::ResolveLockRequest {
+            start_version: lock.lock_version,
+            commit_version: commit_ts,
+            keys: if lite {
+                vec![lock.key.clone()]
+            } else {
+                Vec::new()
+            },
+            ..Default::default()
+        };
+        let (resp, _) = self
+            .exec
+            .run_located(
+                Locate::Key(&lock.key),
+                &Interceptors::default(),
+                backoffer,
+                |_| req.clone(),
+            )
+            .await?;
+        match resp.error {
+            // Someone else resolved it first.
+            Some(e) if e.txn_lock_not_found.is_some() => Ok(()),
+            Some(e) => Err(Error::from_key_error(e)),
+            None => Ok(()),
+        }
+    }
+}

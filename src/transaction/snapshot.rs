@@ -1,0 +1,319 @@
+//! Reads at one timestamp, resolving the locks they meet.
+
+use std::sync::Arc;
+
+use crate::backoff::{BackoffKind, Backoffer};
+use crate::interceptor::Interceptors;
+use crate::proto::kvrpcpb;
+use crate::request::{BatchLimits, Locate};
+use crate::timestamp::Timestamp;
+use crate::{BoundRange, Error, Key, KvPair, Result, Value};
+
+use super::Core;
+
+/// client-go's snapshot read budget: 20 s (doubled by its backoff weight: 40 s).
+const READ_BUDGET: std::time::Duration = std::time::Duration::from_secs(40);
+/// The most pairs one scan may return.
+pub const MAX_SCAN_LIMIT: u32 = 10240;
+/// Above every valid key: keys are at most 8192 bytes.
+fn unbounded_upper() -> Vec<u8> {
+    vec![0xFF; 8193]
+}
+
+/// A consistent read-only view of the database at one timestamp.
+#[derive(Clone)]
+pub struct Snapshot {
+    core: Arc<Core>,
+    ts: Timestamp,
+    isolation: kvrpcpb::IsolationLevel,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("ts", &self.ts)
+            .field("isolation", &self.isolation)
+            .finish()
+    }
+}
+
+/// Locks a read may pass (their timestamps go in the request context).
+#[derive(Default, Clone)]
+struct Passes {
+    resolved: Vec<u64>,
+    committed: Vec<u64>,
+}
+
+impl Snapshot {
+    pub(crate) fn new(core: Arc<Core>, ts: Timestamp, isolation: kvrpcpb::IsolationLevel) -> Self {
+        Snapshot {
+            core,
+            ts,
+            isolation,
+        }
+    }
+
+    /// The timestamp this snapshot reads at.
+    pub fn timestamp(&self) -> Timestamp {
+        self.ts
+    }
+
+    fn context(&self, passes: &Passes) -> Option<kvrpcpb::Context> {
+        Some(kvrpcpb::Context {
+            isolation_level: self.isolation as i32,
+            resolved_locks: passes.resolved.clone(),
+            committed_locks: passes.committed.clone(),
+            ..Default::default()
+        })
+    }
+
+    /// Resolves `locks`; waits when one is alive. Extends `passes`.
+    async fn handle_locks(
+        &self,
+        locks: Vec<kvrpcpb::LockInfo>,
+        passes: &mut Passes,
+        backoffer: &mut Backoffer,
+    ) -> Result<()> {
+        let outcome = self
+            .core
+            .resolver
+            .resolve(&locks, self.ts.version(), backoffer)
+            .await?;
+        passes.resolved.extend(outcome.resolved);
+        passes.committed.extend(outcome.committed);
+        if outcome.blocked {
+            let cause = Error::KeyError(Box::new(kvrpcpb::KeyError {
+                locked: locks.into_iter().next(),
+                ..Default::default()
+            }));
+            let rt = &self.core.pd.config().runtime;
+            backoffer
+                .backoff(rt, BackoffKind::TxnLockFast, cause)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The value of `key` at this snapshot's timestamp.
+    pub async fn get(&self, key: impl Into<Key>) -> Result<Option<Value>> {
+        let key = self.core.encode(key.into());
+        let mut backoffer = Backoffer::new(READ_BUDGET);
+        let mut passes = Passes::default();
+        loop {
+            let req = kvrpcpb::GetRequest {
+                context: self.context(&passes),
+                key: key.clone(),
+                version: self.ts.version(),
+                ..Default::default()
+            };
+            let (resp, _) = self
+                .core
+                .exec
+                .run_located(
+                    Locate::Key(&key),
+                    &Interceptors::default(),
+                    &mut backoffer,
+                    |_| req.clone(),
+                )
+                .await?;
+            match resp.error {
+                None => return Ok((!resp.not_found).then_some(resp.value)),
+                Some(e) => match e.locked {
+                    Some(lock) => {
+                        self.handle_locks(vec![lock], &mut passes, &mut backoffer)
+                            .await?
+                    }
+                    None => return Err(Error::from_key_error(e)),
+                },
+            }
+        }
+    }
+
+    /// The pairs found for `keys`, in key order (missing keys are left out).
+    pub async fn batch_get(
+        &self,
+        keys: impl IntoIterator<Item = impl Into<Key>>,
+    ) -> Result<Vec<KvPair>> {
+        let mut pending: Vec<Vec<u8>> = keys
+            .into_iter()
+            .map(|k| self.core.encode(k.into()))
+            .collect();
+        pending.sort();
+        pending.dedup();
+        let mut backoffer = Backoffer::new(READ_BUDGET);
+        let mut passes = Passes::default();
+        let mut found = Vec::new();
+        while !pending.is_empty() {
+            let ctx = self.context(&passes);
+            let version = self.ts.version();
+            let build = |keys: Vec<Vec<u8>>| kvrpcpb::BatchGetRequest {
+                context: ctx.clone(),
+                keys,
+                version,
+                ..Default::default()
+            };
+            let limits: BatchLimits<Vec<u8>> = BatchLimits {
+                max_count: 2048,
+                max_bytes: usize::MAX,
+                size: Vec::len,
+            };
+            let responses = self
+                .core
+                .exec
+                .run_grouped(
+                    pending.clone(),
+                    |k| k,
+                    limits,
+                    &Interceptors::default(),
+                    &backoffer,
+                    &build,
+                )
+                .await?;
+            let mut locks = Vec::new();
+            for resp in responses {
+                if let Some(e) = resp.error {
+                    return Err(Error::from_key_error(e));
+                }
+                for pair in resp.pairs {
+                    match pair.error {
+                        Some(e) => match e.locked {
+                            Some(lock) => locks.push(lock),
+                            None => return Err(Error::from_key_error(e)),
+                        },
+                        None => found.push(KvPair::new(self.core.decode(pair.key)?, pair.value)),
+                    }
+                }
+            }
+            pending = locks.iter().map(|l| l.key.clone()).collect();
+            if !locks.is_empty() {
+                self.handle_locks(locks, &mut passes, &mut backoffer)
+                    .await?;
+            }
+        }
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(found)
+    }
+
+    /// Up to `limit` pairs in `range`, ascending.
+    pub async fn scan(&self, range: impl Into<BoundRange>, limit: u32) -> Result<Vec<KvPair>> {
+        self.scan_inner(range.into(), limit, false, false).await
+    }
+
+    /// Up to `limit` keys in `range`, ascending.
+    pub async fn scan_keys(&self, range: impl Into<BoundRange>, limit: u32) -> Result<Vec<Key>> {
+        Ok(self
+            .scan_inner(range.into(), limit, true, false)
+            .await?
+            .into_iter()
+            .map(|p| p.key)
+            .collect())
+    }
+
+    /// Up to `limit` pairs in `range`, descending.
+    pub async fn scan_reverse(
+        &self,
+        range: impl Into<BoundRange>,
+        limit: u32,
+    ) -> Result<Vec<KvPair>> {
+        self.scan_inner(range.into(), limit, false, true).await
+    }
+
+    pub(crate) async fn scan_inner(
+        &self,
+        range: BoundRange,
+        limit: u32,
+        key_only: bool,
+        reverse: bool,
+    ) -> Result<Vec<KvPair>> {
+        if limit > MAX_SCAN_LIMIT {
+            return Err(Error::InvalidArgument(format!(
+                "scan limit {limit} exceeds the maximum {MAX_SCAN_LIMIT}"
+            )));
+        }
+        let (start, end) = self.core.encode_range(range)?;
+        let mut out = Vec::new();
+        let mut backoffer = Backoffer::new(READ_BUDGET);
+        let mut passes = Passes::default();
+        // Forward: the cursor is the next start; reverse: the exclusive upper bound.
+        let mut cursor = if reverse {
+            if end.is_empty() {
+                unbounded_upper()
+            } else {
+                end.clone()
+            }
+        } else {
+            start.clone()
+        };
+        while out.len() < limit as usize {
+            let remaining = limit - out.len() as u32;
+            let locate = if reverse {
+                Locate::EndKey(&cursor)
+            } else {
+                Locate::Key(&cursor)
+            };
+            let ctx = self.context(&passes);
+            let (resp, region) = self
+                .core
+                .exec
+                .run_located(locate, &Interceptors::default(), &mut backoffer, |region| {
+                    let (start_key, end_key) = if reverse {
+                        (cursor.clone(), start.clone().max(region.start_key.clone()))
+                    } else {
+                        let region_end = region.end_key.clone();
+                        let end_key = match (end.is_empty(), region_end.is_empty()) {
+                            (true, _) => region_end,
+                            (false, true) => end.clone(),
+                            (false, false) => end.clone().min(region_end),
+                        };
+                        (cursor.clone(), end_key)
+                    };
+                    kvrpcpb::ScanRequest {
+                        context: ctx.clone(),
+                        start_key,
+                        end_key,
+                        limit: remaining,
+                        version: self.ts.version(),
+                        key_only,
+                        reverse,
+                        ..Default::default()
+                    }
+                })
+                .await?;
+            if let Some(e) = resp.error {
+                return Err(Error::from_key_error(e));
+            }
+            let locks: Vec<kvrpcpb::LockInfo> = resp
+                .pairs
+                .iter()
+                .filter_map(|p| p.error.as_ref()?.locked.clone())
+                .collect();
+            if !locks.is_empty() {
+                // Resolve, then read this region again from the same cursor.
+                self.handle_locks(locks, &mut passes, &mut backoffer)
+                    .await?;
+                continue;
+            }
+            for pair in resp.pairs {
+                if let Some(e) = pair.error {
+                    return Err(Error::from_key_error(e));
+                }
+                out.push(KvPair::new(self.core.decode(pair.key)?, pair.value));
+            }
+            let done = if reverse {
+                region.start_key.is_empty() || region.start_key <= start
+            } else {
+                region.end_key.is_empty() || (!end.is_empty() && region.end_key >= end)
+            };
+            if done {
+                break;
+            }
+            cursor = if reverse {
+                region.start_key
+            } else {
+                region.end_key
+            };
+        }
+        out.truncate(limit as usize);
+        Ok(out)
+    }
+}

@@ -1,0 +1,643 @@
+//! An optimistic transaction: a local write buffer over a snapshot, committed with 2PC.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backoff::{BackoffKind, Backoffer};
+use crate::interceptor::Interceptors;
+use crate::proto::kvrpcpb;
+use crate::request::{BatchLimits, Locate, RAW_BATCH_BYTES};
+use crate::rt::{self, Instant};
+use crate::timestamp::Timestamp;
+use crate::{BoundRange, Error, Key, KvPair, Result, Value};
+
+use super::{Core, Snapshot};
+
+/// client-go's prewrite and commit budgets: 40 s each.
+const WRITE_BUDGET: Duration = Duration::from_secs(40);
+/// client-go's base lock TTL.
+const DEFAULT_LOCK_TTL_MS: u64 = 3000;
+/// client-go's largest computed lock TTL (`ManagedLockTTL`).
+const MAX_LOCK_TTL_MS: u64 = 20_000;
+/// Above this size a transaction's lock TTL grows with its size.
+const TTL_SIZE_THRESHOLD: usize = 16 * 1024;
+
+/// How a transaction runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TransactionOptions {
+    /// The isolation of reads: snapshot isolation (default) or read committed.
+    pub isolation_level: kvrpcpb::IsolationLevel,
+    /// What dropping an unfinished transaction does.
+    pub drop_check: DropCheck,
+}
+
+/// What happens when a transaction is dropped without commit or rollback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropCheck {
+    /// Log a warning, and roll back in the background anything already written to TiKV.
+    Warn,
+    /// As `Warn`, without the log line.
+    Silent,
+}
+
+impl TransactionOptions {
+    /// An optimistic transaction with snapshot isolation.
+    pub fn new_optimistic() -> Self {
+        TransactionOptions {
+            isolation_level: kvrpcpb::IsolationLevel::Si,
+            drop_check: DropCheck::Warn,
+        }
+    }
+
+    /// Reads see the latest committed data instead of a snapshot (read committed).
+    pub fn read_committed(mut self) -> Self {
+        self.isolation_level = kvrpcpb::IsolationLevel::Rc;
+        self
+    }
+
+    /// Sets what dropping an unfinished transaction does.
+    pub fn drop_check(mut self, check: DropCheck) -> Self {
+        self.drop_check = check;
+        self
+    }
+}
+
+impl Default for TransactionOptions {
+    fn default() -> Self {
+        Self::new_optimistic()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Mutation {
+    Put(Value),
+    Insert(Value),
+    Delete,
+    Lock,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Active,
+    /// Prewrite started: locks may exist on TiKV.
+    Prewriting,
+    Committed,
+    RolledBack,
+}
+
+/// A transaction. Reads see its own writes; nothing reaches TiKV before [`Transaction::commit`].
+pub struct Transaction {
+    core: Arc<Core>,
+    snapshot: Snapshot,
+    buffer: BTreeMap<Vec<u8>, Mutation>,
+    state: State,
+    options: TransactionOptions,
+    started: Instant,
+}
+
+impl std::fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction")
+            .field("start_ts", &self.snapshot.timestamp())
+            .field("mutations", &self.buffer.len())
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
+impl Transaction {
+    pub(crate) fn new(core: Arc<Core>, start: Timestamp, options: TransactionOptions) -> Self {
+        let started = core.pd.config().runtime.now();
+        Transaction {
+            snapshot: Snapshot::new(core.clone(), start, options.isolation_level),
+            core,
+            buffer: BTreeMap::new(),
+            state: State::Active,
+            options,
+            started,
+        }
+    }
+
+    /// The start timestamp.
+    pub fn start_timestamp(&self) -> Timestamp {
+        self.snapshot.timestamp()
+    }
+
+    fn check_active(&self) -> Result<()> {
+        match self.state {
+            State::Active => Ok(()),
+            other => Err(Error::InvalidArgument(format!(
+                "the transaction is no longer active ({other:?})"
+            ))),
+        }
+    }
+
+    fn buffered(&self, key: &Key) -> Option<&Mutation> {
+        self.buffer.get(&self.core.encode(key.clone()))
+    }
+
+    /// The value of `key`: this transaction's own write, else the snapshot's.
+    pub async fn get(&self, key: impl Into<Key>) -> Result<Option<Value>> {
+        self.check_active()?;
+        let key = key.into();
+        match self.buffered(&key) {
+            Some(Mutation::Put(v) | Mutation::Insert(v)) => Ok(Some(v.clone())),
+            Some(Mutation::Delete) => Ok(None),
+            _ => self.snapshot.get(key).await,
+        }
+    }
+
+    /// Whether `key` has a value.
+    pub async fn key_exists(&self, key: impl Into<Key>) -> Result<bool> {
+        Ok(self.get(key).await?.is_some())
+    }
+
+    /// The pairs found for `keys`, in key order, own writes included.
+    pub async fn batch_get(
+        &self,
+        keys: impl IntoIterator<Item = impl Into<Key>>,
+    ) -> Result<Vec<KvPair>> {
+        self.check_active()?;
+        let mut found = Vec::new();
+        let mut remote = Vec::new();
+        for key in keys.into_iter().map(Into::into) {
+            match self.buffered(&key) {
+                Some(Mutation::Put(v) | Mutation::Insert(v)) => {
+                    found.push(KvPair::new(key, v.clone()))
+                }
+                Some(Mutation::Delete) => {}
+                _ => remote.push(key),
+            }
+        }
+        found.extend(self.snapshot.batch_get(remote).await?);
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        found.dedup_by(|a, b| a.key == b.key);
+        Ok(found)
+    }
+
+    /// One value per key, in the order given (`None` where absent).
+    pub async fn batch_get_values(
+        &self,
+        keys: impl IntoIterator<Item = impl Into<Key>>,
+    ) -> Result<Vec<Option<Value>>> {
+        let keys: Vec<Key> = keys.into_iter().map(Into::into).collect();
+        let found = self.batch_get(keys.iter().cloned()).await?;
+        Ok(keys
+            .iter()
+            .map(|k| {
+                found
+                    .binary_search_by(|p| p.key.cmp(k))
+                    .ok()
+                    .map(|i| found[i].value.clone())
+            })
+            .collect())
+    }
+
+    /// Up to `limit` pairs in `range`, ascending, merging own writes with the snapshot.
+    pub async fn scan(&self, range: impl Into<BoundRange>, limit: u32) -> Result<Vec<KvPair>> {
+        self.scan_merged(range.into(), limit, false).await
+    }
+
+    /// Up to `limit` keys in `range`, ascending.
+    pub async fn scan_keys(&self, range: impl Into<BoundRange>, limit: u32) -> Result<Vec<Key>> {
+        Ok(self
+            .scan(range, limit)
+            .await?
+            .into_iter()
+            .map(|p| p.key)
+            .collect())
+    }
+
+    /// Up to `limit` pairs in `range`, descending.
+    pub async fn scan_reverse(
+        &self,
+        range: impl Into<BoundRange>,
+        limit: u32,
+    ) -> Result<Vec<KvPair>> {
+        self.scan_merged(range.into(), limit, true).await
+    }
+
+    async fn scan_merged(
+        &self,
+        range: BoundRange,
+        limit: u32,
+        reverse: bool,
+    ) -> Result<Vec<KvPair>> {
+        self.check_active()?;
+        // Deletes in the buffer can hide snapshot keys: over-fetch by their number.
+        let hidden = self
+            .buffer
+            .values()
+            .filter(|m| matches!(m, Mutation::Delete))
+            .count() as u32;
+        let fetch = limit
+            .saturating_add(hidden)
+            .min(super::snapshot::MAX_SCAN_LIMIT);
+        let remote = self
+            .snapshot
+            .scan_inner(range.clone(), fetch, false, reverse)
+            .await?;
+        let mut merged: BTreeMap<Key, Value> =
+            remote.into_iter().map(|p| (p.key, p.value)).collect();
+        for (encoded, m) in &self.buffer {
+            let key = self.core.decode(encoded.clone())?;
+            if !range.contains(&key) {
+                continue;
+            }
+            match m {
+                Mutation::Put(v) | Mutation::Insert(v) => {
+                    merged.insert(key, v.clone());
+                }
+                Mutation::Delete => {
+                    merged.remove(&key);
+                }
+                Mutation::Lock => {}
+            }
+        }
+        let pairs = merged.into_iter().map(|(k, v)| KvPair::new(k, v));
+        Ok(if reverse {
+            pairs.rev().take(limit as usize).collect()
+        } else {
+            pairs.take(limit as usize).collect()
+        })
+    }
+
+    /// Sets `key` to `value`.
+    pub async fn put(&mut self, key: impl Into<Key>, value: impl Into<Value>) -> Result<()> {
+        self.check_active()?;
+        self.buffer
+            .insert(self.core.encode(key.into()), Mutation::Put(value.into()));
+        Ok(())
+    }
+
+    /// Sets `key` to `value`; the commit fails with [`Error::KeyExists`] if the key exists.
+    pub async fn insert(&mut self, key: impl Into<Key>, value: impl Into<Value>) -> Result<()> {
+        self.check_active()?;
+        let key = self.core.encode(key.into());
+        let m = match self.buffer.get(&key) {
+            Some(Mutation::Delete) => Mutation::Put(value.into()),
+            _ => Mutation::Insert(value.into()),
+        };
+        self.buffer.insert(key, m);
+        Ok(())
+    }
+
+    /// Deletes `key`.
+    pub async fn delete(&mut self, key: impl Into<Key>) -> Result<()> {
+        self.check_active()?;
+        self.buffer
+            .insert(self.core.encode(key.into()), Mutation::Delete);
+        Ok(())
+    }
+
+    /// Makes the commit fail if another transaction writes any of `keys` meanwhile, without
+    /// writing them.
+    pub async fn lock_keys(
+        &mut self,
+        keys: impl IntoIterator<Item = impl Into<Key>>,
+    ) -> Result<()> {
+        self.check_active()?;
+        for key in keys {
+            self.buffer
+                .entry(self.core.encode(key.into()))
+                .or_insert(Mutation::Lock);
+        }
+        Ok(())
+    }
+
+    /// Commits with two-phase commit and returns the commit timestamp (`None` if the
+    /// transaction wrote nothing).
+    ///
+    /// Fails with [`Error::WriteConflict`] or [`Error::KeyExists`] when the transaction cannot
+    /// commit (everything it wrote is rolled back), and with [`Error::CommitUndetermined`] when
+    /// the primary key's commit was sent but its outcome is unknown.
+    pub async fn commit(&mut self) -> Result<Option<Timestamp>> {
+        self.check_active()?;
+        if self.buffer.is_empty() {
+            self.state = State::Committed;
+            return Ok(None);
+        }
+        self.state = State::Prewriting;
+        match self.prewrite().await {
+            Ok(()) => {}
+            Err(e) => {
+                self.rollback_in_background();
+                self.state = State::RolledBack;
+                return Err(e);
+            }
+        }
+        let commit_ts = self.commit_primary().await?;
+        self.state = State::Committed;
+        self.commit_secondaries(commit_ts);
+        Ok(Some(commit_ts))
+    }
+
+    /// Discards the transaction, removing anything it wrote to TiKV.
+    pub async fn rollback(&mut self) -> Result<()> {
+        match self.state {
+            State::Committed => {
+                return Err(Error::InvalidArgument(
+                    "the transaction has committed".into(),
+                ))
+            }
+            State::RolledBack => return Ok(()),
+            State::Active => {}
+            State::Prewriting => {
+                self.batch_rollback(self.buffer.keys().cloned().collect())
+                    .await?
+            }
+        }
+        self.state = State::RolledBack;
+        Ok(())
+    }
+
+    fn mutations(&self) -> Vec<kvrpcpb::Mutation> {
+        self.buffer
+            .iter()
+            .map(|(key, m)| {
+                let (op, value) = match m {
+                    Mutation::Put(v) => (kvrpcpb::Op::Put, v.clone()),
+                    Mutation::Insert(v) => (kvrpcpb::Op::Insert, v.clone()),
+                    Mutation::Delete => (kvrpcpb::Op::Del, Vec::new()),
+                    Mutation::Lock => (kvrpcpb::Op::Lock, Vec::new()),
+                };
+                kvrpcpb::Mutation {
+                    op: op as i32,
+                    key: key.clone(),
+                    value,
+                    ..Default::default()
+                }
+            })
+            .collect()
+    }
+
+    fn primary(&self) -> Vec<u8> {
+        self.buffer
+            .keys()
+            .next()
+            .cloned()
+            .expect("a non-empty buffer")
+    }
+
+    /// client-go's lock TTL: 3 s, growing with the square root of the size above 16 KiB up to
+    /// 20 s, plus the time the transaction has run.
+    fn lock_ttl(&self, size: usize) -> u64 {
+        let mut ttl = DEFAULT_LOCK_TTL_MS;
+        if size >= TTL_SIZE_THRESHOLD {
+            let mib = size as f64 / (1024.0 * 1024.0);
+            ttl = ((6000.0 * mib.sqrt()) as u64).clamp(DEFAULT_LOCK_TTL_MS, MAX_LOCK_TTL_MS);
+        }
+        let elapsed = self
+            .core
+            .pd
+            .config()
+            .runtime
+            .now()
+            .saturating_duration_since(self.started);
+        ttl + elapsed.as_millis() as u64
+    }
+
+    async fn prewrite(&self) -> Result<()> {
+        let start = self.start_timestamp().version();
+        let primary = self.primary();
+        let mutations = self.mutations();
+        let size: usize = mutations.iter().map(|m| m.key.len() + m.value.len()).sum();
+        let ttl = self.lock_ttl(size);
+        let txn_size = mutations.len() as u64;
+        let build = |mutations: Vec<kvrpcpb::Mutation>| kvrpcpb::PrewriteRequest {
+            mutations,
+            primary_lock: primary.clone(),
+            start_version: start,
+            lock_ttl: ttl,
+            txn_size,
+            ..Default::default()
+        };
+        let limits = BatchLimits {
+            max_count: usize::MAX,
+            max_bytes: RAW_BATCH_BYTES,
+            size: |m: &kvrpcpb::Mutation| m.key.len() + m.value.len(),
+        };
+        let mut backoffer = Backoffer::new(WRITE_BUDGET);
+        loop {
+            let responses = self
+                .core
+                .exec
+                .run_grouped(
+                    mutations.clone(),
+                    |m| &m.key,
+                    limits,
+                    &Interceptors::default(),
+                    &backoffer,
+                    &build,
+                )
+                .await?;
+            let mut locks = Vec::new();
+            for resp in responses {
+                for e in resp.errors {
+                    match e.locked {
+                        // A lock of a younger transaction: an optimistic txn conflicts at once.
+                        Some(lock) if lock.lock_version > start => {
+                            return Err(Error::WriteConflict(Box::new(kvrpcpb::WriteConflict {
+                                start_ts: start,
+                                conflict_ts: lock.lock_version,
+                                key: lock.key.clone(),
+                                primary: lock.primary_lock.clone(),
+                                ..Default::default()
+                            })));
+                        }
+                        Some(lock) => locks.push(lock),
+                        None => return Err(Error::from_key_error(e)),
+                    }
+                }
+            }
+            if locks.is_empty() {
+                return Ok(());
+            }
+            let outcome = self
+                .core
+                .resolver
+                .resolve(&locks, start, &mut backoffer)
+                .await?;
+            if outcome.blocked {
+                let cause = Error::KeyError(Box::new(kvrpcpb::KeyError {
+                    locked: locks.into_iter().next(),
+                    ..Default::default()
+                }));
+                let rt = &self.core.pd.config().runtime;
+                backoffer.backoff(rt, BackoffKind::TxnLock, cause).await?;
+            }
+        }
+    }
+
+    /// Commits the primary key: the commit point of the transaction.
+    async fn commit_primary(&mut self) -> Result<Timestamp> {
+        let start = self.start_timestamp().version();
+        let primary = self.primary();
+        let mut backoffer = Backoffer::new(WRITE_BUDGET);
+        let mut commit_ts = self.core.pd.get_timestamp().await?;
+        loop {
+            let req = kvrpcpb::CommitRequest {
+                start_version: start,
+                keys: vec![primary.clone()],
+                commit_version: commit_ts.version(),
+                ..Default::default()
+            };
+            let sent = self
+                .core
+                .exec
+                .run_located(
+                    Locate::Key(&primary),
+                    &Interceptors::default(),
+                    &mut backoffer,
+                    |_| req.clone(),
+                )
+                .await;
+            let resp = match sent {
+                Ok((resp, _)) => resp,
+                Err(e) if e.may_have_been_sent() && !matches!(e, Error::Region(_)) => {
+                    self.state = State::Committed;
+                    return Err(Error::CommitUndetermined(format!(
+                        "the commit of primary key {:?} at {commit_ts:?} may or may not have applied: {e}",
+                        Key::from(primary.clone())
+                    )));
+                }
+                Err(e) => {
+                    self.rollback_in_background();
+                    self.state = State::RolledBack;
+                    return Err(e);
+                }
+            };
+            match resp.error {
+                None => return Ok(commit_ts),
+                Some(e) if e.commit_ts_expired.is_some() => {
+                    // The primary's min_commit_ts was pushed by a reader: commit later.
+                    commit_ts = self.core.pd.get_timestamp().await?;
+                }
+                Some(e) => {
+                    self.state = State::RolledBack;
+                    return Err(Error::from_key_error(e));
+                }
+            }
+        }
+    }
+
+    /// Commits the other keys in the background; readers resolve any left behind.
+    fn commit_secondaries(&self, commit_ts: Timestamp) {
+        let primary = self.primary();
+        let keys: Vec<Vec<u8>> = self
+            .buffer
+            .keys()
+            .filter(|k| **k != primary)
+            .cloned()
+            .collect();
+        if keys.is_empty() {
+            return;
+        }
+        let core = self.core.clone();
+        let start = self.start_timestamp().version();
+        rt::spawn(async move {
+            let build = |keys: Vec<Vec<u8>>| kvrpcpb::CommitRequest {
+                start_version: start,
+                keys,
+                commit_version: commit_ts.version(),
+                ..Default::default()
+            };
+            let limits: BatchLimits<Vec<u8>> = BatchLimits {
+                max_count: usize::MAX,
+                max_bytes: RAW_BATCH_BYTES,
+                size: Vec::len,
+            };
+            let backoffer = Backoffer::new(WRITE_BUDGET);
+            match core
+                .exec
+                .run_grouped(
+                    keys,
+                    |k| k,
+                    limits,
+                    &Interceptors::default(),
+                    &backoffer,
+                    &build,
+                )
+                .await
+            {
+                Ok(responses) => {
+                    for e in responses.into_iter().filter_map(|r| r.error) {
+                        log::warn!(
+                            "committing a secondary of txn {start} failed: {}",
+                            Error::from_key_error(e)
+                        );
+                    }
+                }
+                Err(e) => log::warn!("committing the secondaries of txn {start} failed: {e}"),
+            }
+        })
+        .detach();
+    }
+
+    async fn batch_rollback(&self, keys: Vec<Vec<u8>>) -> Result<()> {
+        batch_rollback(&self.core, self.start_timestamp().version(), keys).await
+    }
+
+    fn rollback_in_background(&self) {
+        let core = self.core.clone();
+        let start = self.start_timestamp().version();
+        let keys: Vec<Vec<u8>> = self.buffer.keys().cloned().collect();
+        rt::spawn(async move {
+            if let Err(e) = batch_rollback(&core, start, keys).await {
+                log::warn!("rolling back txn {start} failed: {e}");
+            }
+        })
+        .detach();
+    }
+}
+
+async fn batch_rollback(core: &Core, start: u64, keys: Vec<Vec<u8>>) -> Result<()> {
+    let build = |keys: Vec<Vec<u8>>| kvrpcpb::BatchRollbackRequest {
+        start_version: start,
+        keys,
+        ..Default::default()
+    };
+    let limits: BatchLimits<Vec<u8>> = BatchLimits {
+        max_count: usize::MAX,
+        max_bytes: RAW_BATCH_BYTES,
+        size: Vec::len,
+    };
+    let backoffer = Backoffer::new(WRITE_BUDGET);
+    let responses = core
+        .exec
+        .run_grouped(
+            keys,
+            |k| k,
+            limits,
+            &Interceptors::default(),
+            &backoffer,
+            &build,
+        )
+        .await?;
+    match responses.into_iter().find_map(|r| r.error) {
+        Some(e) => Err(Error::from_key_error(e)),
+        None => Ok(()),
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        let unfinished =
+            matches!(self.state, State::Active | State::Prewriting) && !self.buffer.is_empty();
+        if !unfinished {
+            return;
+        }
+        if self.options.drop_check == DropCheck::Warn {
+            log::warn!(
+                "transaction {:?} dropped without commit or rollback; discarding {} mutations",
+                self.start_timestamp(),
+                self.buffer.len()
+            );
+        }
+        if self.state == State::Prewriting {
+            self.rollback_in_background();
+        }
+    }
+}

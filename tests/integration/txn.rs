@@ -1,0 +1,517 @@
+//! TransactionClient end to end against the mock cluster over real gRPC, on many regions:
+//! isolation, conflicts, lock resolution of abandoned and half-committed transactions, GC,
+//! faults, and a bank workload.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tikv_client::proto::{errorpb, kvrpcpb};
+use tikv_client::testutils::{MockCluster, Rule};
+use tikv_client::{Error, Key, TransactionClient, TransactionOptions};
+
+use super::util::{channel, peer_on};
+
+const SPLITS: [&str; 8] = ["b", "d", "f", "h", "j", "l", "n", "p"];
+
+async fn cluster() -> MockCluster {
+    MockCluster::builder()
+        .split_txn(SPLITS)
+        .start()
+        .await
+        .unwrap()
+}
+
+async fn client(cluster: &MockCluster) -> TransactionClient {
+    TransactionClient::new(vec![cluster.pd_endpoint()])
+        .await
+        .unwrap()
+}
+
+async fn put_all(client: &TransactionClient, pairs: &[(&str, &str)]) {
+    let mut txn = client.begin_optimistic().await.unwrap();
+    for (k, v) in pairs {
+        txn.put(*k, *v).await.unwrap();
+    }
+    txn.commit().await.unwrap();
+}
+
+fn value(v: &str) -> Option<Vec<u8>> {
+    Some(v.as_bytes().to_vec())
+}
+
+#[tokio::test]
+async fn read_your_writes_and_snapshot_isolation() {
+    let cluster = cluster().await;
+    assert_eq!(cluster.regions().len(), 9);
+    let client = client(&cluster).await;
+    put_all(&client, &[("a", "1"), ("c", "1"), ("o", "1")]).await;
+
+    let mut writer = client.begin_optimistic().await.unwrap();
+    let reader = client.begin_optimistic().await.unwrap();
+    writer.put("a", "2").await.unwrap();
+    writer.delete("c").await.unwrap();
+    writer.put("z", "new").await.unwrap();
+    assert_eq!(writer.get("a").await.unwrap(), value("2"), "own write");
+    assert_eq!(writer.get("c").await.unwrap(), None, "own delete");
+    let keys: Vec<Key> = writer.scan_keys(.., 10).await.unwrap();
+    assert_eq!(keys, vec![Key::from("a"), Key::from("o"), Key::from("z")]);
+    let rev = writer.scan_reverse("a".."z", 10).await.unwrap();
+    assert_eq!(
+        rev.iter().map(|p| p.key.clone()).collect::<Vec<_>>(),
+        vec![Key::from("o"), Key::from("a")]
+    );
+    let commit_ts = writer.commit().await.unwrap().unwrap();
+    assert!(commit_ts > reader.start_timestamp());
+
+    // The reader started before the commit: no dirty, no non-repeatable reads.
+    assert_eq!(reader.get("a").await.unwrap(), value("1"));
+    assert_eq!(reader.get("c").await.unwrap(), value("1"));
+    assert_eq!(reader.batch_get(["a", "c", "z"]).await.unwrap().len(), 2);
+    let later = client.begin_optimistic().await.unwrap();
+    assert_eq!(later.get("a").await.unwrap(), value("2"));
+    assert_eq!(
+        later.get("z").await.unwrap(),
+        value("new"),
+        "secondaries resolve for readers"
+    );
+    assert_eq!(
+        later.batch_get_values(["c", "o"]).await.unwrap(),
+        vec![None, value("1")]
+    );
+    let snap = client.snapshot(reader.start_timestamp(), TransactionOptions::default());
+    assert_eq!(
+        snap.scan(.., 10).await.unwrap().len(),
+        3,
+        "an old snapshot sees the old data"
+    );
+}
+
+#[tokio::test]
+async fn conflicts_are_reported_and_lost_updates_prevented() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    put_all(&client, &[("counter", "0")]).await;
+    let mut t1 = client.begin_optimistic().await.unwrap();
+    let mut t2 = client.begin_optimistic().await.unwrap();
+    let v1 = t1.get("counter").await.unwrap();
+    let v2 = t2.get("counter").await.unwrap();
+    assert_eq!(v1, v2);
+    t1.put("counter", "1").await.unwrap();
+    t2.put("counter", "1").await.unwrap();
+    let committed = t1.commit().await.unwrap().unwrap();
+    let err = t2.commit().await.unwrap_err();
+    let Error::WriteConflict(c) = &err else {
+        panic!("expected a write conflict, got {err:?}");
+    };
+    assert_eq!(c.key, b"counter");
+    assert_eq!(c.conflict_commit_ts, committed.version());
+    assert!(err.is_retryable());
+
+    // Inserting an existing key.
+    let mut t3 = client.begin_optimistic().await.unwrap();
+    t3.insert("counter", "x").await.unwrap();
+    assert!(matches!(t3.commit().await, Err(Error::KeyExists(_))));
+
+    // Write skew is allowed under snapshot isolation.
+    put_all(&client, &[("a", "on"), ("b", "on")]).await;
+    let mut x = client.begin_optimistic().await.unwrap();
+    let mut y = client.begin_optimistic().await.unwrap();
+    assert_eq!(x.get("b").await.unwrap(), value("on"));
+    assert_eq!(y.get("a").await.unwrap(), value("on"));
+    x.put("a", "off").await.unwrap();
+    y.put("b", "off").await.unwrap();
+    x.commit().await.unwrap();
+    y.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn finished_transactions_refuse_more_work_and_rollback_discards() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    let mut txn = client.begin_optimistic().await.unwrap();
+    txn.put("k", "v").await.unwrap();
+    txn.rollback().await.unwrap();
+    assert!(matches!(
+        txn.put("k", "v").await,
+        Err(Error::InvalidArgument(_))
+    ));
+    assert_eq!(
+        client
+            .begin_optimistic()
+            .await
+            .unwrap()
+            .get("k")
+            .await
+            .unwrap(),
+        None
+    );
+    let mut empty = client.begin_optimistic().await.unwrap();
+    assert_eq!(empty.commit().await.unwrap(), None, "nothing to write");
+    let snap = client.snapshot(
+        client.current_timestamp().await.unwrap(),
+        TransactionOptions::default(),
+    );
+    assert!(matches!(
+        snap.scan(.., 10241).await,
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        snap.scan("z".."a", 10).await,
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+/// A raw stub aimed at the leader of the region holding a transactional key.
+async fn stub_for(
+    cluster: &MockCluster,
+    key: &[u8],
+) -> (
+    tikv_client::proto::tikvpb::tikv_client::TikvClient<tonic::transport::Channel>,
+    kvrpcpb::Context,
+) {
+    let encoded = tikv_client::kv::memcomparable::encode(key);
+    let region = cluster
+        .regions()
+        .into_iter()
+        .find(|r| r.start_key <= encoded && (r.end_key.is_empty() || encoded < r.end_key))
+        .unwrap();
+    let leader = cluster.leader_of(region.id).unwrap();
+    let idx = cluster
+        .store_ids()
+        .iter()
+        .position(|s| *s == leader)
+        .unwrap();
+    let client = tikv_client::proto::tikvpb::tikv_client::TikvClient::new(
+        channel(&cluster.store_addrs()[idx]).await,
+    );
+    let ctx = kvrpcpb::Context {
+        region_id: region.id,
+        region_epoch: region.region_epoch,
+        peer: Some(peer_on(&region, leader)),
+        ..Default::default()
+    };
+    (client, ctx)
+}
+
+/// Prewrites `keys` (the first is the primary) as a transaction that then vanishes.
+async fn abandoned_prewrite(
+    cluster: &MockCluster,
+    keys: &[&str],
+    start: u64,
+    ttl_ms: u64,
+    async_commit: bool,
+) {
+    let secondaries: Vec<Vec<u8>> = keys[1..].iter().map(|k| k.as_bytes().to_vec()).collect();
+    for key in keys {
+        let (mut stub, ctx) = stub_for(cluster, key.as_bytes()).await;
+        let resp = stub
+            .kv_prewrite(kvrpcpb::PrewriteRequest {
+                context: Some(ctx),
+                mutations: vec![kvrpcpb::Mutation {
+                    op: kvrpcpb::Op::Put as i32,
+                    key: key.as_bytes().to_vec(),
+                    value: b"abandoned".to_vec(),
+                    ..Default::default()
+                }],
+                primary_lock: keys[0].as_bytes().to_vec(),
+                start_version: start,
+                lock_ttl: ttl_ms,
+                txn_size: keys.len() as u64,
+                use_async_commit: async_commit,
+                secondaries: if async_commit && *key == keys[0] {
+                    secondaries.clone()
+                } else {
+                    vec![]
+                },
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            resp.errors.is_empty() && resp.region_error.is_none(),
+            "{resp:?}"
+        );
+    }
+}
+
+async fn remaining_locks(cluster: &MockCluster) -> usize {
+    let mut total = 0;
+    for region in cluster.regions() {
+        let leader = cluster.leader_of(region.id).unwrap();
+        let idx = cluster
+            .store_ids()
+            .iter()
+            .position(|s| *s == leader)
+            .unwrap();
+        let mut stub = tikv_client::proto::tikvpb::tikv_client::TikvClient::new(
+            channel(&cluster.store_addrs()[idx]).await,
+        );
+        let resp = stub
+            .kv_scan_lock(kvrpcpb::ScanLockRequest {
+                context: Some(kvrpcpb::Context {
+                    region_id: region.id,
+                    region_epoch: region.region_epoch,
+                    peer: Some(peer_on(&region, leader)),
+                    ..Default::default()
+                }),
+                max_version: u64::MAX,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        total += resp.locks.len();
+    }
+    total
+}
+
+#[tokio::test]
+async fn an_abandoned_transaction_is_rolled_back_by_readers_after_its_ttl() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    put_all(&client, &[("a", "old"), ("m", "old")]).await;
+    let start = client.current_timestamp().await.unwrap().version();
+    abandoned_prewrite(&cluster, &["a", "m"], start, 100, false).await;
+    assert_eq!(remaining_locks(&cluster).await, 2);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let reader = client.begin_optimistic().await.unwrap();
+    assert_eq!(
+        reader.get("m").await.unwrap(),
+        value("old"),
+        "the secondary's lock is rolled back via its primary"
+    );
+    assert_eq!(reader.get("a").await.unwrap(), value("old"));
+    // A writer can now write the keys.
+    put_all(&client, &[("a", "new"), ("m", "new")]).await;
+    assert_eq!(remaining_locks(&cluster).await, 0);
+}
+
+#[tokio::test]
+async fn a_committed_primary_rolls_its_secondaries_forward() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    let start = client.current_timestamp().await.unwrap().version();
+    abandoned_prewrite(&cluster, &["c", "k"], start, 60_000, false).await;
+    let commit = client.current_timestamp().await.unwrap().version();
+    let (mut stub, ctx) = stub_for(&cluster, b"c").await;
+    let resp = stub
+        .kv_commit(kvrpcpb::CommitRequest {
+            context: Some(ctx),
+            start_version: start,
+            keys: vec![b"c".to_vec()],
+            commit_version: commit,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(resp.error.is_none());
+    let reader = client.begin_optimistic().await.unwrap();
+    assert_eq!(
+        reader.get("k").await.unwrap(),
+        value("abandoned"),
+        "committed with its primary"
+    );
+    assert_eq!(remaining_locks(&cluster).await, 0);
+}
+
+#[tokio::test]
+async fn orphaned_async_commit_secondaries_are_resolved() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    let start = client.current_timestamp().await.unwrap().version();
+    abandoned_prewrite(&cluster, &["e", "g", "q"], start, 50, true).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let reader = client.begin_optimistic().await.unwrap();
+    // Every key was prewritten: the async-commit transaction counts as committed.
+    assert_eq!(reader.get("g").await.unwrap(), value("abandoned"));
+    assert_eq!(reader.get("q").await.unwrap(), value("abandoned"));
+    assert_eq!(remaining_locks(&cluster).await, 0);
+}
+
+#[tokio::test]
+async fn a_live_lock_makes_readers_wait() {
+    let cluster = Arc::new(cluster().await);
+    let client = client(&cluster).await;
+    let start = client.current_timestamp().await.unwrap().version();
+    abandoned_prewrite(&cluster, &["w"], start, 60_000, false).await;
+    let committer = {
+        let cluster = cluster.clone();
+        let client = client.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let commit = client.current_timestamp().await.unwrap().version();
+            let (mut stub, ctx) = stub_for(&cluster, b"w").await;
+            stub.kv_commit(kvrpcpb::CommitRequest {
+                context: Some(ctx),
+                start_version: start,
+                keys: vec![b"w".to_vec()],
+                commit_version: commit,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        })
+    };
+    let reader = client.begin_optimistic().await.unwrap();
+    // The reader started before the commit: it waits for the lock, then reads the old (absent) value.
+    assert_eq!(reader.get("w").await.unwrap(), None);
+    committer.await.unwrap();
+    assert_eq!(
+        client
+            .begin_optimistic()
+            .await
+            .unwrap()
+            .get("w")
+            .await
+            .unwrap(),
+        value("abandoned")
+    );
+}
+
+#[tokio::test]
+async fn gc_resolves_old_locks_and_advances_the_safe_point() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    let start = client.current_timestamp().await.unwrap().version();
+    abandoned_prewrite(&cluster, &["a", "i", "x"], start, 10, false).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let safe_point = client.current_timestamp().await.unwrap();
+    let new = client.gc(safe_point).await.unwrap();
+    assert_eq!(new, safe_point);
+    assert_eq!(remaining_locks(&cluster).await, 0);
+    let pd = tikv_client::pd::PdClient::connect(&[cluster.pd_endpoint()], &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(pd.get_gc_safe_point().await.unwrap(), safe_point.version());
+}
+
+fn region_error(f: fn(&mut errorpb::Error)) -> errorpb::Error {
+    let mut e = errorpb::Error {
+        message: "injected".into(),
+        ..Default::default()
+    };
+    f(&mut e);
+    e
+}
+
+#[tokio::test]
+async fn region_errors_during_prewrite_and_commit_are_survived() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    put_all(&client, &[("a", "0")]).await;
+    cluster.add_rule(
+        Rule::on("KvPrewrite")
+            .nth(1)
+            .region_error(region_error(|e| e.stale_command = Some(Default::default()))),
+    );
+    cluster.add_rule(Rule::on("KvCommit").nth(1).region_error(region_error(|e| {
+        e.region_not_found = Some(Default::default())
+    })));
+    let mut txn = client.begin_optimistic().await.unwrap();
+    txn.put("a", "1").await.unwrap();
+    txn.put("m", "1").await.unwrap();
+    cluster.split_txn("c");
+    txn.commit().await.unwrap();
+    let reader = client.begin_optimistic().await.unwrap();
+    assert_eq!(
+        reader.batch_get_values(["a", "m"]).await.unwrap(),
+        vec![value("1"), value("1")]
+    );
+}
+
+#[tokio::test]
+async fn bank_transfers_keep_the_total_under_faults() {
+    let cluster = Arc::new(
+        MockCluster::builder()
+            .split_txn(["acct03", "acct06"])
+            .seed(42)
+            .start()
+            .await
+            .unwrap(),
+    );
+    let client = client(&cluster).await;
+    let accounts: Vec<String> = (0..10).map(|i| format!("acct{i:02}")).collect();
+    let pairs: Vec<(&str, &str)> = accounts.iter().map(|a| (a.as_str(), "100")).collect();
+    put_all(&client, &pairs).await;
+    cluster.add_rule(
+        Rule::on("*")
+            .probability(0.05)
+            .region_error(region_error(|e| e.stale_command = Some(Default::default()))),
+    );
+    cluster.add_rule(
+        Rule::on("*")
+            .probability(0.03)
+            .region_error(region_error(|e| {
+                e.region_not_found = Some(Default::default())
+            })),
+    );
+
+    let tasks: Vec<_> = (0..8u64)
+        .map(|t| {
+            let client = client.clone();
+            let accounts = accounts.clone();
+            tokio::spawn(async move {
+                let mut rng = t * 7919 + 1;
+                let mut done = 0;
+                while done < 65 {
+                    rng = rng
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let from = &accounts[(rng >> 33) as usize % 10];
+                    let to = &accounts[(rng >> 17) as usize % 10];
+                    if from == to {
+                        continue;
+                    }
+                    let mut txn = client.begin_optimistic().await.unwrap();
+                    let a: i64 = String::from_utf8(txn.get(from.as_str()).await.unwrap().unwrap())
+                        .unwrap()
+                        .parse()
+                        .unwrap();
+                    let b: i64 = String::from_utf8(txn.get(to.as_str()).await.unwrap().unwrap())
+                        .unwrap()
+                        .parse()
+                        .unwrap();
+                    txn.put(from.as_str(), (a - 1).to_string()).await.unwrap();
+                    txn.put(to.as_str(), (b + 1).to_string()).await.unwrap();
+                    match txn.commit().await {
+                        Ok(_) => done += 1,
+                        Err(Error::WriteConflict(_)) => {}
+                        Err(e) => panic!("transfer failed: {e}"),
+                    }
+                }
+                done
+            })
+        })
+        .collect();
+    let mut transfers = 0;
+    for task in tasks {
+        transfers += task.await.unwrap();
+    }
+    assert!(transfers >= 500, "{transfers}");
+    cluster.clear_rules();
+    let reader = client.begin_optimistic().await.unwrap();
+    let balances = reader.scan("acct".."acct~", 100).await.unwrap();
+    let total: i64 = balances
+        .iter()
+        .map(|p| {
+            String::from_utf8(p.value.clone())
+                .unwrap()
+                .parse::<i64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(balances.len(), 10);
+    assert_eq!(total, 1000, "money is neither created nor destroyed");
+    // Secondaries commit in the background; give them a moment, then no lock may remain.
+    let mut locks = usize::MAX;
+    for _ in 0..50 {
+        locks = remaining_locks(&cluster).await;
+        if locks == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(locks, 0, "no lock left behind");
+}
