@@ -13,6 +13,9 @@ use crate::backoff::SplitMix64;
 use crate::proto::errorpb;
 use crate::GrpcCode;
 
+/// The most calls the log keeps; when full, the older half is dropped.
+pub const CALL_LOG_CAPACITY: usize = 100_000;
+
 /// What a rule does to a matching call.
 #[derive(Debug, Clone)]
 pub enum Reaction {

@@ -44,7 +44,7 @@ use crate::proto::metapb;
 use crate::proto::tikvpb::tikv_server::TikvServer;
 
 pub use cluster::ApiVersion;
-pub use fault::{region_error_kind, Call, Outcome, Reaction, Rule, RuleBuilder, RuleId};
+pub use fault::{region_error_kind, Call, Outcome, Reaction, Rule, RuleBuilder, RuleId, CALL_LOG_CAPACITY};
 
 use cluster::{Cluster, DataKind};
 use router::Router;
@@ -382,7 +382,8 @@ impl MockCluster {
         self.node.faults.clear()
     }
 
-    /// The calls the stores served so far, in order.
+    /// The calls the stores and PD served so far, in order (the most recent
+    /// [`CALL_LOG_CAPACITY`] at most).
     pub fn calls(&self) -> Vec<Call> {
         self.node.faults.calls()
     }
