@@ -4,8 +4,9 @@
 //! PD serves membership, timestamps, regions, stores, GC safe points and keyspaces; every store
 //! serves raw KV and Percolator transactions (reads, prewrite incl. async commit and 1PC,
 //! commit, rollback, transaction status, lock resolution) with TiKV's region checks and
-//! errors. All stores share one engine, standing in for Raft replication. Pessimistic locking,
-//! GC and BatchCommands answer `Unimplemented` for now.
+//! errors, and pessimistic locks with waiting and deadlock detection. All stores share one
+//! engine, standing in for Raft replication. GC RPCs and BatchCommands answer `Unimplemented`
+//! for now.
 //!
 //! While clients run, a test can reshape the cluster ([`MockCluster::split_raw`],
 //! [`MockCluster::merge`], [`MockCluster::transfer_leader`], [`MockCluster::stop_store`]),
@@ -44,7 +45,9 @@ use crate::proto::metapb;
 use crate::proto::tikvpb::tikv_server::TikvServer;
 
 pub use cluster::ApiVersion;
-pub use fault::{region_error_kind, Call, Outcome, Reaction, Rule, RuleBuilder, RuleId, CALL_LOG_CAPACITY};
+pub use fault::{
+    region_error_kind, Call, Outcome, Reaction, Rule, RuleBuilder, RuleId, CALL_LOG_CAPACITY,
+};
 
 use cluster::{Cluster, DataKind};
 use router::Router;

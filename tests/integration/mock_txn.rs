@@ -651,3 +651,207 @@ async fn region_keys_are_memcomparable_for_transactional_data() {
     let ok = s.prewrite(vec![put("l", "v")], "l", ts(1)).await;
     assert!(ok.errors.is_empty());
 }
+
+fn lock_req(
+    ctx: &kvrpcpb::Context,
+    keys: &[&str],
+    primary: &str,
+    start: u64,
+    for_update: u64,
+    wait_ms: i64,
+) -> kvrpcpb::PessimisticLockRequest {
+    kvrpcpb::PessimisticLockRequest {
+        context: Some(ctx.clone()),
+        mutations: keys
+            .iter()
+            .map(|k| kvrpcpb::Mutation {
+                op: Op::PessimisticLock as i32,
+                key: k.as_bytes().to_vec(),
+                ..Default::default()
+            })
+            .collect(),
+        primary_lock: primary.into(),
+        start_version: start,
+        lock_ttl: 20_000,
+        for_update_ts: for_update,
+        wait_timeout: wait_ms,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn pessimistic_locks_values_no_wait_timeout_and_prewrite() {
+    let cluster = MockCluster::builder().stores(1).start().await.unwrap();
+    let mut s = store(&cluster).await;
+    let ctx = s.ctx.clone();
+    s.prewrite(vec![put("k", "v0")], "k", ts(10)).await;
+    s.commit(&["k"], ts(10), ts(20)).await;
+
+    let mut req = lock_req(&ctx, &["k", "absent"], "k", ts(100), ts(100), -1);
+    req.return_values = true;
+    let r = s
+        .client
+        .kv_pessimistic_lock(req)
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.errors.is_empty(), "{r:?}");
+    assert_eq!(r.values, vec![b"v0".to_vec(), vec![]]);
+    assert_eq!(r.not_founds, vec![false, true]);
+    // Pessimistic locks do not block readers.
+    assert_eq!(s.get("k", ts(150)).await.value, b"v0");
+
+    // Another txn: no-wait fails at once with the lock; a short wait times out with it.
+    let r = s
+        .client
+        .kv_pessimistic_lock(lock_req(&ctx, &["k"], "k", ts(200), ts(200), -1))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.errors[0].locked.clone().unwrap().lock_version, ts(100));
+    let started = std::time::Instant::now();
+    let r = s
+        .client
+        .kv_pessimistic_lock(lock_req(&ctx, &["k"], "k", ts(200), ts(200), 200))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.errors[0].locked.is_some());
+    assert!(started.elapsed() >= std::time::Duration::from_millis(190));
+
+    // The holder prewrites with the pessimistic check and commits.
+    let prewrite = kvrpcpb::PrewriteRequest {
+        context: Some(ctx.clone()),
+        mutations: vec![put("k", "v1")],
+        primary_lock: b"k".to_vec(),
+        start_version: ts(100),
+        for_update_ts: ts(100),
+        pessimistic_actions: vec![
+            kvrpcpb::prewrite_request::PessimisticAction::DoPessimisticCheck as i32,
+        ],
+        lock_ttl: 3000,
+        ..Default::default()
+    };
+    assert!(s.prewrite_req(prewrite).await.errors.is_empty());
+    // "absent" was locked but not written: a pessimistic lock committed leaves nothing.
+    assert!(s
+        .commit(&["k", "absent"], ts(100), ts(300))
+        .await
+        .error
+        .is_none());
+    assert_eq!(s.get("k", ts(400)).await.value, b"v1");
+    assert!(s.get("absent", ts(400)).await.not_found);
+    // Locking behind a newer commit is a write conflict.
+    let r = s
+        .client
+        .kv_pessimistic_lock(lock_req(&ctx, &["k"], "k", ts(200), ts(250), -1))
+        .await
+        .unwrap()
+        .into_inner();
+    let c = r.errors[0].conflict.clone().unwrap();
+    assert_eq!(
+        (c.conflict_commit_ts, c.reason),
+        (
+            ts(300),
+            kvrpcpb::write_conflict::Reason::PessimisticRetry as i32
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_released_lock_wakes_its_waiter_with_a_write_conflict() {
+    let cluster = MockCluster::builder().stores(1).start().await.unwrap();
+    let mut s = store(&cluster).await;
+    let ctx = s.ctx.clone();
+    s.client
+        .kv_pessimistic_lock(lock_req(&ctx, &["k"], "k", ts(100), ts(100), -1))
+        .await
+        .unwrap();
+    let mut waiter = s.client.clone();
+    let wait_ctx = ctx.clone();
+    let waiting = tokio::spawn(async move {
+        waiter
+            .kv_pessimistic_lock(lock_req(&wait_ctx, &["k"], "k", ts(200), ts(200), 5000))
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(!waiting.is_finished(), "the second txn waits");
+    let rollback = kvrpcpb::PessimisticRollbackRequest {
+        context: Some(ctx.clone()),
+        start_version: ts(100),
+        for_update_ts: ts(100),
+        keys: vec![b"k".to_vec()],
+    };
+    s.client.kv_pessimistic_rollback(rollback).await.unwrap();
+    let r = waiting.await.unwrap();
+    let c = r.errors[0].conflict.clone().unwrap();
+    assert_eq!(
+        (c.start_ts, c.conflict_ts, c.conflict_commit_ts),
+        (ts(200), ts(100), 0)
+    );
+    // PessimisticRollback writes no rollback record: the first txn could lock again.
+    let again = s
+        .client
+        .kv_pessimistic_lock(lock_req(&ctx, &["k"], "k", ts(100), ts(110), -1))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.errors.is_empty(), "{again:?}");
+}
+
+#[tokio::test]
+async fn deadlocks_are_detected_with_their_wait_chain() {
+    let cluster = MockCluster::builder().stores(1).start().await.unwrap();
+    let mut s = store(&cluster).await;
+    let ctx = s.ctx.clone();
+    let (t1, t2) = (ts(100), ts(200));
+    s.client
+        .kv_pessimistic_lock(lock_req(&ctx, &["a"], "a", t1, t1, -1))
+        .await
+        .unwrap();
+    s.client
+        .kv_pessimistic_lock(lock_req(&ctx, &["b"], "b", t2, t2, -1))
+        .await
+        .unwrap();
+    // t1 waits for t2 on b.
+    let mut first = s.client.clone();
+    let first_ctx = ctx.clone();
+    let t1_waits = tokio::spawn(async move {
+        first
+            .kv_pessimistic_lock(lock_req(&first_ctx, &["b"], "a", t1, t1, 3000))
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // t2 waiting for t1 on a closes the cycle: t2 is the one cancelled.
+    let r = s
+        .client
+        .kv_pessimistic_lock(lock_req(&ctx, &["a"], "b", t2, t2, 3000))
+        .await
+        .unwrap()
+        .into_inner();
+    let d = r.errors[0].deadlock.clone().expect("deadlock");
+    assert_eq!((d.lock_ts, d.lock_key.as_slice()), (t1, &b"a"[..]));
+    let chain: Vec<(u64, u64, Vec<u8>)> = d
+        .wait_chain
+        .iter()
+        .map(|e| (e.txn, e.wait_for_txn, e.key.clone()))
+        .collect();
+    assert_eq!(
+        chain,
+        vec![(t1, t2, b"b".to_vec()), (t2, t1, b"a".to_vec())]
+    );
+    assert!(!t1_waits.is_finished(), "the other member keeps waiting");
+    let rollback = kvrpcpb::PessimisticRollbackRequest {
+        context: Some(ctx),
+        start_version: t2,
+        for_update_ts: t2,
+        keys: vec![b"b".to_vec()],
+    };
+    s.client.kv_pessimistic_rollback(rollback).await.unwrap();
+    let woken = t1_waits.await.unwrap();
+    assert!(woken.errors[0].conflict.is_some());
+}

@@ -5,6 +5,7 @@
 //! answered with the region errors real TiKV gives. Fault rules are applied before the
 //! checks, and every call is logged.
 
+mod pessimistic;
 mod raw;
 mod txn;
 
@@ -25,6 +26,10 @@ pub(crate) struct Node {
     pub faults: Faults,
     raw: Mutex<RawStore>,
     mvcc: Mutex<Mvcc>,
+    /// Notified whenever a request that may release locks finishes.
+    pub released: tokio::sync::Notify,
+    /// The wait-for graph: waiting txn -> (txn waited for, key).
+    waits: Mutex<std::collections::HashMap<u64, (u64, Vec<u8>)>>,
     killers: Mutex<Vec<(u64, ConnectionKiller)>>,
 }
 
@@ -35,6 +40,8 @@ impl Node {
             faults: Faults::new(seed),
             raw: Mutex::new(RawStore::default()),
             mvcc: Mutex::new(Mvcc::default()),
+            released: tokio::sync::Notify::new(),
+            waits: Mutex::new(std::collections::HashMap::new()),
             killers: Mutex::new(Vec::new()),
         }
     }
@@ -45,6 +52,39 @@ impl Node {
 
     pub(crate) fn mvcc(&self) -> MutexGuard<'_, Mvcc> {
         self.mvcc.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records that `txn` waits for `for_txn` on `key`, unless that closes a cycle: then
+    /// returns the cycle's edges, starting with `for_txn`'s and ending with `txn`'s (spec 4.13).
+    pub(crate) fn wait_for(
+        &self,
+        txn: u64,
+        for_txn: u64,
+        key: &[u8],
+    ) -> Result<(), Vec<(u64, u64, Vec<u8>)>> {
+        let mut waits = self.waits.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut chain = Vec::new();
+        let mut at = for_txn;
+        while let Some((next, k)) = waits.get(&at) {
+            chain.push((at, *next, k.clone()));
+            if *next == txn {
+                chain.push((txn, for_txn, key.to_vec()));
+                return Err(chain);
+            }
+            if chain.len() > waits.len() {
+                break;
+            }
+            at = *next;
+        }
+        waits.insert(txn, (for_txn, key.to_vec()));
+        Ok(())
+    }
+
+    pub(crate) fn stop_waiting(&self, txn: u64) {
+        self.waits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&txn);
     }
 
     /// Remembers how to cut the connections of `store`'s current server.
@@ -61,6 +101,27 @@ impl Node {
             .filter(|(s, _)| *s == store)
             .for_each(|(_, k)| k.kill());
     }
+}
+
+/// What a handler decided: an answer, or to wait (for a lock) until woken or the deadline.
+pub(crate) enum Exec<R> {
+    Done(R),
+    Wait(tokio::time::Instant),
+}
+
+/// The state of one request across its waits.
+#[derive(Debug, Default)]
+pub(crate) struct Waiting {
+    /// When the wait ends at the latest.
+    pub deadline: Option<tokio::time::Instant>,
+    /// The key and the transaction waited for.
+    pub on: Option<(Vec<u8>, u64)>,
+    /// The waiting transaction, if it holds an edge in the wait-for graph.
+    pub edge_of: Option<u64>,
+    /// A lock was released since the wait began.
+    pub woken: bool,
+    /// The deadline passed.
+    pub timed_out: bool,
 }
 
 /// One store's view of the node.
@@ -131,6 +192,8 @@ rpc! {
     ResolveLockRequest => ResolveLockResponse, |r| r.keys.first().map(|k| &k[..]);
     TxnHeartBeatRequest => TxnHeartBeatResponse, |r| Some(&r.primary_lock);
     ScanLockRequest => ScanLockResponse, |r| Some(&r.start_key);
+    PessimisticLockRequest => PessimisticLockResponse, |r| r.mutations.first().map(|m| &m.key[..]);
+    PessimisticRollbackRequest => PessimisticRollbackResponse, |r| r.keys.first().map(|k| &k[..]);
 }
 
 impl MockTikv {
@@ -147,7 +210,7 @@ impl MockTikv {
         &self,
         method: &'static str,
         request: Request<Req>,
-        exec: impl FnOnce(&Self, &Req, &Region) -> Resp,
+        exec: impl Fn(&Self, &Req, &Region, &mut Waiting) -> Exec<Resp>,
     ) -> Result<Response<Resp>, Status> {
         let req = request.into_inner();
         let region_id = req.context().map_or(0, |c| c.region_id);
@@ -198,7 +261,30 @@ impl MockTikv {
                 resp.set_region_error(*e);
                 resp
             }
-            Ok(region) => exec(self, &req, &region),
+            Ok(region) => {
+                let mut waiting = Waiting::default();
+                let resp = loop {
+                    // Subscribe before looking, so that a release between the look and the
+                    // wait is not missed.
+                    let released = self.node.released.notified();
+                    tokio::pin!(released);
+                    released.as_mut().enable();
+                    match exec(self, &req, &region, &mut waiting) {
+                        Exec::Done(resp) => break resp,
+                        Exec::Wait(deadline) => {
+                            tokio::select! {
+                                () = &mut released => waiting.woken = true,
+                                () = tokio::time::sleep_until(deadline) => waiting.timed_out = true,
+                            }
+                        }
+                    }
+                };
+                if let Some(txn) = waiting.edge_of {
+                    self.node.stop_waiting(txn);
+                }
+                self.node.released.notify_waiters();
+                resp
+            }
         };
         record(match resp.region_error() {
             Some(e) => Outcome::RegionError(region_error_kind(e)),
@@ -345,7 +431,10 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 macro_rules! handlers {
-    ($($method:ident, $name:literal, $req:ident => $resp:ident, $exec:ident;)*) => {
+    (
+        [$($method:ident, $name:literal, $req:ident => $resp:ident, $exec:ident;)*]
+        waiting [$($wmethod:ident, $wname:literal, $wreq:ident => $wresp:ident, $wexec:ident;)*]
+    ) => {
         #[tonic::async_trait]
         impl crate::proto::tikvpb::tikv_server::Tikv for MockTikv {
             $(
@@ -353,7 +442,15 @@ macro_rules! handlers {
                     &self,
                     request: Request<kvrpcpb::$req>,
                 ) -> Result<Response<kvrpcpb::$resp>, Status> {
-                    self.serve($name, request, |s, req, region| s.$exec(req, region)).await
+                    self.serve($name, request, |s, req, region, _| Exec::Done(s.$exec(req, region))).await
+                }
+            )*
+            $(
+                async fn $wmethod(
+                    &self,
+                    request: Request<kvrpcpb::$wreq>,
+                ) -> Result<Response<kvrpcpb::$wresp>, Status> {
+                    self.serve($wname, request, |s, req, region, waiting| s.$wexec(req, region, waiting)).await
                 }
             )*
         }
@@ -361,7 +458,7 @@ macro_rules! handlers {
 }
 
 handlers! {
-    raw_get, "RawGet", RawGetRequest => RawGetResponse, raw_get;
+    [raw_get, "RawGet", RawGetRequest => RawGetResponse, raw_get;
     raw_batch_get, "RawBatchGet", RawBatchGetRequest => RawBatchGetResponse, raw_batch_get;
     raw_put, "RawPut", RawPutRequest => RawPutResponse, raw_put;
     raw_batch_put, "RawBatchPut", RawBatchPutRequest => RawBatchPutResponse, raw_batch_put;
@@ -386,4 +483,6 @@ handlers! {
     kv_resolve_lock, "KvResolveLock", ResolveLockRequest => ResolveLockResponse, kv_resolve_lock;
     kv_txn_heart_beat, "KvTxnHeartBeat", TxnHeartBeatRequest => TxnHeartBeatResponse, kv_txn_heart_beat;
     kv_scan_lock, "KvScanLock", ScanLockRequest => ScanLockResponse, kv_scan_lock;
+    kv_pessimistic_rollback, "KVPessimisticRollback", PessimisticRollbackRequest => PessimisticRollbackResponse, kv_pessimistic_rollback;]
+    waiting [kv_pessimistic_lock, "KvPessimisticLock", PessimisticLockRequest => PessimisticLockResponse, kv_pessimistic_lock;]
 }
