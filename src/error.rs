@@ -57,6 +57,10 @@ pub enum Error {
     /// A mutation's assertion (the key exists / does not exist) did not hold.
     #[error("assertion failed on key {key:?}: {assertion:?}", key = KeyDisplay(&.0.key), assertion = .0.assertion)]
     AssertionFailed(Box<kvrpcpb::AssertionFailed>),
+    /// A pessimistic lock could not be taken within the lock-wait time: the key stayed locked
+    /// by the transaction this lock belongs to.
+    #[error("lock wait timeout: key {key:?} is locked by txn {holder}", key = KeyDisplay(&.0.key), holder = .0.lock_version)]
+    LockWaitTimeout(Box<kvrpcpb::LockInfo>),
     /// Any other key error TiKV reported for a transactional request.
     #[error("key error: {}", describe_key_error(.0))]
     KeyError(Box<kvrpcpb::KeyError>),
@@ -132,7 +136,8 @@ impl Error {
             | Error::Transport(_)
             | Error::Pd(_)
             | Error::WriteConflict(_)
-            | Error::Deadlock(_) => true,
+            | Error::Deadlock(_)
+            | Error::LockWaitTimeout(_) => true,
             Error::Grpc { code, .. } => matches!(
                 code,
                 GrpcCode::Unavailable

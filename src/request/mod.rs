@@ -159,4 +159,6 @@ kv_requests! {
     kv_resolve_lock, "KvResolveLock", ResolveLockRequest => ResolveLockResponse, true;
     kv_txn_heart_beat, "KvTxnHeartBeat", TxnHeartBeatRequest => TxnHeartBeatResponse, false;
     kv_scan_lock, "KvScanLock", ScanLockRequest => ScanLockResponse, true;
+    kv_pessimistic_lock, "KvPessimisticLock", PessimisticLockRequest => PessimisticLockResponse, false;
+    kv_pessimistic_rollback, "KVPessimisticRollback", PessimisticRollbackRequest => PessimisticRollbackResponse, false;
 }

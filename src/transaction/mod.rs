@@ -21,8 +21,9 @@
 //! # }
 //! ```
 //!
-//! This is the optimistic core. Pessimistic locking, async commit, 1PC and heartbeats are not
-//! built yet.
+//! Pessimistic transactions ([`TransactionClient::begin_pessimistic`]) lock keys as they are
+//! written or read with `get_for_update`, waiting for other transactions' locks (with deadlock
+//! detection on the server). Async commit, 1PC and heartbeats are not built yet.
 
 mod lock;
 mod snapshot;
@@ -41,7 +42,7 @@ use crate::timestamp::Timestamp;
 use crate::{Config, Error, Key, Result};
 
 pub use snapshot::Snapshot;
-pub use txn::{Transaction, TransactionOptions};
+pub use txn::{DropCheck, LockWait, Transaction, TransactionOptions};
 
 use lock::LockResolver;
 
@@ -156,6 +157,13 @@ impl TransactionClient {
     /// Begins an optimistic transaction at a fresh timestamp.
     pub async fn begin_optimistic(&self) -> Result<Transaction> {
         self.begin_with_options(TransactionOptions::new_optimistic())
+            .await
+    }
+
+    /// Begins a pessimistic transaction at a fresh timestamp: writes and `get_for_update`
+    /// lock their keys at once, waiting for other transactions' locks.
+    pub async fn begin_pessimistic(&self) -> Result<Transaction> {
+        self.begin_with_options(TransactionOptions::new_pessimistic())
             .await
     }
 

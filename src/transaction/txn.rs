@@ -1,12 +1,12 @@
 //! An optimistic transaction: a local write buffer over a snapshot, committed with 2PC.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backoff::{BackoffKind, Backoffer};
 use crate::interceptor::Interceptors;
-use crate::proto::kvrpcpb;
+use crate::proto::kvrpcpb::{self, prewrite_request::PessimisticAction};
 use crate::request::{BatchLimits, Locate, RAW_BATCH_BYTES};
 use crate::rt::{self, Instant};
 use crate::timestamp::Timestamp;
@@ -16,6 +16,8 @@ use super::{Core, Snapshot};
 
 /// client-go's prewrite and commit budgets: 40 s each.
 const WRITE_BUDGET: Duration = Duration::from_secs(40);
+/// client-go's pessimistic lock budget: 20 s (doubled by its backoff weight).
+const LOCK_BUDGET: Duration = Duration::from_secs(40);
 /// client-go's base lock TTL.
 const DEFAULT_LOCK_TTL_MS: u64 = 3000;
 /// client-go's largest computed lock TTL (`ManagedLockTTL`).
@@ -27,10 +29,26 @@ const TTL_SIZE_THRESHOLD: usize = 16 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TransactionOptions {
+    /// Pessimistic: writes and `get_for_update` lock keys at once, so commit cannot meet a
+    /// write conflict. Optimistic (default): conflicts are found at commit.
+    pub pessimistic: bool,
+    /// How long a pessimistic lock request waits for another transaction's lock.
+    pub lock_wait: LockWait,
     /// The isolation of reads: snapshot isolation (default) or read committed.
     pub isolation_level: kvrpcpb::IsolationLevel,
     /// What dropping an unfinished transaction does.
     pub drop_check: DropCheck,
+}
+
+/// How long to wait for another transaction's lock when locking pessimistically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockWait {
+    /// Wait until the lock is released (client-go's `LockAlwaysWait`).
+    Forever,
+    /// Fail at once with [`Error::LockWaitTimeout`] (client-go's `LockNoWait`).
+    NoWait,
+    /// Wait at most this long.
+    Timeout(Duration),
 }
 
 /// What happens when a transaction is dropped without commit or rollback.
@@ -46,9 +64,25 @@ impl TransactionOptions {
     /// An optimistic transaction with snapshot isolation.
     pub fn new_optimistic() -> Self {
         TransactionOptions {
+            pessimistic: false,
+            lock_wait: LockWait::Forever,
             isolation_level: kvrpcpb::IsolationLevel::Si,
             drop_check: DropCheck::Warn,
         }
+    }
+
+    /// A pessimistic transaction with snapshot isolation that waits for locks forever.
+    pub fn new_pessimistic() -> Self {
+        TransactionOptions {
+            pessimistic: true,
+            ..Self::new_optimistic()
+        }
+    }
+
+    /// Sets how long pessimistic lock requests wait.
+    pub fn lock_wait(mut self, wait: LockWait) -> Self {
+        self.lock_wait = wait;
+        self
     }
 
     /// Reads see the latest committed data instead of a snapshot (read committed).
@@ -95,6 +129,12 @@ pub struct Transaction {
     state: State,
     options: TransactionOptions,
     started: Instant,
+    /// Pessimistic: the primary, chosen by the first lock.
+    primary: Option<Vec<u8>>,
+    /// Pessimistic: the keys locked so far.
+    locked: BTreeSet<Vec<u8>>,
+    /// Pessimistic: the largest for_update_ts used.
+    for_update_ts: u64,
 }
 
 impl std::fmt::Debug for Transaction {
@@ -117,6 +157,9 @@ impl Transaction {
             state: State::Active,
             options,
             started,
+            primary: None,
+            locked: BTreeSet::new(),
+            for_update_ts: 0,
         }
     }
 
@@ -264,11 +307,12 @@ impl Transaction {
         })
     }
 
-    /// Sets `key` to `value`.
+    /// Sets `key` to `value` (locking it first in a pessimistic transaction).
     pub async fn put(&mut self, key: impl Into<Key>, value: impl Into<Value>) -> Result<()> {
         self.check_active()?;
-        self.buffer
-            .insert(self.core.encode(key.into()), Mutation::Put(value.into()));
+        let key = self.core.encode(key.into());
+        self.lock_if_pessimistic(&key).await?;
+        self.buffer.insert(key, Mutation::Put(value.into()));
         Ok(())
     }
 
@@ -276,6 +320,7 @@ impl Transaction {
     pub async fn insert(&mut self, key: impl Into<Key>, value: impl Into<Value>) -> Result<()> {
         self.check_active()?;
         let key = self.core.encode(key.into());
+        self.lock_if_pessimistic(&key).await?;
         let m = match self.buffer.get(&key) {
             Some(Mutation::Delete) => Mutation::Put(value.into()),
             _ => Mutation::Insert(value.into()),
@@ -284,27 +329,176 @@ impl Transaction {
         Ok(())
     }
 
-    /// Deletes `key`.
+    /// Deletes `key` (locking it first in a pessimistic transaction).
     pub async fn delete(&mut self, key: impl Into<Key>) -> Result<()> {
         self.check_active()?;
-        self.buffer
-            .insert(self.core.encode(key.into()), Mutation::Delete);
+        let key = self.core.encode(key.into());
+        self.lock_if_pessimistic(&key).await?;
+        self.buffer.insert(key, Mutation::Delete);
         Ok(())
     }
 
-    /// Makes the commit fail if another transaction writes any of `keys` meanwhile, without
-    /// writing them.
+    /// Locks `keys` without writing them: in a pessimistic transaction at once, in an
+    /// optimistic one by making the commit fail if another transaction writes them meanwhile.
     pub async fn lock_keys(
         &mut self,
         keys: impl IntoIterator<Item = impl Into<Key>>,
     ) -> Result<()> {
         self.check_active()?;
+        let keys: Vec<Vec<u8>> = keys
+            .into_iter()
+            .map(|k| self.core.encode(k.into()))
+            .collect();
+        if self.options.pessimistic {
+            self.lock_pessimistic(keys.clone()).await?;
+        }
         for key in keys {
-            self.buffer
-                .entry(self.core.encode(key.into()))
-                .or_insert(Mutation::Lock);
+            self.buffer.entry(key).or_insert(Mutation::Lock);
         }
         Ok(())
+    }
+
+    /// Locks `key` and reads its latest committed value (pessimistic transactions; an
+    /// optimistic one reads its snapshot and checks the key at commit).
+    pub async fn get_for_update(&mut self, key: impl Into<Key>) -> Result<Option<Value>> {
+        let key = key.into();
+        let values = self.batch_get_for_update([key.clone()]).await?;
+        Ok(values.into_iter().find(|p| p.key == key).map(|p| p.value))
+    }
+
+    /// Locks `keys` and reads their latest committed values (own writes win).
+    pub async fn batch_get_for_update(
+        &mut self,
+        keys: impl IntoIterator<Item = impl Into<Key>>,
+    ) -> Result<Vec<KvPair>> {
+        self.check_active()?;
+        let keys: Vec<Key> = keys.into_iter().map(Into::into).collect();
+        if !self.options.pessimistic {
+            self.lock_keys(keys.iter().cloned()).await?;
+            return self.batch_get(keys).await;
+        }
+        let encoded: Vec<Vec<u8>> = keys.iter().map(|k| self.core.encode(k.clone())).collect();
+        self.lock_pessimistic(encoded.clone()).await?;
+        for key in encoded {
+            self.buffer.entry(key).or_insert(Mutation::Lock);
+        }
+        // Locked keys cannot change: the latest committed value is the one at for_update_ts.
+        let latest = Snapshot::new(
+            self.core.clone(),
+            Timestamp::from_version(self.for_update_ts),
+            self.options.isolation_level,
+        );
+        let mut found = Vec::new();
+        let mut remote = Vec::new();
+        for key in keys {
+            match self.buffered(&key) {
+                Some(Mutation::Put(v) | Mutation::Insert(v)) => {
+                    found.push(KvPair::new(key, v.clone()))
+                }
+                Some(Mutation::Delete) => {}
+                _ => remote.push(key),
+            }
+        }
+        found.extend(latest.batch_get(remote).await?);
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(found)
+    }
+
+    async fn lock_if_pessimistic(&mut self, key: &[u8]) -> Result<()> {
+        if self.options.pessimistic && !self.locked.contains(key) {
+            self.lock_pessimistic(vec![key.to_vec()]).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes pessimistic locks on `keys` at a fresh for_update_ts (spec 4.13): a write
+    /// conflict retries with a newer one; a lock left after the wait is resolved, or reported
+    /// as a lock-wait timeout.
+    async fn lock_pessimistic(&mut self, keys: Vec<Vec<u8>>) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let start = self.start_timestamp().version();
+        let primary = self.primary.get_or_insert_with(|| keys[0].clone()).clone();
+        let wait_ms: i64 = match self.options.lock_wait {
+            LockWait::Forever => i64::MAX,
+            LockWait::NoWait => -1,
+            LockWait::Timeout(d) => d.as_millis().clamp(1, i64::MAX as u128) as i64,
+        };
+        let rt = self.core.pd.config().runtime.clone();
+        let deadline = match self.options.lock_wait {
+            LockWait::Timeout(d) => Some(rt.now() + d),
+            _ => None,
+        };
+        let mut backoffer = Backoffer::new(LOCK_BUDGET);
+        loop {
+            let for_update_ts = self.core.pd.get_timestamp().await?.version();
+            let is_first_lock = self.locked.is_empty();
+            let build = |keys: Vec<Vec<u8>>| kvrpcpb::PessimisticLockRequest {
+                mutations: keys
+                    .into_iter()
+                    .map(|key| kvrpcpb::Mutation {
+                        op: kvrpcpb::Op::PessimisticLock as i32,
+                        key,
+                        ..Default::default()
+                    })
+                    .collect(),
+                primary_lock: primary.clone(),
+                start_version: start,
+                lock_ttl: MAX_LOCK_TTL_MS,
+                for_update_ts,
+                is_first_lock,
+                wait_timeout: wait_ms,
+                min_commit_ts: for_update_ts + 1,
+                ..Default::default()
+            };
+            let limits: BatchLimits<Vec<u8>> = BatchLimits {
+                max_count: usize::MAX,
+                max_bytes: RAW_BATCH_BYTES,
+                size: Vec::len,
+            };
+            let responses = self
+                .core
+                .exec
+                .run_grouped(
+                    keys.clone(),
+                    |k| k,
+                    limits,
+                    &Interceptors::default(),
+                    &backoffer,
+                    &build,
+                )
+                .await?;
+            let mut retry = false;
+            let mut locks = Vec::new();
+            for e in responses.into_iter().flat_map(|r| r.errors) {
+                if e.conflict.is_some() {
+                    retry = true;
+                } else if let Some(lock) = e.locked {
+                    locks.push(lock);
+                } else {
+                    return Err(Error::from_key_error(e));
+                }
+            }
+            self.for_update_ts = self.for_update_ts.max(for_update_ts);
+            if !retry && locks.is_empty() {
+                self.locked.extend(keys);
+                return Ok(());
+            }
+            if let Some(lock) = locks.first() {
+                let timed_out = self.options.lock_wait == LockWait::NoWait
+                    || deadline.is_some_and(|d| rt.now() >= d);
+                if timed_out {
+                    return Err(Error::LockWaitTimeout(Box::new(lock.clone())));
+                }
+                // The holder may be gone: resolve its lock; if it lives, wait again.
+                self.core
+                    .resolver
+                    .resolve(&locks, start, &mut backoffer)
+                    .await?;
+            }
+            // A newer commit or a released lock: lock again at a newer for_update_ts.
+        }
     }
 
     /// Commits with two-phase commit and returns the commit timestamp (`None` if the
@@ -343,7 +537,11 @@ impl Transaction {
                 ))
             }
             State::RolledBack => return Ok(()),
-            State::Active => {}
+            State::Active => {
+                let keys = self.locked.iter().cloned().collect();
+                let start = self.start_timestamp().version();
+                pessimistic_rollback(&self.core, start, self.for_update_ts, keys).await?
+            }
             State::Prewriting => {
                 self.batch_rollback(self.buffer.keys().cloned().collect())
                     .await?
@@ -373,12 +571,18 @@ impl Transaction {
             .collect()
     }
 
+    /// The primary key: the first pessimistically locked key, else the smallest key.
     fn primary(&self) -> Vec<u8> {
-        self.buffer
-            .keys()
-            .next()
-            .cloned()
-            .expect("a non-empty buffer")
+        self.primary
+            .clone()
+            .filter(|p| self.buffer.contains_key(p))
+            .unwrap_or_else(|| {
+                self.buffer
+                    .keys()
+                    .next()
+                    .cloned()
+                    .expect("a non-empty buffer")
+            })
     }
 
     /// client-go's lock TTL: 3 s, growing with the square root of the size above 16 KiB up to
@@ -406,12 +610,34 @@ impl Transaction {
         let size: usize = mutations.iter().map(|m| m.key.len() + m.value.len()).sum();
         let ttl = self.lock_ttl(size);
         let txn_size = mutations.len() as u64;
+        let for_update_ts = if self.options.pessimistic {
+            self.for_update_ts
+        } else {
+            0
+        };
+        let locked = &self.locked;
         let build = |mutations: Vec<kvrpcpb::Mutation>| kvrpcpb::PrewriteRequest {
+            pessimistic_actions: if for_update_ts == 0 {
+                Vec::new()
+            } else {
+                mutations
+                    .iter()
+                    .map(|m| {
+                        let action = if locked.contains(&m.key) {
+                            PessimisticAction::DoPessimisticCheck
+                        } else {
+                            PessimisticAction::SkipPessimisticCheck
+                        };
+                        action as i32
+                    })
+                    .collect()
+            },
             mutations,
             primary_lock: primary.clone(),
             start_version: start,
             lock_ttl: ttl,
             txn_size,
+            for_update_ts,
             ..Default::default()
         };
         let limits = BatchLimits {
@@ -593,6 +819,45 @@ impl Transaction {
     }
 }
 
+/// Removes this transaction's pessimistic locks (no rollback record is written).
+async fn pessimistic_rollback(
+    core: &Core,
+    start: u64,
+    for_update_ts: u64,
+    keys: Vec<Vec<u8>>,
+) -> Result<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let build = |keys: Vec<Vec<u8>>| kvrpcpb::PessimisticRollbackRequest {
+        start_version: start,
+        for_update_ts,
+        keys,
+        ..Default::default()
+    };
+    let limits: BatchLimits<Vec<u8>> = BatchLimits {
+        max_count: usize::MAX,
+        max_bytes: RAW_BATCH_BYTES,
+        size: Vec::len,
+    };
+    let backoffer = Backoffer::new(WRITE_BUDGET);
+    let responses = core
+        .exec
+        .run_grouped(
+            keys,
+            |k| k,
+            limits,
+            &Interceptors::default(),
+            &backoffer,
+            &build,
+        )
+        .await?;
+    match responses.into_iter().flat_map(|r| r.errors).next() {
+        Some(e) => Err(Error::from_key_error(e)),
+        None => Ok(()),
+    }
+}
+
 async fn batch_rollback(core: &Core, start: u64, keys: Vec<Vec<u8>>) -> Result<()> {
     let build = |keys: Vec<Vec<u8>>| kvrpcpb::BatchRollbackRequest {
         start_version: start,
@@ -638,6 +903,16 @@ impl Drop for Transaction {
         }
         if self.state == State::Prewriting {
             self.rollback_in_background();
+        } else if !self.locked.is_empty() {
+            let core = self.core.clone();
+            let (start, for_update_ts) = (self.start_timestamp().version(), self.for_update_ts);
+            let keys: Vec<Vec<u8>> = self.locked.iter().cloned().collect();
+            rt::spawn(async move {
+                if let Err(e) = pessimistic_rollback(&core, start, for_update_ts, keys).await {
+                    log::warn!("releasing the pessimistic locks of txn {start} failed: {e}");
+                }
+            })
+            .detach();
         }
     }
 }

@@ -515,3 +515,113 @@ async fn bank_transfers_keep_the_total_under_faults() {
     }
     assert_eq!(locks, 0, "no lock left behind");
 }
+
+#[tokio::test]
+async fn pessimistic_transactions_serialize_on_locked_keys() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    put_all(&client, &[("counter", "0")]).await;
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let mut txn = client.begin_pessimistic().await.unwrap();
+                let n: i64 =
+                    String::from_utf8(txn.get_for_update("counter").await.unwrap().unwrap())
+                        .unwrap()
+                        .parse()
+                        .unwrap();
+                txn.put("counter", (n + 1).to_string()).await.unwrap();
+                txn.commit().await.unwrap();
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let reader = client.begin_optimistic().await.unwrap();
+    assert_eq!(
+        reader.get("counter").await.unwrap(),
+        value("4"),
+        "no lost update and no conflict error"
+    );
+}
+
+#[tokio::test]
+async fn lock_wait_options_and_rollback_release() {
+    use tikv_client::transaction::LockWait;
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    let mut holder = client.begin_pessimistic().await.unwrap();
+    holder.lock_keys(["k"]).await.unwrap();
+
+    let mut no_wait = client
+        .begin_with_options(TransactionOptions::new_pessimistic().lock_wait(LockWait::NoWait))
+        .await
+        .unwrap();
+    let err = no_wait.put("k", "x").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::LockWaitTimeout(l) if l.key == b"k"),
+        "{err:?}"
+    );
+
+    let mut short = client
+        .begin_with_options(
+            TransactionOptions::new_pessimistic()
+                .lock_wait(LockWait::Timeout(Duration::from_millis(300))),
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    assert!(matches!(
+        short.get_for_update("k").await,
+        Err(Error::LockWaitTimeout(_))
+    ));
+    assert!(started.elapsed() >= Duration::from_millis(280));
+
+    holder.rollback().await.unwrap();
+    let mut after = client
+        .begin_with_options(TransactionOptions::new_pessimistic().lock_wait(LockWait::NoWait))
+        .await
+        .unwrap();
+    after.put("k", "mine").await.unwrap();
+    after.commit().await.unwrap();
+    assert_eq!(
+        client
+            .begin_optimistic()
+            .await
+            .unwrap()
+            .get("k")
+            .await
+            .unwrap(),
+        value("mine")
+    );
+}
+
+#[tokio::test]
+async fn a_two_transaction_deadlock_is_reported_to_one_of_them() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    let mut t1 = client.begin_pessimistic().await.unwrap();
+    let mut t2 = client.begin_pessimistic().await.unwrap();
+    t1.put("a", "t1").await.unwrap();
+    t2.put("m", "t2").await.unwrap();
+    let t1_task = tokio::spawn(async move {
+        t1.put("m", "t1").await.unwrap();
+        t1.commit().await.unwrap();
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let err = t2.put("a", "t2").await.unwrap_err();
+    let Error::Deadlock(d) = &err else {
+        panic!("expected a deadlock, got {err:?}");
+    };
+    assert_eq!(d.wait_chain.len(), 2);
+    assert!(err.is_retryable());
+    t2.rollback().await.unwrap();
+    t1_task.await.unwrap();
+    let reader = client.begin_optimistic().await.unwrap();
+    assert_eq!(
+        reader.batch_get_values(["a", "m"]).await.unwrap(),
+        vec![value("t1"), value("t1")]
+    );
+}
