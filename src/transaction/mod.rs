@@ -23,7 +23,9 @@
 //!
 //! Pessimistic transactions ([`TransactionClient::begin_pessimistic`]) lock keys as they are
 //! written or read with `get_for_update`, waiting for other transactions' locks (with deadlock
-//! detection on the server). Async commit, 1PC and heartbeats are not built yet.
+//! detection on the server); their primary lock is kept alive by heartbeats. Async commit and
+//! 1PC ([`TransactionOptions::use_async_commit`], [`TransactionOptions::try_one_pc`]) save the
+//! commit round trip when they can, and fall back to 2PC when they cannot.
 
 mod lock;
 mod snapshot;

@@ -18,6 +18,24 @@ use super::{Core, Snapshot};
 const WRITE_BUDGET: Duration = Duration::from_secs(40);
 /// client-go's pessimistic lock budget: 20 s (doubled by its backoff weight).
 const LOCK_BUDGET: Duration = Duration::from_secs(40);
+/// client-go's async-commit limits: keys per transaction and total key bytes.
+const ASYNC_COMMIT_KEYS: usize = 256;
+const ASYNC_COMMIT_KEY_BYTES: usize = 4096;
+/// client-go's async-commit safe window: how far max_commit_ts lies beyond the start.
+const ASYNC_COMMIT_SAFE_WINDOW_MS: i64 = 2000;
+
+/// How a commit is attempted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CommitMode {
+    TwoPc,
+    Async,
+    OnePc,
+}
+
+/// client-go's heartbeat period: half the managed lock TTL.
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
+/// client-go's `MaxTxnTTL`: heartbeats stop after an hour.
+const MAX_TXN_TTL: Duration = Duration::from_secs(3600);
 /// client-go's base lock TTL.
 const DEFAULT_LOCK_TTL_MS: u64 = 3000;
 /// client-go's largest computed lock TTL (`ManagedLockTTL`).
@@ -38,6 +56,14 @@ pub struct TransactionOptions {
     pub isolation_level: kvrpcpb::IsolationLevel,
     /// What dropping an unfinished transaction does.
     pub drop_check: DropCheck,
+    /// Try async commit: the transaction is committed once every key is prewritten, saving a
+    /// round trip (client-go limits: 256 keys, 4 KiB of keys; falls back to 2PC otherwise).
+    pub async_commit: bool,
+    /// Try one-phase commit when every mutation fits one request to one region.
+    pub try_one_pc: bool,
+    /// How often the primary lock's TTL is extended while the transaction holds pessimistic
+    /// locks (client-go: every 10 s, for at most an hour); `None` turns heartbeats off.
+    pub heartbeat: Option<Duration>,
 }
 
 /// How long to wait for another transaction's lock when locking pessimistically.
@@ -68,7 +94,28 @@ impl TransactionOptions {
             lock_wait: LockWait::Forever,
             isolation_level: kvrpcpb::IsolationLevel::Si,
             drop_check: DropCheck::Warn,
+            heartbeat: Some(HEARTBEAT_INTERVAL),
+            async_commit: false,
+            try_one_pc: false,
         }
+    }
+
+    /// Turns async commit on or off.
+    pub fn use_async_commit(mut self, on: bool) -> Self {
+        self.async_commit = on;
+        self
+    }
+
+    /// Turns one-phase commit on or off.
+    pub fn try_one_pc(mut self, on: bool) -> Self {
+        self.try_one_pc = on;
+        self
+    }
+
+    /// Sets how often the primary lock is kept alive (`None`: never).
+    pub fn heartbeat(mut self, interval: Option<Duration>) -> Self {
+        self.heartbeat = interval;
+        self
     }
 
     /// A pessimistic transaction with snapshot isolation that waits for locks forever.
@@ -135,6 +182,8 @@ pub struct Transaction {
     locked: BTreeSet<Vec<u8>>,
     /// Pessimistic: the largest for_update_ts used.
     for_update_ts: u64,
+    /// Keeps the primary lock alive while the transaction runs; dropping it stops.
+    heartbeat: Option<rt::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Transaction {
@@ -160,6 +209,7 @@ impl Transaction {
             primary: None,
             locked: BTreeSet::new(),
             for_update_ts: 0,
+            heartbeat: None,
         }
     }
 
@@ -404,6 +454,55 @@ impl Transaction {
         Ok(found)
     }
 
+    /// Keeps the primary lock alive in the background until the transaction ends.
+    fn start_heartbeat(&mut self, primary: &[u8]) {
+        let Some(interval) = self.options.heartbeat else {
+            return;
+        };
+        if self.heartbeat.is_some() {
+            return;
+        }
+        let core = self.core.clone();
+        let primary = primary.to_vec();
+        let start = self.start_timestamp().version();
+        let started = self.started;
+        self.heartbeat = Some(rt::spawn(async move {
+            let rt = core.pd.config().runtime.clone();
+            loop {
+                rt.sleep(interval).await;
+                let alive = rt.now().saturating_duration_since(started);
+                if alive > MAX_TXN_TTL {
+                    log::warn!("txn {start} outlived the maximum TTL; heartbeats stop");
+                    return;
+                }
+                let req = kvrpcpb::TxnHeartBeatRequest {
+                    primary_lock: primary.clone(),
+                    start_version: start,
+                    advise_lock_ttl: alive.as_millis() as u64 + MAX_LOCK_TTL_MS,
+                    ..Default::default()
+                };
+                let mut backoffer = Backoffer::new(WRITE_BUDGET);
+                let sent = core
+                    .exec
+                    .run_located(
+                        Locate::Key(&primary),
+                        &Interceptors::default(),
+                        &mut backoffer,
+                        |_| req.clone(),
+                    )
+                    .await;
+                match sent {
+                    Ok((resp, _)) if resp.error.is_none() => {}
+                    Ok((resp, _)) => {
+                        log::warn!("heartbeat of txn {start} refused: {:?}", resp.error);
+                        return;
+                    }
+                    Err(e) => log::warn!("heartbeat of txn {start} failed: {e}"),
+                }
+            }
+        }));
+    }
+
     async fn lock_if_pessimistic(&mut self, key: &[u8]) -> Result<()> {
         if self.options.pessimistic && !self.locked.contains(key) {
             self.lock_pessimistic(vec![key.to_vec()]).await?;
@@ -483,6 +582,7 @@ impl Transaction {
             self.for_update_ts = self.for_update_ts.max(for_update_ts);
             if !retry && locks.is_empty() {
                 self.locked.extend(keys);
+                self.start_heartbeat(&primary);
                 return Ok(());
             }
             if let Some(lock) = locks.first() {
@@ -511,21 +611,81 @@ impl Transaction {
         self.check_active()?;
         if self.buffer.is_empty() {
             self.state = State::Committed;
+            self.heartbeat = None;
             return Ok(None);
         }
         self.state = State::Prewriting;
-        match self.prewrite().await {
-            Ok(()) => {}
+        let mode = self.commit_mode().await?;
+        let (min_commit_ts, one_pc_commit_ts) = match self.prewrite(mode).await {
+            Ok(outcome) => outcome,
+            Err(e) if mode != CommitMode::TwoPc && is_undetermined(&e) => {
+                // The prewrite may have committed the transaction (1PC) or made it
+                // committable (async commit): nobody can tell without reading.
+                self.state = State::Committed;
+                self.heartbeat = None;
+                return Err(Error::CommitUndetermined(format!(
+                    "{mode:?} prewrite failed: {e}"
+                )));
+            }
             Err(e) => {
                 self.rollback_in_background();
                 self.state = State::RolledBack;
+                self.heartbeat = None;
                 return Err(e);
             }
+        };
+        if mode == CommitMode::OnePc && one_pc_commit_ts > 0 {
+            self.state = State::Committed;
+            self.heartbeat = None;
+            return Ok(Some(Timestamp::from_version(one_pc_commit_ts)));
+        }
+        if mode == CommitMode::Async && min_commit_ts > 0 {
+            // Every key is prewritten: the transaction is committed at the largest
+            // min_commit_ts; the locks are committed in the background.
+            let commit_ts = Timestamp::from_version(min_commit_ts);
+            self.state = State::Committed;
+            self.heartbeat = None;
+            self.commit_in_background(self.buffer.keys().cloned().collect(), commit_ts);
+            return Ok(Some(commit_ts));
         }
         let commit_ts = self.commit_primary().await?;
         self.state = State::Committed;
-        self.commit_secondaries(commit_ts);
+        self.heartbeat = None;
+        let primary = self.primary();
+        let secondaries = self
+            .buffer
+            .keys()
+            .filter(|k| **k != primary)
+            .cloned()
+            .collect();
+        self.commit_in_background(secondaries, commit_ts);
         Ok(Some(commit_ts))
+    }
+
+    /// 1PC when asked and every mutation fits one request to one region; async commit when
+    /// asked and within client-go's limits; else 2PC.
+    async fn commit_mode(&self) -> Result<CommitMode> {
+        let size: usize = self
+            .buffer
+            .iter()
+            .map(|(k, m)| k.len() + mutation_size(m))
+            .sum();
+        if self.options.try_one_pc && size <= RAW_BATCH_BYTES {
+            let first = self.buffer.keys().next().expect("non-empty");
+            let last = self.buffer.keys().next_back().expect("non-empty");
+            let region = self.core.exec.cache.locate(first).await?;
+            if region.contains(last) {
+                return Ok(CommitMode::OnePc);
+            }
+        }
+        let key_bytes: usize = self.buffer.keys().map(Vec::len).sum();
+        if self.options.async_commit
+            && self.buffer.len() <= ASYNC_COMMIT_KEYS
+            && key_bytes <= ASYNC_COMMIT_KEY_BYTES
+        {
+            return Ok(CommitMode::Async);
+        }
+        Ok(CommitMode::TwoPc)
     }
 
     /// Discards the transaction, removing anything it wrote to TiKV.
@@ -548,6 +708,7 @@ impl Transaction {
             }
         }
         self.state = State::RolledBack;
+        self.heartbeat = None;
         Ok(())
     }
 
@@ -603,7 +764,9 @@ impl Transaction {
         ttl + elapsed.as_millis() as u64
     }
 
-    async fn prewrite(&self) -> Result<()> {
+    /// Prewrites every mutation; returns the largest `min_commit_ts` (0 if any key fell back
+    /// from async commit) and the 1PC commit ts (0 if not committed by 1PC).
+    async fn prewrite(&self, mode: CommitMode) -> Result<(u64, u64)> {
         let start = self.start_timestamp().version();
         let primary = self.primary();
         let mutations = self.mutations();
@@ -616,6 +779,27 @@ impl Transaction {
             0
         };
         let locked = &self.locked;
+        let secondaries: Vec<Vec<u8>> = self
+            .buffer
+            .keys()
+            .filter(|k| **k != primary)
+            .cloned()
+            .collect();
+        let min_commit_ts = (start + 1).max(for_update_ts + 1);
+        let elapsed = self
+            .core
+            .pd
+            .config()
+            .runtime
+            .now()
+            .saturating_duration_since(self.started);
+        let max_commit_ts = Timestamp::new(
+            self.start_timestamp().physical
+                + elapsed.as_millis() as i64
+                + ASYNC_COMMIT_SAFE_WINDOW_MS,
+            0,
+        )
+        .version();
         let build = |mutations: Vec<kvrpcpb::Mutation>| kvrpcpb::PrewriteRequest {
             pessimistic_actions: if for_update_ts == 0 {
                 Vec::new()
@@ -638,6 +822,23 @@ impl Transaction {
             lock_ttl: ttl,
             txn_size,
             for_update_ts,
+            use_async_commit: mode == CommitMode::Async,
+            secondaries: if mode == CommitMode::Async {
+                secondaries.clone()
+            } else {
+                Vec::new()
+            },
+            try_one_pc: mode == CommitMode::OnePc,
+            min_commit_ts: if mode == CommitMode::TwoPc {
+                0
+            } else {
+                min_commit_ts
+            },
+            max_commit_ts: if mode == CommitMode::TwoPc {
+                0
+            } else {
+                max_commit_ts
+            },
             ..Default::default()
         };
         let limits = BatchLimits {
@@ -660,7 +861,14 @@ impl Transaction {
                 )
                 .await?;
             let mut locks = Vec::new();
+            let mut max_min_commit = Some(0u64);
+            let mut one_pc_commit_ts = 0;
             for resp in responses {
+                max_min_commit = match (max_min_commit, resp.min_commit_ts) {
+                    (Some(m), c) if c > 0 => Some(m.max(c)),
+                    _ => None,
+                };
+                one_pc_commit_ts = one_pc_commit_ts.max(resp.one_pc_commit_ts);
                 for e in resp.errors {
                     match e.locked {
                         // A lock of a younger transaction: an optimistic txn conflicts at once.
@@ -679,7 +887,7 @@ impl Transaction {
                 }
             }
             if locks.is_empty() {
-                return Ok(());
+                return Ok((max_min_commit.unwrap_or(0), one_pc_commit_ts));
             }
             let outcome = self
                 .core
@@ -724,6 +932,7 @@ impl Transaction {
                 Ok((resp, _)) => resp,
                 Err(e) if e.may_have_been_sent() && !matches!(e, Error::Region(_)) => {
                     self.state = State::Committed;
+                    self.heartbeat = None;
                     return Err(Error::CommitUndetermined(format!(
                         "the commit of primary key {:?} at {commit_ts:?} may or may not have applied: {e}",
                         Key::from(primary.clone())
@@ -732,6 +941,7 @@ impl Transaction {
                 Err(e) => {
                     self.rollback_in_background();
                     self.state = State::RolledBack;
+                    self.heartbeat = None;
                     return Err(e);
                 }
             };
@@ -743,21 +953,15 @@ impl Transaction {
                 }
                 Some(e) => {
                     self.state = State::RolledBack;
+                    self.heartbeat = None;
                     return Err(Error::from_key_error(e));
                 }
             }
         }
     }
 
-    /// Commits the other keys in the background; readers resolve any left behind.
-    fn commit_secondaries(&self, commit_ts: Timestamp) {
-        let primary = self.primary();
-        let keys: Vec<Vec<u8>> = self
-            .buffer
-            .keys()
-            .filter(|k| **k != primary)
-            .cloned()
-            .collect();
+    /// Commits `keys` in the background; readers resolve any left behind.
+    fn commit_in_background(&self, keys: Vec<Vec<u8>>, commit_ts: Timestamp) {
         if keys.is_empty() {
             return;
         }
@@ -816,6 +1020,22 @@ impl Transaction {
             }
         })
         .detach();
+    }
+}
+
+fn mutation_size(m: &Mutation) -> usize {
+    match m {
+        Mutation::Put(v) | Mutation::Insert(v) => v.len(),
+        Mutation::Delete | Mutation::Lock => 0,
+    }
+}
+
+/// Whether a failed request may have reached TiKV and taken effect there.
+fn is_undetermined(e: &Error) -> bool {
+    match e {
+        Error::Transport(_) | Error::Timeout { .. } | Error::Grpc { .. } => e.may_have_been_sent(),
+        Error::BackoffExhausted { last, .. } => is_undetermined(last),
+        _ => false,
     }
 }
 

@@ -625,3 +625,137 @@ async fn a_two_transaction_deadlock_is_reported_to_one_of_them() {
         vec![value("t1"), value("t1")]
     );
 }
+
+#[tokio::test]
+async fn heartbeats_extend_the_primary_lock_until_the_transaction_ends() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    let options = TransactionOptions::new_pessimistic().heartbeat(Some(Duration::from_millis(100)));
+    let mut txn = client.begin_with_options(options).await.unwrap();
+    txn.put("hb", "v").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let (mut stub, ctx) = stub_for(&cluster, b"hb").await;
+    let locks = stub
+        .kv_scan_lock(kvrpcpb::ScanLockRequest {
+            context: Some(ctx),
+            max_version: u64::MAX,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .locks;
+    let ttl = locks.iter().find(|l| l.key == b"hb").unwrap().lock_ttl;
+    assert!(
+        ttl > 20_300,
+        "the TTL grew with the transaction's age: {ttl}"
+    );
+    let beats = |c: &MockCluster| {
+        c.calls()
+            .iter()
+            .filter(|c| c.method == "KvTxnHeartBeat")
+            .count()
+    };
+    assert!(beats(&cluster) >= 3);
+    txn.commit().await.unwrap();
+    let after_commit = beats(&cluster);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        beats(&cluster),
+        after_commit,
+        "heartbeats stop with the transaction"
+    );
+}
+
+fn commits(cluster: &MockCluster) -> usize {
+    cluster
+        .calls()
+        .iter()
+        .filter(|c| c.method == "KvCommit")
+        .count()
+}
+
+#[tokio::test]
+async fn one_pc_commits_in_one_round_trip_when_it_fits_one_region() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    let mut txn = client
+        .begin_with_options(TransactionOptions::new_optimistic().try_one_pc(true))
+        .await
+        .unwrap();
+    txn.put("a1", "x").await.unwrap();
+    txn.put("a2", "y").await.unwrap();
+    let ts = txn.commit().await.unwrap().unwrap();
+    assert_eq!(commits(&cluster), 0, "1PC needs no commit phase");
+    let reader = client.snapshot(ts, TransactionOptions::default());
+    assert_eq!(reader.batch_get(["a1", "a2"]).await.unwrap().len(), 2);
+    assert_eq!(remaining_locks(&cluster).await, 0);
+
+    // Keys in two regions: 1PC is not attempted, 2PC commits.
+    let mut wide = client
+        .begin_with_options(TransactionOptions::new_optimistic().try_one_pc(true))
+        .await
+        .unwrap();
+    wide.put("a3", "x").await.unwrap();
+    wide.put("z3", "y").await.unwrap();
+    wide.commit().await.unwrap();
+    assert!(commits(&cluster) >= 1);
+}
+
+#[tokio::test]
+async fn async_commit_returns_after_prewrite_and_falls_back_when_max_ts_is_ahead() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    let options = TransactionOptions::new_optimistic().use_async_commit(true);
+    let mut txn = client.begin_with_options(options.clone()).await.unwrap();
+    for k in ["a", "g", "q"] {
+        txn.put(k, "async").await.unwrap();
+    }
+    let start = txn.start_timestamp();
+    let ts = txn.commit().await.unwrap().unwrap();
+    assert!(ts > start);
+    let reader = client.begin_optimistic().await.unwrap();
+    assert_eq!(
+        reader.batch_get_values(["a", "g", "q"]).await.unwrap(),
+        vec![value("async"); 3]
+    );
+    let mut locks = usize::MAX;
+    for _ in 0..50 {
+        locks = remaining_locks(&cluster).await;
+        if locks == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(locks, 0, "the background commits finish");
+
+    // A reader far in the future pushes the stores' max_ts beyond any max_commit_ts: the
+    // prewrite falls back to 2PC and the primary is committed synchronously.
+    let future = tikv_client::Timestamp::new(
+        client.current_timestamp().await.unwrap().physical + 3_600_000,
+        0,
+    );
+    client
+        .snapshot(future, TransactionOptions::default())
+        .get("a")
+        .await
+        .unwrap();
+    cluster.clear_calls();
+    let mut fallback = client.begin_with_options(options).await.unwrap();
+    fallback.put("a", "2pc").await.unwrap();
+    fallback.put("q", "2pc").await.unwrap();
+    let ts = fallback.commit().await.unwrap().unwrap();
+    assert!(
+        ts < future,
+        "committed at a PD timestamp, not the pushed one"
+    );
+    assert!(commits(&cluster) >= 1, "2PC commit phase ran");
+    assert_eq!(
+        client
+            .snapshot(ts, TransactionOptions::default())
+            .get("q")
+            .await
+            .unwrap(),
+        value("2pc")
+    );
+}
