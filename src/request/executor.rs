@@ -158,6 +158,39 @@ impl Executor {
         Ok(replies)
     }
 
+    /// Sends a store-level request (one that names no region) to the store at `address`,
+    /// retrying connection failures with the `tikvRPC` backoff.
+    pub(crate) async fn run_on_store<R: KvRequest>(
+        &self,
+        address: &str,
+        mut request: R,
+        backoffer: &mut Backoffer,
+    ) -> Result<R::Reply> {
+        let rt = &self.config.runtime;
+        request.context_mut().api_version = self.api_version as i32;
+        loop {
+            let sent = async {
+                let client = self.stores.client(address).await?;
+                let mut req = tonic::Request::new(request.clone());
+                req.set_timeout(self.config.long_timeout);
+                R::dispatch(client, req)
+                    .await
+                    .map(tonic::Response::into_inner)
+                    .map_err(|status| transport::status_to_error(status, address))
+            };
+            let err = match rt.timeout(self.config.long_timeout, sent).await {
+                Ok(Ok(resp)) => return Ok(resp),
+                Ok(Err(e)) => e,
+                Err(_) => Error::Timeout {
+                    operation: R::METHOD,
+                    after: self.config.long_timeout,
+                },
+            };
+            self.stores.forget(address);
+            backoffer.backoff(rt, BackoffKind::TikvRpc, err).await?;
+        }
+    }
+
     /// Groups items by the region holding their key, then cuts each group into batches.
     async fn group<T>(
         &self,

@@ -161,4 +161,6 @@ kv_requests! {
     kv_scan_lock, "KvScanLock", ScanLockRequest => ScanLockResponse, true;
     kv_pessimistic_lock, "KvPessimisticLock", PessimisticLockRequest => PessimisticLockResponse, false;
     kv_pessimistic_rollback, "KVPessimisticRollback", PessimisticRollbackRequest => PessimisticRollbackResponse, false;
+    kv_delete_range, "KvDeleteRange", DeleteRangeRequest => DeleteRangeResponse, true;
+    unsafe_destroy_range, "UnsafeDestroyRange", UnsafeDestroyRangeRequest => UnsafeDestroyRangeResponse, true;
 }

@@ -51,6 +51,11 @@ use lock::LockResolver;
 /// client-go's GC lock-resolution budget: 100 s.
 const GC_BUDGET: std::time::Duration = std::time::Duration::from_secs(100);
 
+/// Above every valid key: keys are at most 8192 bytes.
+fn unbounded_upper() -> Vec<u8> {
+    vec![0xFF; 8193]
+}
+
 /// What every transaction and snapshot of one client shares.
 pub(crate) struct Core {
     exec: Arc<Executor>,
@@ -213,6 +218,77 @@ impl TransactionClient {
         }
         let new = self.core.pd.update_gc_safe_point(version).await?;
         Ok(Timestamp::from_version(new))
+    }
+
+    /// Deletes every key in `range`, all versions and locks, region by region (TiKV's
+    /// `DeleteRange`). This bypasses transactions: use it on data nobody is writing.
+    pub async fn delete_range(&self, range: impl Into<crate::BoundRange>) -> Result<()> {
+        let (start, end) = self.core.encode_range(range.into())?;
+        let mut backoffer = Backoffer::new(GC_BUDGET);
+        let mut cursor = start;
+        loop {
+            let (resp, region) = self
+                .core
+                .exec
+                .run_located(
+                    Locate::Key(&cursor),
+                    &Interceptors::default(),
+                    &mut backoffer,
+                    |region| {
+                        let end_key = match (end.is_empty(), region.end_key.is_empty()) {
+                            (true, true) => unbounded_upper(),
+                            (true, false) => region.end_key.clone(),
+                            (false, true) => end.clone(),
+                            (false, false) => end.clone().min(region.end_key.clone()),
+                        };
+                        kvrpcpb::DeleteRangeRequest {
+                            start_key: cursor.clone(),
+                            end_key,
+                            ..Default::default()
+                        }
+                    },
+                )
+                .await?;
+            if !resp.error.is_empty() {
+                return Err(Error::Rejected(resp.error));
+            }
+            if region.end_key.is_empty() || (!end.is_empty() && region.end_key >= end) {
+                return Ok(());
+            }
+            cursor = region.end_key;
+        }
+    }
+
+    /// Removes all data in `range` from every store at once, bypassing transactions and
+    /// regions (TiKV's `UnsafeDestroyRange`, used after GC of a dropped table). Both bounds
+    /// must be given.
+    pub async fn unsafe_destroy_range(&self, range: impl Into<crate::BoundRange>) -> Result<()> {
+        let (start, end) = self.core.encode_range(range.into())?;
+        if start.is_empty() || end.is_empty() {
+            return Err(Error::InvalidArgument(
+                "unsafe_destroy_range needs a range with a non-empty start and end".into(),
+            ));
+        }
+        let mut backoffer = Backoffer::new(GC_BUDGET);
+        for store in self.core.pd.get_all_stores().await? {
+            let req = kvrpcpb::UnsafeDestroyRangeRequest {
+                start_key: start.clone(),
+                end_key: end.clone(),
+                ..Default::default()
+            };
+            let resp = self
+                .core
+                .exec
+                .run_on_store(&store.address, req, &mut backoffer)
+                .await?;
+            if !resp.error.is_empty() {
+                return Err(Error::Rejected(format!(
+                    "store {}: {}",
+                    store.id, resp.error
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Every lock with a start timestamp at or below `max_version`, region by region.

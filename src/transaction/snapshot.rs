@@ -9,16 +9,12 @@ use crate::request::{BatchLimits, Locate};
 use crate::timestamp::Timestamp;
 use crate::{BoundRange, Error, Key, KvPair, Result, Value};
 
-use super::Core;
+use super::{unbounded_upper, Core};
 
 /// client-go's snapshot read budget: 20 s (doubled by its backoff weight: 40 s).
 const READ_BUDGET: std::time::Duration = std::time::Duration::from_secs(40);
 /// The most pairs one scan may return.
 pub const MAX_SCAN_LIMIT: u32 = 10240;
-/// Above every valid key: keys are at most 8192 bytes.
-fn unbounded_upper() -> Vec<u8> {
-    vec![0xFF; 8193]
-}
 
 /// A consistent read-only view of the database at one timestamp.
 #[derive(Clone)]

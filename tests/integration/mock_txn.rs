@@ -855,3 +855,49 @@ async fn deadlocks_are_detected_with_their_wait_chain() {
     let woken = t1_waits.await.unwrap();
     assert!(woken.errors[0].conflict.is_some());
 }
+
+#[tokio::test]
+async fn kv_delete_range_bounds() {
+    let cluster = MockCluster::builder().stores(1).start().await.unwrap();
+    let mut s = store(&cluster).await;
+    let ctx = s.ctx.clone();
+    s.prewrite(vec![put("a", "1"), put("b", "1")], "a", ts(10))
+        .await;
+    let del = |start: &str, end: &str| kvrpcpb::DeleteRangeRequest {
+        context: Some(ctx.clone()),
+        start_key: start.into(),
+        end_key: end.into(),
+        notify_only: false,
+    };
+    // An empty end encodes below every key: refused with a message-only region error.
+    let r = s
+        .client
+        .kv_delete_range(del("a", ""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r
+        .region_error
+        .unwrap()
+        .message
+        .contains("invalid delete range command"));
+    let r = s
+        .client
+        .kv_delete_range(del("a", "b"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.region_error.is_none() && r.error.is_empty());
+    let locks = s
+        .client
+        .kv_scan_lock(kvrpcpb::ScanLockRequest {
+            context: Some(ctx.clone()),
+            max_version: u64::MAX,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .locks;
+    assert_eq!(locks.len(), 1, "locks are deleted too");
+}

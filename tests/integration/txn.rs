@@ -759,3 +759,49 @@ async fn async_commit_returns_after_prewrite_and_falls_back_when_max_ts_is_ahead
         value("2pc")
     );
 }
+
+#[tokio::test]
+async fn delete_range_and_unsafe_destroy_range() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    put_all(
+        &client,
+        &[("a", "1"), ("c", "1"), ("k", "1"), ("q", "1"), ("z", "1")],
+    )
+    .await;
+    client.delete_range("b".."r").await.unwrap();
+    let reader = client.begin_optimistic().await.unwrap();
+    assert_eq!(
+        reader.scan_keys(.., 10).await.unwrap(),
+        vec![Key::from("a"), Key::from("z")]
+    );
+    client.delete_range("y"..).await.unwrap();
+    assert_eq!(
+        client
+            .begin_optimistic()
+            .await
+            .unwrap()
+            .scan_keys(.., 10)
+            .await
+            .unwrap(),
+        vec![Key::from("a")]
+    );
+
+    assert!(matches!(
+        client.unsafe_destroy_range(..).await,
+        Err(Error::InvalidArgument(_))
+    ));
+    put_all(&client, &[("m1", "1"), ("m2", "1")]).await;
+    client.unsafe_destroy_range("m".."n").await.unwrap();
+    let reader = client.begin_optimistic().await.unwrap();
+    assert_eq!(
+        reader.scan_keys(.., 10).await.unwrap(),
+        vec![Key::from("a")]
+    );
+    let destroys = cluster
+        .calls()
+        .iter()
+        .filter(|c| c.method == "UnsafeDestroyRange")
+        .count();
+    assert_eq!(destroys, 3, "sent to every store");
+}

@@ -194,6 +194,8 @@ rpc! {
     ScanLockRequest => ScanLockResponse, |r| Some(&r.start_key);
     PessimisticLockRequest => PessimisticLockResponse, |r| r.mutations.first().map(|m| &m.key[..]);
     PessimisticRollbackRequest => PessimisticRollbackResponse, |r| r.keys.first().map(|k| &k[..]);
+    DeleteRangeRequest => DeleteRangeResponse, |r| Some(&r.start_key);
+    UnsafeDestroyRangeRequest => UnsafeDestroyRangeResponse, |r| Some(&r.start_key);
 }
 
 impl MockTikv {
@@ -290,6 +292,38 @@ impl MockTikv {
             Some(e) => Outcome::RegionError(region_error_kind(e)),
             None => Outcome::Ok,
         });
+        Ok(Response::new(resp))
+    }
+
+    /// A store-level request: faults and the log apply, region checks do not.
+    async fn serve_store_level<Req: Rpc, Resp: Reply>(
+        &self,
+        method: &'static str,
+        request: Request<Req>,
+        exec: impl FnOnce(&Self, &Req) -> Resp,
+    ) -> Result<Response<Resp>, Status> {
+        let req = request.into_inner();
+        let info = CallInfo {
+            method,
+            store: self.store,
+            region: 0,
+            first_key: req.first_key(),
+        };
+        let record = |outcome| {
+            self.node.faults.record(Call {
+                method,
+                store: self.store,
+                region: 0,
+                outcome,
+            })
+        };
+        if let Some(Reaction::Status { code, message }) = self.node.faults.react(&info) {
+            record(Outcome::Status(code));
+            return Err(Status::new(code.to_tonic(), message));
+        }
+        let resp = exec(self, &req);
+        record(Outcome::Ok);
+        self.node.released.notify_waiters();
         Ok(Response::new(resp))
     }
 
@@ -434,6 +468,7 @@ macro_rules! handlers {
     (
         [$($method:ident, $name:literal, $req:ident => $resp:ident, $exec:ident;)*]
         waiting [$($wmethod:ident, $wname:literal, $wreq:ident => $wresp:ident, $wexec:ident;)*]
+        store_level [$($smethod:ident, $sname:literal, $sreq:ident => $sresp:ident, $sexec:ident;)*]
     ) => {
         #[tonic::async_trait]
         impl crate::proto::tikvpb::tikv_server::Tikv for MockTikv {
@@ -451,6 +486,14 @@ macro_rules! handlers {
                     request: Request<kvrpcpb::$wreq>,
                 ) -> Result<Response<kvrpcpb::$wresp>, Status> {
                     self.serve($wname, request, |s, req, region, waiting| s.$wexec(req, region, waiting)).await
+                }
+            )*
+            $(
+                async fn $smethod(
+                    &self,
+                    request: Request<kvrpcpb::$sreq>,
+                ) -> Result<Response<kvrpcpb::$sresp>, Status> {
+                    self.serve_store_level($sname, request, |s, req| s.$sexec(req)).await
                 }
             )*
         }
@@ -483,6 +526,8 @@ handlers! {
     kv_resolve_lock, "KvResolveLock", ResolveLockRequest => ResolveLockResponse, kv_resolve_lock;
     kv_txn_heart_beat, "KvTxnHeartBeat", TxnHeartBeatRequest => TxnHeartBeatResponse, kv_txn_heart_beat;
     kv_scan_lock, "KvScanLock", ScanLockRequest => ScanLockResponse, kv_scan_lock;
-    kv_pessimistic_rollback, "KVPessimisticRollback", PessimisticRollbackRequest => PessimisticRollbackResponse, kv_pessimistic_rollback;]
+    kv_pessimistic_rollback, "KVPessimisticRollback", PessimisticRollbackRequest => PessimisticRollbackResponse, kv_pessimistic_rollback;
+    kv_delete_range, "KvDeleteRange", DeleteRangeRequest => DeleteRangeResponse, kv_delete_range;]
     waiting [kv_pessimistic_lock, "KvPessimisticLock", PessimisticLockRequest => PessimisticLockResponse, kv_pessimistic_lock;]
+    store_level [unsafe_destroy_range, "UnsafeDestroyRange", UnsafeDestroyRangeRequest => UnsafeDestroyRangeResponse, unsafe_destroy_range;]
 }

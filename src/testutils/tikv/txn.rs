@@ -1030,3 +1030,68 @@ fn resolve_lite(mvcc: &mut Mvcc, req: &kvrpcpb::ResolveLockRequest) -> Result<()
     }
     Ok(())
 }
+
+impl MockTikv {
+    /// Physically deletes every version and lock in `[start, end)` (spec 4.16).
+    pub(super) fn kv_delete_range(
+        &self,
+        req: &kvrpcpb::DeleteRangeRequest,
+        region: &Region,
+    ) -> kvrpcpb::DeleteRangeResponse {
+        let start = crate::kv::memcomparable::encode(&req.start_key);
+        let end = crate::kv::memcomparable::encode(&req.end_key);
+        let region_error = |e: crate::proto::errorpb::Error| kvrpcpb::DeleteRangeResponse {
+            region_error: Some(e),
+            ..Default::default()
+        };
+        if start >= end {
+            return region_error(crate::proto::errorpb::Error {
+                message: format!(
+                    "invalid delete range command, start_key: {}, end_key: {}",
+                    super::hex(&start),
+                    super::hex(&end)
+                ),
+                ..Default::default()
+            });
+        }
+        if !self.in_region(region, &req.start_key, DataKind::Txn) {
+            return region_error(*self.key_not_in_region(region, &req.start_key));
+        }
+        if !self.seekable(region, &req.end_key, DataKind::Txn) {
+            return region_error(*self.key_not_in_region(region, &req.end_key));
+        }
+        if !req.notify_only {
+            let mut mvcc = self.mvcc();
+            for key in mvcc.keys_in(&req.start_key, &req.end_key) {
+                mvcc.locks.remove(&key);
+                mvcc.writes.remove(&key);
+            }
+        }
+        kvrpcpb::DeleteRangeResponse::default()
+    }
+
+    /// Store-level: removes all data in the range, whatever the region (spec 4.16).
+    pub(super) fn unsafe_destroy_range(
+        &self,
+        req: &kvrpcpb::UnsafeDestroyRangeRequest,
+    ) -> kvrpcpb::UnsafeDestroyRangeResponse {
+        if req.start_key.is_empty() || req.end_key.is_empty() {
+            // Real TiKV crashes on this; the mock refuses it.
+            return kvrpcpb::UnsafeDestroyRangeResponse {
+                error: "unsafe destroy range needs a non-empty start and end key".into(),
+                ..Default::default()
+            };
+        }
+        let mut mvcc = self.mvcc();
+        for key in mvcc.keys_in(&req.start_key, &req.end_key) {
+            mvcc.locks.remove(&key);
+            mvcc.writes.remove(&key);
+        }
+        drop(mvcc);
+        let mut raw = self.node.raw();
+        for cf in ["default", "lock", "write"] {
+            raw.delete_range(cf, &req.start_key, &req.end_key);
+        }
+        kvrpcpb::UnsafeDestroyRangeResponse::default()
+    }
+}
