@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::backoff::{BackoffKind, Backoffer};
 use crate::interceptor::Interceptors;
 use crate::proto::kvrpcpb::{self, prewrite_request::PessimisticAction};
-use crate::request::{BatchLimits, Locate, RAW_BATCH_BYTES};
+use crate::request::{BatchLimits, KvRequest, Locate, RAW_BATCH_BYTES};
 use crate::rt::{self, Instant};
 use crate::timestamp::Timestamp;
 use crate::{BoundRange, Error, Key, KvPair, Result, Value};
@@ -968,30 +968,14 @@ impl Transaction {
         let core = self.core.clone();
         let start = self.start_timestamp().version();
         rt::spawn(async move {
-            let build = |keys: Vec<Vec<u8>>| kvrpcpb::CommitRequest {
+            let committed = for_keys(&core, keys, |keys| kvrpcpb::CommitRequest {
                 start_version: start,
                 keys,
                 commit_version: commit_ts.version(),
                 ..Default::default()
-            };
-            let limits: BatchLimits<Vec<u8>> = BatchLimits {
-                max_count: usize::MAX,
-                max_bytes: RAW_BATCH_BYTES,
-                size: Vec::len,
-            };
-            let backoffer = Backoffer::new(WRITE_BUDGET);
-            match core
-                .exec
-                .run_grouped(
-                    keys,
-                    |k| k,
-                    limits,
-                    &Interceptors::default(),
-                    &backoffer,
-                    &build,
-                )
-                .await
-            {
+            })
+            .await;
+            match committed {
                 Ok(responses) => {
                     for e in responses.into_iter().filter_map(|r| r.error) {
                         log::warn!(
@@ -1039,6 +1023,31 @@ fn is_undetermined(e: &Error) -> bool {
     }
 }
 
+/// Sends one request per region batch of `keys` (at most 16 KiB of keys each) with the
+/// write budget, and returns every response.
+async fn for_keys<R: KvRequest>(
+    core: &Core,
+    keys: Vec<Vec<u8>>,
+    build: impl Fn(Vec<Vec<u8>>) -> R + crate::rt::MaybeSync,
+) -> Result<Vec<R::Reply>> {
+    let limits: BatchLimits<Vec<u8>> = BatchLimits {
+        max_count: usize::MAX,
+        max_bytes: RAW_BATCH_BYTES,
+        size: Vec::len,
+    };
+    let backoffer = Backoffer::new(WRITE_BUDGET);
+    core.exec
+        .run_grouped(
+            keys,
+            |k| k,
+            limits,
+            &Interceptors::default(),
+            &backoffer,
+            &build,
+        )
+        .await
+}
+
 /// Removes this transaction's pessimistic locks (no rollback record is written).
 async fn pessimistic_rollback(
     core: &Core,
@@ -1049,29 +1058,13 @@ async fn pessimistic_rollback(
     if keys.is_empty() {
         return Ok(());
     }
-    let build = |keys: Vec<Vec<u8>>| kvrpcpb::PessimisticRollbackRequest {
+    let responses = for_keys(core, keys, |keys| kvrpcpb::PessimisticRollbackRequest {
         start_version: start,
         for_update_ts,
         keys,
         ..Default::default()
-    };
-    let limits: BatchLimits<Vec<u8>> = BatchLimits {
-        max_count: usize::MAX,
-        max_bytes: RAW_BATCH_BYTES,
-        size: Vec::len,
-    };
-    let backoffer = Backoffer::new(WRITE_BUDGET);
-    let responses = core
-        .exec
-        .run_grouped(
-            keys,
-            |k| k,
-            limits,
-            &Interceptors::default(),
-            &backoffer,
-            &build,
-        )
-        .await?;
+    })
+    .await?;
     match responses.into_iter().flat_map(|r| r.errors).next() {
         Some(e) => Err(Error::from_key_error(e)),
         None => Ok(()),
@@ -1079,28 +1072,12 @@ async fn pessimistic_rollback(
 }
 
 async fn batch_rollback(core: &Core, start: u64, keys: Vec<Vec<u8>>) -> Result<()> {
-    let build = |keys: Vec<Vec<u8>>| kvrpcpb::BatchRollbackRequest {
+    let responses = for_keys(core, keys, |keys| kvrpcpb::BatchRollbackRequest {
         start_version: start,
         keys,
         ..Default::default()
-    };
-    let limits: BatchLimits<Vec<u8>> = BatchLimits {
-        max_count: usize::MAX,
-        max_bytes: RAW_BATCH_BYTES,
-        size: Vec::len,
-    };
-    let backoffer = Backoffer::new(WRITE_BUDGET);
-    let responses = core
-        .exec
-        .run_grouped(
-            keys,
-            |k| k,
-            limits,
-            &Interceptors::default(),
-            &backoffer,
-            &build,
-        )
-        .await?;
+    })
+    .await?;
     match responses.into_iter().find_map(|r| r.error) {
         Some(e) => Err(Error::from_key_error(e)),
         None => Ok(()),
