@@ -161,6 +161,14 @@ impl TransactionClient {
         self.core.pd.get_timestamp().await
     }
 
+    /// A timestamp `seconds_ago` seconds in the past (by PD's clock), for stale reads of data
+    /// that was committed by then.
+    pub async fn stale_timestamp(&self, seconds_ago: u64) -> Result<Timestamp> {
+        let now = self.current_timestamp().await?;
+        let back = i64::try_from(seconds_ago.saturating_mul(1000)).unwrap_or(i64::MAX);
+        Ok(Timestamp::new(now.physical.saturating_sub(back).max(0), 0))
+    }
+
     /// Begins an optimistic transaction at a fresh timestamp.
     pub async fn begin_optimistic(&self) -> Result<Transaction> {
         self.begin_with_options(TransactionOptions::new_optimistic())

@@ -805,3 +805,17 @@ async fn delete_range_and_unsafe_destroy_range() {
         .count();
     assert_eq!(destroys, 3, "sent to every store");
 }
+
+#[tokio::test]
+async fn stale_timestamps_read_the_past() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    put_all(&client, &[("s", "old")]).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    put_all(&client, &[("s", "new")]).await;
+    let stale = client.stale_timestamp(1).await.unwrap();
+    let now = client.current_timestamp().await.unwrap();
+    assert!(stale < now && now.physical - stale.physical >= 1000);
+    let past = client.snapshot(stale, TransactionOptions::default());
+    assert_eq!(past.get("s").await.unwrap(), value("old"));
+}
