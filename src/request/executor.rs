@@ -11,6 +11,9 @@ use crate::region_cache::{InvalidReason, Region, RegionCache};
 use crate::store::Stores;
 use crate::{transport, Config, Error, Result};
 
+/// How many times in a row one region may ask for a retry in place before it is located
+/// again (client-go caps replica attempts similarly).
+const MAX_RETRIES_IN_PLACE: u32 = 10;
 /// How many region requests of one operation are in flight at once.
 const CONCURRENCY: usize = 16;
 
@@ -83,14 +86,14 @@ impl Executor {
                 Locate::EndKey(k) => self.cache.locate_end_key(k).await?,
             };
             let request = build(&region);
+            let mut retries = 0;
             loop {
                 match Box::pin(self.attempt(&request, &region, interceptors, backoffer)).await? {
                     Step::Done(resp) => return Ok((resp, region)),
-                    Step::Retry => {
-                        if let Some(updated) = self.cache.get_by_id(region.id) {
-                            region = updated;
-                        }
-                    }
+                    Step::Retry => match self.retry_on(&region, &mut retries, backoffer).await? {
+                        Some(updated) => region = updated,
+                        None => break,
+                    },
                     Step::Relocate => break,
                 }
             }
@@ -129,6 +132,7 @@ impl Executor {
             let outcomes: Vec<Outcome<T, R::Reply>> = stream::iter(groups)
                 .map(|(mut region, group, mut backoffer)| async move {
                     let request = build(group.clone());
+                    let mut retries = 0;
                     loop {
                         let step =
                             Box::pin(self.attempt(&request, &region, interceptors, &mut backoffer))
@@ -136,8 +140,9 @@ impl Executor {
                         match step {
                             Step::Done(resp) => return Ok::<_, Error>(Outcome::Done(resp)),
                             Step::Retry => {
-                                if let Some(updated) = self.cache.get_by_id(region.id) {
-                                    region = updated;
+                                match self.retry_on(&region, &mut retries, &mut backoffer).await? {
+                                    Some(updated) => region = updated,
+                                    None => return Ok(Outcome::Relocated(group, backoffer)),
                                 }
                             }
                             Step::Relocate => return Ok(Outcome::Relocated(group, backoffer)),
@@ -189,6 +194,34 @@ impl Executor {
             self.stores.forget(address);
             backoffer.backoff(rt, BackoffKind::TikvRpc, err).await?;
         }
+    }
+
+    /// After a request asked to be retried in place: the region to retry on, or `None` to
+    /// locate again, when the cached region's epoch changed (the request was built for the old
+    /// one) or the region asked for too many retries in a row.
+    async fn retry_on(
+        &self,
+        region: &Region,
+        retries: &mut u32,
+        backoffer: &mut Backoffer,
+    ) -> Result<Option<Region>> {
+        *retries += 1;
+        if *retries > MAX_RETRIES_IN_PLACE {
+            self.cache.invalidate(region.id, InvalidReason::Other);
+            let cause = Error::UnexpectedResponse(format!(
+                "region {} asked for {MAX_RETRIES_IN_PLACE} retries in a row",
+                region.id
+            ));
+            backoffer
+                .backoff(&self.config.runtime, BackoffKind::RegionMiss, cause)
+                .await?;
+            return Ok(None);
+        }
+        Ok(match self.cache.get_by_id(region.id) {
+            Some(updated) if updated.epoch == region.epoch => Some(updated),
+            Some(_) => None,
+            None => Some(region.clone()),
+        })
     }
 
     /// Groups items by the region holding their key, then cuts each group into batches.

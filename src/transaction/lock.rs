@@ -91,12 +91,33 @@ impl LockResolver {
         }
     }
 
-    /// Resolves what can be resolved among `locks` met by a reader (or writer) at `caller_ts`.
+    /// Resolves what can be resolved among `locks` met by a reader at `caller_ts`.
     pub(crate) async fn resolve(
         &self,
         locks: &[kvrpcpb::LockInfo],
         caller_ts: u64,
         backoffer: &mut Backoffer,
+    ) -> Result<Resolution> {
+        self.resolve_inner(locks, caller_ts, backoffer, false).await
+    }
+
+    /// As [`LockResolver::resolve`] for a writer: a lock pushed past the caller still blocks
+    /// it (pushing only lets readers pass).
+    pub(crate) async fn resolve_for_write(
+        &self,
+        locks: &[kvrpcpb::LockInfo],
+        caller_ts: u64,
+        backoffer: &mut Backoffer,
+    ) -> Result<Resolution> {
+        self.resolve_inner(locks, caller_ts, backoffer, true).await
+    }
+
+    async fn resolve_inner(
+        &self,
+        locks: &[kvrpcpb::LockInfo],
+        caller_ts: u64,
+        backoffer: &mut Backoffer,
+        for_write: bool,
     ) -> Result<Resolution> {
         let mut out = Resolution::default();
         for lock in locks {
@@ -113,7 +134,9 @@ impl LockResolver {
                     self.resolve_lock(lock, 0, backoffer).await?;
                     out.resolved.push(lock.lock_version);
                 }
-                Status::Alive { pushed: true, .. } => out.resolved.push(lock.lock_version),
+                Status::Alive { pushed: true, .. } if !for_write => {
+                    out.resolved.push(lock.lock_version)
+                }
                 Status::Alive { .. } => out.blocked = true,
             }
         }

@@ -370,7 +370,7 @@ impl Transaction {
     pub async fn insert(&mut self, key: impl Into<Key>, value: impl Into<Value>) -> Result<()> {
         self.check_active()?;
         let key = self.core.encode(key.into());
-        self.lock_if_pessimistic(&key).await?;
+        self.lock_not_existing(&key).await?;
         let m = match self.buffer.get(&key) {
             Some(Mutation::Delete) => Mutation::Put(value.into()),
             _ => Mutation::Insert(value.into()),
@@ -510,15 +510,34 @@ impl Transaction {
         Ok(())
     }
 
+    /// Takes pessimistic locks as [`Transaction::lock_pessimistic`], asking TiKV to fail with
+    /// `AlreadyExist` if a key exists (for inserts).
+    async fn lock_not_existing(&mut self, key: &[u8]) -> Result<()> {
+        if self.options.pessimistic {
+            self.lock_keys_with(vec![key.to_vec()], true).await?;
+        }
+        Ok(())
+    }
+
     /// Takes pessimistic locks on `keys` at a fresh for_update_ts (spec 4.13): a write
     /// conflict retries with a newer one; a lock left after the wait is resolved, or reported
     /// as a lock-wait timeout.
     async fn lock_pessimistic(&mut self, keys: Vec<Vec<u8>>) -> Result<()> {
+        self.lock_keys_with(keys, false).await
+    }
+
+    async fn lock_keys_with(&mut self, keys: Vec<Vec<u8>>, not_exist: bool) -> Result<()> {
         if keys.is_empty() {
             return Ok(());
         }
         let start = self.start_timestamp().version();
-        let primary = self.primary.get_or_insert_with(|| keys[0].clone()).clone();
+        // The first key becomes the primary once it is locked.
+        let primary = self.primary.clone().unwrap_or_else(|| keys[0].clone());
+        let assertion = if not_exist {
+            kvrpcpb::Assertion::NotExist
+        } else {
+            kvrpcpb::Assertion::None
+        };
         let wait_ms: i64 = match self.options.lock_wait {
             LockWait::Forever => i64::MAX,
             LockWait::NoWait => -1,
@@ -532,19 +551,24 @@ impl Transaction {
         let mut backoffer = Backoffer::new(LOCK_BUDGET);
         loop {
             let for_update_ts = self.core.pd.get_timestamp().await?.version();
-            let is_first_lock = self.locked.is_empty();
+            // client-go skips deadlock detection only for a transaction's first, single-key lock.
+            let is_first_lock = self.locked.is_empty() && keys.len() == 1;
+            // TiKV measures the TTL from the start timestamp: add the transaction's age.
+            let lock_ttl = rt.now().saturating_duration_since(self.started).as_millis() as u64
+                + MAX_LOCK_TTL_MS;
             let build = |keys: Vec<Vec<u8>>| kvrpcpb::PessimisticLockRequest {
                 mutations: keys
                     .into_iter()
                     .map(|key| kvrpcpb::Mutation {
                         op: kvrpcpb::Op::PessimisticLock as i32,
                         key,
+                        assertion: assertion as i32,
                         ..Default::default()
                     })
                     .collect(),
                 primary_lock: primary.clone(),
                 start_version: start,
-                lock_ttl: MAX_LOCK_TTL_MS,
+                lock_ttl,
                 for_update_ts,
                 is_first_lock,
                 wait_timeout: wait_ms,
@@ -582,6 +606,7 @@ impl Transaction {
             self.for_update_ts = self.for_update_ts.max(for_update_ts);
             if !retry && locks.is_empty() {
                 self.locked.extend(keys);
+                self.primary.get_or_insert_with(|| primary.clone());
                 self.start_heartbeat(&primary);
                 return Ok(());
             }
@@ -594,7 +619,7 @@ impl Transaction {
                 // The holder may be gone: resolve its lock; if it lives, wait again.
                 self.core
                     .resolver
-                    .resolve(&locks, start, &mut backoffer)
+                    .resolve_for_write(&locks, start, &mut backoffer)
                     .await?;
             }
             // A newer commit or a released lock: lock again at a newer for_update_ts.
@@ -800,46 +825,51 @@ impl Transaction {
             0,
         )
         .version();
-        let build = |mutations: Vec<kvrpcpb::Mutation>| kvrpcpb::PrewriteRequest {
-            pessimistic_actions: if for_update_ts == 0 {
-                Vec::new()
-            } else {
-                mutations
-                    .iter()
-                    .map(|m| {
-                        let action = if locked.contains(&m.key) {
-                            PessimisticAction::DoPessimisticCheck
-                        } else {
-                            PessimisticAction::SkipPessimisticCheck
-                        };
-                        action as i32
-                    })
-                    .collect()
-            },
-            mutations,
-            primary_lock: primary.clone(),
-            start_version: start,
-            lock_ttl: ttl,
-            txn_size,
-            for_update_ts,
-            use_async_commit: mode == CommitMode::Async,
-            secondaries: if mode == CommitMode::Async {
-                secondaries.clone()
-            } else {
-                Vec::new()
-            },
-            try_one_pc: mode == CommitMode::OnePc,
-            min_commit_ts: if mode == CommitMode::TwoPc {
-                0
-            } else {
-                min_commit_ts
-            },
-            max_commit_ts: if mode == CommitMode::TwoPc {
-                0
-            } else {
-                max_commit_ts
-            },
-            ..Default::default()
+        let mutation_count = mutations.len();
+        let build = |mutations: Vec<kvrpcpb::Mutation>| {
+            // If the region split meanwhile, the groups are partial: never 1PC a part.
+            let one_pc = mode == CommitMode::OnePc && mutations.len() == mutation_count;
+            kvrpcpb::PrewriteRequest {
+                pessimistic_actions: if for_update_ts == 0 {
+                    Vec::new()
+                } else {
+                    mutations
+                        .iter()
+                        .map(|m| {
+                            let action = if locked.contains(&m.key) {
+                                PessimisticAction::DoPessimisticCheck
+                            } else {
+                                PessimisticAction::SkipPessimisticCheck
+                            };
+                            action as i32
+                        })
+                        .collect()
+                },
+                mutations,
+                primary_lock: primary.clone(),
+                start_version: start,
+                lock_ttl: ttl,
+                txn_size,
+                for_update_ts,
+                use_async_commit: mode == CommitMode::Async,
+                secondaries: if mode == CommitMode::Async {
+                    secondaries.clone()
+                } else {
+                    Vec::new()
+                },
+                try_one_pc: one_pc,
+                min_commit_ts: if mode == CommitMode::TwoPc {
+                    0
+                } else {
+                    min_commit_ts
+                },
+                max_commit_ts: if mode == CommitMode::TwoPc {
+                    0
+                } else {
+                    max_commit_ts
+                },
+                ..Default::default()
+            }
         };
         let limits = BatchLimits {
             max_count: usize::MAX,
@@ -892,7 +922,7 @@ impl Transaction {
             let outcome = self
                 .core
                 .resolver
-                .resolve(&locks, start, &mut backoffer)
+                .resolve_for_write(&locks, start, &mut backoffer)
                 .await?;
             if outcome.blocked {
                 let cause = Error::KeyError(Box::new(kvrpcpb::KeyError {
@@ -930,7 +960,7 @@ impl Transaction {
                 .await;
             let resp = match sent {
                 Ok((resp, _)) => resp,
-                Err(e) if e.may_have_been_sent() && !matches!(e, Error::Region(_)) => {
+                Err(e) if is_undetermined(&e) => {
                     self.state = State::Committed;
                     self.heartbeat = None;
                     return Err(Error::CommitUndetermined(format!(
@@ -1018,6 +1048,7 @@ fn mutation_size(m: &Mutation) -> usize {
 fn is_undetermined(e: &Error) -> bool {
     match e {
         Error::Transport(_) | Error::Timeout { .. } | Error::Grpc { .. } => e.may_have_been_sent(),
+        Error::Region(r) => r.undetermined_result.is_some(),
         Error::BackoffExhausted { last, .. } => is_undetermined(last),
         _ => false,
     }

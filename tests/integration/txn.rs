@@ -819,3 +819,59 @@ async fn stale_timestamps_read_the_past() {
     let past = client.snapshot(stale, TransactionOptions::default());
     assert_eq!(past.get("s").await.unwrap(), value("old"));
 }
+
+#[tokio::test]
+async fn a_pessimistic_insert_of_an_existing_key_fails() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    put_all(&client, &[("exists", "1")]).await;
+    let mut txn = client.begin_pessimistic().await.unwrap();
+    assert!(matches!(
+        txn.insert("exists", "2").await,
+        Err(Error::KeyExists(_))
+    ));
+    txn.insert("fresh", "2").await.unwrap();
+    txn.commit().await.unwrap();
+    assert_eq!(
+        client
+            .begin_optimistic()
+            .await
+            .unwrap()
+            .get("exists")
+            .await
+            .unwrap(),
+        value("1")
+    );
+}
+
+#[tokio::test]
+async fn one_pc_is_not_applied_to_part_of_a_transaction_after_a_split() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    // The client caches the region of "a1" and "a2"; then it splits between them.
+    client
+        .begin_optimistic()
+        .await
+        .unwrap()
+        .get("a1")
+        .await
+        .unwrap();
+    cluster.split_txn("a15");
+    cluster.clear_calls();
+    let mut txn = client
+        .begin_with_options(TransactionOptions::new_optimistic().try_one_pc(true))
+        .await
+        .unwrap();
+    txn.put("a1", "x").await.unwrap();
+    txn.put("a2", "y").await.unwrap();
+    txn.commit().await.unwrap();
+    assert!(
+        commits(&cluster) >= 1,
+        "fell back to 2PC instead of committing each half alone"
+    );
+    let reader = client.begin_optimistic().await.unwrap();
+    assert_eq!(
+        reader.batch_get_values(["a1", "a2"]).await.unwrap(),
+        vec![value("x"), value("y")]
+    );
+}
