@@ -334,6 +334,10 @@ impl Executor {
                     R::METHOD,
                     peer.store_id
                 );
+                if !e.is_retryable() {
+                    // A definite refusal (invalid argument, unimplemented, cluster mismatch).
+                    return Err(e);
+                }
                 if !matches!(e, Error::Grpc { .. }) {
                     self.stores.forget(&address);
                     self.cache.invalidate_store(peer.store_id);

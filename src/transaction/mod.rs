@@ -299,14 +299,16 @@ impl TransactionClient {
         Ok(())
     }
 
-    /// Every lock with a start timestamp at or below `max_version`, region by region.
+    /// Every lock with a start timestamp at or below `max_version`, region by region, within
+    /// this client's keyspace (the whole key space in API v1).
     async fn scan_locks(
         &self,
         max_version: u64,
         backoffer: &mut Backoffer,
     ) -> Result<Vec<kvrpcpb::LockInfo>> {
+        let (start, end) = self.core.encode_range(crate::BoundRange::all())?;
         let mut locks = Vec::new();
-        let mut cursor: Vec<u8> = Vec::new();
+        let mut cursor = start;
         loop {
             let (resp, region) = self
                 .core
@@ -315,12 +317,19 @@ impl TransactionClient {
                     Locate::Key(&cursor),
                     &Interceptors::default(),
                     backoffer,
-                    |region| kvrpcpb::ScanLockRequest {
-                        max_version,
-                        start_key: cursor.clone(),
-                        end_key: region.end_key.clone(),
-                        limit: 0,
-                        ..Default::default()
+                    |region| {
+                        let end_key = match (end.is_empty(), region.end_key.is_empty()) {
+                            (true, _) => region.end_key.clone(),
+                            (false, true) => end.clone(),
+                            (false, false) => end.clone().min(region.end_key.clone()),
+                        };
+                        kvrpcpb::ScanLockRequest {
+                            max_version,
+                            start_key: cursor.clone(),
+                            end_key,
+                            limit: 0,
+                            ..Default::default()
+                        }
                     },
                 )
                 .await?;
@@ -328,7 +337,7 @@ impl TransactionClient {
                 return Err(Error::from_key_error(e));
             }
             locks.extend(resp.locks);
-            if region.end_key.is_empty() {
+            if region.end_key.is_empty() || (!end.is_empty() && region.end_key >= end) {
                 return Ok(locks);
             }
             cursor = region.end_key;

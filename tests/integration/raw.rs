@@ -641,3 +641,24 @@ async fn concurrent_gets_of_one_cold_key_ask_pd_once() {
         .count();
     assert_eq!(lookups, 1);
 }
+
+#[tokio::test]
+async fn definite_grpc_refusals_are_not_retried() {
+    let cluster = cluster().await;
+    let (raw, clock) = manual_client(&cluster).await;
+    cluster
+        .add_rule(Rule::on("RawGet").status(tikv_client::GrpcCode::InvalidArgument, "bad request"));
+    let err = raw.get("k").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Grpc {
+                code: tikv_client::GrpcCode::InvalidArgument,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(calls_of(&cluster, "RawGet").len(), 1);
+    assert_eq!(clock.elapsed(), Duration::ZERO);
+}
