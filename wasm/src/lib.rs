@@ -1,12 +1,23 @@
 //! JavaScript bindings for tikv-client, built with wasm-bindgen for browsers, Node and edge
-//! workers. Every method returns a Promise; errors are JS `Error`s.
+//! workers: the Rust `RawClient` and `TransactionClient` over gRPC-web.
+//!
+//! Every method returns a Promise. Keys and values are `Uint8Array`s or strings (strings are
+//! sent as UTF-8); values come back as `Uint8Array`. Errors are JS `Error`s with a stable `code`
+//! (`WriteConflict`, `KeyExists`, `Deadlock`, `LockWaitTimeout`, `CommitUndetermined`,
+//! `Timeout`, `Unavailable`, `InvalidArgument`, `Unsupported`, `Unknown`).
 //!
 //! The crate is empty on native targets so that `cargo build --workspace` stays native-clean.
 
 #![cfg(target_arch = "wasm32")]
 #![deny(missing_docs)]
 
+use std::rc::Rc;
+
+use futures::lock::Mutex;
+use js_sys::{Array, Object, Promise, Reflect, Uint8Array};
+use tikv_client::{Error, Key, TransactionOptions};
 use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
 
 /// The version of the bindings (the crate version).
 #[wasm_bindgen]
@@ -14,12 +25,249 @@ pub fn version() -> String {
     env!("CARGO_PKG_VERSION").to_owned()
 }
 
-/// Connects to PD at `pd_address` (`host:port` or a URL) over gRPC-web and resolves to the
-/// cluster id, as a decimal string (ids use all 64 bits, beyond a JS number's precision).
-#[wasm_bindgen(js_name = clusterId)]
-pub async fn cluster_id(pd_address: String) -> Result<String, JsError> {
-    let pd = tikv_client::pd::PdClient::connect(&[pd_address], &tikv_client::Config::default())
-        .await
-        .map_err(|e| JsError::new(&e.to_string()))?;
-    Ok(pd.cluster_id().to_string())
+/// The stable `code` of an error, for JavaScript callers to branch on.
+fn code(e: &Error) -> &'static str {
+    match e {
+        Error::WriteConflict(_) => "WriteConflict",
+        Error::KeyExists(_) => "KeyExists",
+        Error::Deadlock(_) => "Deadlock",
+        Error::LockWaitTimeout(_) => "LockWaitTimeout",
+        Error::CommitUndetermined(_) => "CommitUndetermined",
+        Error::Timeout { .. } | Error::BackoffExhausted { .. } => "Timeout",
+        Error::Transport(_) | Error::Pd(_) => "Unavailable",
+        Error::Grpc { code, .. } if *code == tikv_client::GrpcCode::Unavailable => "Unavailable",
+        Error::InvalidArgument(_) | Error::InvalidConfig(_) => "InvalidArgument",
+        Error::Unsupported(_) => "Unsupported",
+        _ => "Unknown",
+    }
+}
+
+/// Our error as a JS `Error` with a `code` property.
+fn js_error(e: Error) -> JsValue {
+    let err = js_sys::Error::new(&e.to_string());
+    // Setting a property on a fresh Error object cannot fail.
+    let _ = Reflect::set(&err, &"code".into(), &code(&e).into());
+    err.into()
+}
+
+fn invalid(message: &str) -> JsValue {
+    js_error(Error::InvalidArgument(message.to_owned()))
+}
+
+/// Bytes from a `Uint8Array` or a string.
+fn bytes(v: &JsValue) -> Result<Vec<u8>, JsValue> {
+    if let Some(s) = v.as_string() {
+        return Ok(s.into_bytes());
+    }
+    if v.is_instance_of::<Uint8Array>() {
+        return Ok(Uint8Array::new(v).to_vec());
+    }
+    Err(invalid("keys and values must be strings or Uint8Arrays"))
+}
+
+fn js_bytes(b: &[u8]) -> JsValue {
+    Uint8Array::from(b).into()
+}
+
+/// `{ key, value }` objects for scan results.
+fn pairs(found: Vec<tikv_client::KvPair>) -> JsValue {
+    let out = Array::new();
+    for pair in found {
+        let o = Object::new();
+        let _ = Reflect::set(&o, &"key".into(), &js_bytes(pair.key.as_ref()));
+        let _ = Reflect::set(&o, &"value".into(), &js_bytes(&pair.value));
+        out.push(&o);
+    }
+    out.into()
+}
+
+fn endpoints(pd: &Array) -> Result<Vec<String>, JsValue> {
+    pd.iter()
+        .map(|v| {
+            v.as_string()
+                .ok_or_else(|| invalid("PD endpoints must be strings"))
+        })
+        .collect()
+}
+
+/// A raw key-value client.
+#[wasm_bindgen]
+pub struct RawClient {
+    inner: tikv_client::RawClient,
+}
+
+#[wasm_bindgen]
+impl RawClient {
+    /// Connects through PD (`["host:port", ...]` or URLs); resolves to a `RawClient`.
+    pub fn connect(pd: Array) -> Promise {
+        future_to_promise(async move {
+            let inner = tikv_client::RawClient::new(endpoints(&pd)?)
+                .await
+                .map_err(js_error)?;
+            Ok(RawClient { inner }.into())
+        })
+    }
+
+    /// The value of `key` as a `Uint8Array`, or `undefined`.
+    pub fn get(&self, key: JsValue) -> Promise {
+        let client = self.inner.clone();
+        future_to_promise(async move {
+            let value = client.get(bytes(&key)?).await.map_err(js_error)?;
+            Ok(value.map_or(JsValue::UNDEFINED, |v| js_bytes(&v)))
+        })
+    }
+
+    /// Sets `key` to `value`, for `ttl_secs` seconds if given (needs a TTL-enabled cluster).
+    pub fn put(&self, key: JsValue, value: JsValue, ttl_secs: Option<u32>) -> Promise {
+        let client = self.inner.clone();
+        future_to_promise(async move {
+            let (key, value) = (bytes(&key)?, bytes(&value)?);
+            client
+                .put_with_ttl(key, value, u64::from(ttl_secs.unwrap_or(0)))
+                .await
+                .map_err(js_error)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Deletes `key`.
+    pub fn delete(&self, key: JsValue) -> Promise {
+        let client = self.inner.clone();
+        future_to_promise(async move {
+            client.delete(bytes(&key)?).await.map_err(js_error)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Up to `limit` `{ key, value }` pairs with `start <= key < end` (an empty end: no end).
+    pub fn scan(&self, start: JsValue, end: JsValue, limit: u32) -> Promise {
+        let client = self.inner.clone();
+        future_to_promise(async move {
+            let (start, end) = (Key::from(bytes(&start)?), Key::from(bytes(&end)?));
+            let found = client.scan(start..end, limit).await.map_err(js_error)?;
+            Ok(pairs(found))
+        })
+    }
+
+    /// Deletes every key with `start <= key < end`.
+    #[wasm_bindgen(js_name = deleteRange)]
+    pub fn delete_range(&self, start: JsValue, end: JsValue) -> Promise {
+        let client = self.inner.clone();
+        future_to_promise(async move {
+            let (start, end) = (Key::from(bytes(&start)?), Key::from(bytes(&end)?));
+            client.delete_range(start..end).await.map_err(js_error)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+}
+
+/// A transactional client.
+#[wasm_bindgen]
+pub struct TransactionClient {
+    inner: tikv_client::TransactionClient,
+}
+
+#[wasm_bindgen]
+impl TransactionClient {
+    /// Connects through PD; resolves to a `TransactionClient`.
+    pub fn connect(pd: Array) -> Promise {
+        future_to_promise(async move {
+            let inner = tikv_client::TransactionClient::new(endpoints(&pd)?)
+                .await
+                .map_err(js_error)?;
+            Ok(TransactionClient { inner }.into())
+        })
+    }
+
+    /// Begins a transaction; `pessimistic` locks keys as they are written.
+    pub fn begin(&self, pessimistic: bool) -> Promise {
+        let client = self.inner.clone();
+        future_to_promise(async move {
+            let options = if pessimistic {
+                TransactionOptions::new_pessimistic()
+            } else {
+                TransactionOptions::new_optimistic()
+            };
+            let txn = client.begin_with_options(options).await.map_err(js_error)?;
+            Ok(Transaction {
+                inner: Rc::new(Mutex::new(txn)),
+            }
+            .into())
+        })
+    }
+}
+
+/// A transaction. Its methods may be called one at a time.
+#[wasm_bindgen]
+pub struct Transaction {
+    inner: Rc<Mutex<tikv_client::Transaction>>,
+}
+
+#[wasm_bindgen]
+impl Transaction {
+    /// The value of `key` (this transaction's own writes first), or `undefined`.
+    pub fn get(&self, key: JsValue) -> Promise {
+        let txn = self.inner.clone();
+        future_to_promise(async move {
+            let value = txn.lock().await.get(bytes(&key)?).await.map_err(js_error)?;
+            Ok(value.map_or(JsValue::UNDEFINED, |v| js_bytes(&v)))
+        })
+    }
+
+    /// Sets `key` to `value` in this transaction.
+    pub fn put(&self, key: JsValue, value: JsValue) -> Promise {
+        let txn = self.inner.clone();
+        future_to_promise(async move {
+            let (key, value) = (bytes(&key)?, bytes(&value)?);
+            txn.lock().await.put(key, value).await.map_err(js_error)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Deletes `key` in this transaction.
+    pub fn delete(&self, key: JsValue) -> Promise {
+        let txn = self.inner.clone();
+        future_to_promise(async move {
+            txn.lock()
+                .await
+                .delete(bytes(&key)?)
+                .await
+                .map_err(js_error)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Up to `limit` `{ key, value }` pairs with `start <= key < end`, own writes included.
+    pub fn scan(&self, start: JsValue, end: JsValue, limit: u32) -> Promise {
+        let txn = self.inner.clone();
+        future_to_promise(async move {
+            let (start, end) = (Key::from(bytes(&start)?), Key::from(bytes(&end)?));
+            let found = txn
+                .lock()
+                .await
+                .scan(start..end, limit)
+                .await
+                .map_err(js_error)?;
+            Ok(pairs(found))
+        })
+    }
+
+    /// Commits; resolves to the commit timestamp as a decimal string (or `undefined` if the
+    /// transaction wrote nothing).
+    pub fn commit(&self) -> Promise {
+        let txn = self.inner.clone();
+        future_to_promise(async move {
+            let ts = txn.lock().await.commit().await.map_err(js_error)?;
+            Ok(ts.map_or(JsValue::UNDEFINED, |t| t.version().to_string().into()))
+        })
+    }
+
+    /// Rolls back.
+    pub fn rollback(&self) -> Promise {
+        let txn = self.inner.clone();
+        future_to_promise(async move {
+            txn.lock().await.rollback().await.map_err(js_error)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
 }
