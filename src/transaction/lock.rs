@@ -223,7 +223,13 @@ impl LockResolver {
             } else {
                 Status::RolledBack
             };
-            self.remember(lock.lock_version, status);
+            // A pessimistic primary removed without a rollback record (or not there yet) says
+            // nothing final about the transaction: do not remember it.
+            let final_answer = resp.action != Action::LockNotExistDoNothing as i32
+                && resp.action != Action::TtlExpirePessimisticRollback as i32;
+            if final_answer {
+                self.remember(lock.lock_version, status);
+            }
             return Ok(status);
         }
     }
@@ -319,6 +325,33 @@ impl LockResolver {
         commit_ts: u64,
         backoffer: &mut Backoffer,
     ) -> Result<()> {
+        if lock.lock_type == kvrpcpb::Op::PessimisticLock as i32 {
+            // A pessimistic lock of a finished transaction is removed without a record.
+            let for_update_ts = if lock.lock_for_update_ts == 0 {
+                u64::MAX
+            } else {
+                lock.lock_for_update_ts
+            };
+            let req = kvrpcpb::PessimisticRollbackRequest {
+                start_version: lock.lock_version,
+                for_update_ts,
+                keys: vec![lock.key.clone()],
+                ..Default::default()
+            };
+            let (resp, _) = self
+                .exec
+                .run_located(
+                    Locate::Key(&lock.key),
+                    &Interceptors::default(),
+                    backoffer,
+                    |_| req.clone(),
+                )
+                .await?;
+            return match resp.errors.into_iter().next() {
+                Some(e) => Err(Error::from_key_error(e)),
+                None => Ok(()),
+            };
+        }
         let lite = lock.txn_size < LITE_THRESHOLD;
         let req = kvrpcpb::ResolveLockRequest {
             start_version: lock.lock_version,

@@ -875,3 +875,44 @@ async fn one_pc_is_not_applied_to_part_of_a_transaction_after_a_split() {
         vec![value("x"), value("y")]
     );
 }
+
+#[tokio::test]
+async fn an_abandoned_pessimistic_lock_is_removed_after_its_ttl() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    let start = client.current_timestamp().await.unwrap().version();
+    let (mut stub, ctx) = stub_for(&cluster, b"p").await;
+    let resp = stub
+        .kv_pessimistic_lock(kvrpcpb::PessimisticLockRequest {
+            context: Some(ctx),
+            mutations: vec![kvrpcpb::Mutation {
+                op: kvrpcpb::Op::PessimisticLock as i32,
+                key: b"p".to_vec(),
+                ..Default::default()
+            }],
+            primary_lock: b"p".to_vec(),
+            start_version: start,
+            lock_ttl: 50,
+            for_update_ts: start,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(resp.errors.is_empty());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut txn = client.begin_pessimistic().await.unwrap();
+    txn.put("p", "mine").await.unwrap();
+    txn.commit().await.unwrap();
+    assert_eq!(
+        client
+            .begin_optimistic()
+            .await
+            .unwrap()
+            .get("p")
+            .await
+            .unwrap(),
+        value("mine")
+    );
+    assert_eq!(remaining_locks(&cluster).await, 0);
+}
