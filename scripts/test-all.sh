@@ -127,10 +127,10 @@ TIKV_MOCK_PD="$pd" TIKV_MOCK_CLUSTER_ID="$cluster_id" \
     CHROMEDRIVER="$(command -v chromedriver)" \
     cargo test --target "$WASM" --no-default-features --features wasm --test wasm
 
-step "Node tests: the JavaScript API over gRPC-web against the same tikv-mock"
+step "JavaScript package: build for Node, check the TypeScript declarations, run node --test"
 cargo build -q -p tikv-client-wasm --target "$WASM" --release
-node_pkg="$CARGO_TARGET_DIR/js-pkg-node"
-wasm-bindgen --target nodejs --out-dir "$node_pkg" "$CARGO_TARGET_DIR/$WASM/release/tikv_client_wasm.wasm"
-WASM_PKG="$node_pkg/tikv_client_wasm.js" TIKV_MOCK_PD="$pd" node --test js/test/
+wasm-bindgen --target nodejs --out-dir js/pkg-node "$CARGO_TARGET_DIR/$WASM/release/tikv_client_wasm.wasm"
+(cd js && npm install --no-audit --no-fund --silent && npx tsc --noEmit -p .)
+WASM_PKG="$PWD/js/pkg-node/tikv_client_wasm.js" TIKV_MOCK_PD="$pd" node --test js/test/
 
 step "all checks passed in $((SECONDS - started)) s"

@@ -54,3 +54,19 @@ test('transactions and a write conflict surfaced as its code', async () => {
   assert.equal(text(pairs[0].value), 'x');
   await reader.rollback();
 });
+
+test('batches, compare-and-swap and TTL', async () => {
+  const raw = await RawClient.connect([pd]);
+  await raw.batchPut([['node-b/1', 'a'], ['node-b/2', 'b']]);
+  const values = await raw.batchGet(['node-b/2', 'node-b/none', 'node-b/1']);
+  assert.deepEqual(values.map((v) => (v === undefined ? undefined : text(v))), ['b', undefined, 'a']);
+  let r = await raw.compareAndSwap('node-b/cas', undefined, '1');
+  assert.equal(r.swapped, true);
+  r = await raw.compareAndSwap('node-b/cas', '2', '3');
+  assert.equal(r.swapped, false);
+  assert.equal(text(r.previous), '1');
+  // The test cluster runs API v1: TTLs are not stored there.
+  await assert.rejects(raw.ttl('node-b/1'), (e) => e.code === 'Unsupported');
+  await raw.batchDelete(['node-b/1', 'node-b/2']);
+  assert.equal(await raw.get('node-b/1'), undefined);
+});

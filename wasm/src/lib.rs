@@ -99,6 +99,7 @@ pub struct RawClient {
 #[wasm_bindgen]
 impl RawClient {
     /// Connects through PD (`["host:port", ...]` or URLs); resolves to a `RawClient`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<RawClient>")]
     pub fn connect(pd: Array) -> Promise {
         future_to_promise(async move {
             let inner = tikv_client::RawClient::new(endpoints(&pd)?)
@@ -109,6 +110,7 @@ impl RawClient {
     }
 
     /// The value of `key` as a `Uint8Array`, or `undefined`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Uint8Array | undefined>")]
     pub fn get(&self, key: JsValue) -> Promise {
         let client = self.inner.clone();
         future_to_promise(async move {
@@ -118,6 +120,7 @@ impl RawClient {
     }
 
     /// Sets `key` to `value`, for `ttl_secs` seconds if given (needs a TTL-enabled cluster).
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn put(&self, key: JsValue, value: JsValue, ttl_secs: Option<u32>) -> Promise {
         let client = self.inner.clone();
         future_to_promise(async move {
@@ -130,7 +133,89 @@ impl RawClient {
         })
     }
 
+    /// One entry per key, in order: its value as a `Uint8Array`, or `undefined`.
+    #[wasm_bindgen(js_name = batchGet, unchecked_return_type = "Promise<Array<Uint8Array | undefined>>")]
+    pub fn batch_get(&self, keys: Array) -> Promise {
+        let client = self.inner.clone();
+        future_to_promise(async move {
+            let keys: Vec<Vec<u8>> = keys.iter().map(|k| bytes(&k)).collect::<Result<_, _>>()?;
+            let values = client.batch_get_values(keys).await.map_err(js_error)?;
+            let out = Array::new();
+            for v in values {
+                out.push(&v.map_or(JsValue::UNDEFINED, |v| js_bytes(&v)));
+            }
+            Ok(out.into())
+        })
+    }
+
+    /// Writes `[key, value]` pairs, grouped by region.
+    #[wasm_bindgen(js_name = batchPut, unchecked_return_type = "Promise<void>")]
+    pub fn batch_put(&self, pairs: Array) -> Promise {
+        let client = self.inner.clone();
+        future_to_promise(async move {
+            let mut kvs = Vec::new();
+            for pair in pairs.iter() {
+                let pair = Array::from(&pair);
+                kvs.push(tikv_client::KvPair::new(
+                    bytes(&pair.get(0))?,
+                    bytes(&pair.get(1))?,
+                ));
+            }
+            client.batch_put(kvs).await.map_err(js_error)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Deletes many keys.
+    #[wasm_bindgen(js_name = batchDelete, unchecked_return_type = "Promise<void>")]
+    pub fn batch_delete(&self, keys: Array) -> Promise {
+        let client = self.inner.clone();
+        future_to_promise(async move {
+            let keys: Vec<Vec<u8>> = keys.iter().map(|k| bytes(&k)).collect::<Result<_, _>>()?;
+            client.batch_delete(keys).await.map_err(js_error)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// The remaining TTL of `key` in seconds (0: no TTL), or `undefined` if absent.
+    #[wasm_bindgen(unchecked_return_type = "Promise<number | undefined>")]
+    pub fn ttl(&self, key: JsValue) -> Promise {
+        let client = self.inner.clone();
+        future_to_promise(async move {
+            let ttl = client
+                .get_key_ttl_secs(bytes(&key)?)
+                .await
+                .map_err(js_error)?;
+            Ok(ttl.map_or(JsValue::UNDEFINED, |t| JsValue::from(t as f64)))
+        })
+    }
+
+    /// Sets `key` to `value` if it currently holds `expected` (`undefined`/`null`: absent).
+    /// Resolves to `{ swapped, previous }`. Uses TiKV's atomic mode: every writer of these
+    /// keys must go through compare-and-swap or atomic writes.
+    #[wasm_bindgen(js_name = compareAndSwap, unchecked_return_type = "Promise<{ swapped: boolean; previous?: Uint8Array }>")]
+    pub fn compare_and_swap(&self, key: JsValue, expected: JsValue, value: JsValue) -> Promise {
+        let client = self.inner.with_atomic_for_cas();
+        future_to_promise(async move {
+            let expected = if expected.is_undefined() || expected.is_null() {
+                None
+            } else {
+                Some(bytes(&expected)?)
+            };
+            let (previous, swapped) = client
+                .compare_and_swap(bytes(&key)?, expected, bytes(&value)?)
+                .await
+                .map_err(js_error)?;
+            let o = Object::new();
+            let _ = Reflect::set(&o, &"swapped".into(), &swapped.into());
+            let previous = previous.map_or(JsValue::UNDEFINED, |p| js_bytes(&p));
+            let _ = Reflect::set(&o, &"previous".into(), &previous);
+            Ok(o.into())
+        })
+    }
+
     /// Deletes `key`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn delete(&self, key: JsValue) -> Promise {
         let client = self.inner.clone();
         future_to_promise(async move {
@@ -140,6 +225,9 @@ impl RawClient {
     }
 
     /// Up to `limit` `{ key, value }` pairs with `start <= key < end` (an empty end: no end).
+    #[wasm_bindgen(
+        unchecked_return_type = "Promise<Array<{ key: Uint8Array; value: Uint8Array }>>"
+    )]
     pub fn scan(&self, start: JsValue, end: JsValue, limit: u32) -> Promise {
         let client = self.inner.clone();
         future_to_promise(async move {
@@ -150,7 +238,7 @@ impl RawClient {
     }
 
     /// Deletes every key with `start <= key < end`.
-    #[wasm_bindgen(js_name = deleteRange)]
+    #[wasm_bindgen(js_name = deleteRange, unchecked_return_type = "Promise<void>")]
     pub fn delete_range(&self, start: JsValue, end: JsValue) -> Promise {
         let client = self.inner.clone();
         future_to_promise(async move {
@@ -170,6 +258,7 @@ pub struct TransactionClient {
 #[wasm_bindgen]
 impl TransactionClient {
     /// Connects through PD; resolves to a `TransactionClient`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<TransactionClient>")]
     pub fn connect(pd: Array) -> Promise {
         future_to_promise(async move {
             let inner = tikv_client::TransactionClient::new(endpoints(&pd)?)
@@ -180,6 +269,7 @@ impl TransactionClient {
     }
 
     /// Begins a transaction; `pessimistic` locks keys as they are written.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Transaction>")]
     pub fn begin(&self, pessimistic: bool) -> Promise {
         let client = self.inner.clone();
         future_to_promise(async move {
@@ -206,6 +296,7 @@ pub struct Transaction {
 #[wasm_bindgen]
 impl Transaction {
     /// The value of `key` (this transaction's own writes first), or `undefined`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Uint8Array | undefined>")]
     pub fn get(&self, key: JsValue) -> Promise {
         let txn = self.inner.clone();
         future_to_promise(async move {
@@ -215,6 +306,7 @@ impl Transaction {
     }
 
     /// Sets `key` to `value` in this transaction.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn put(&self, key: JsValue, value: JsValue) -> Promise {
         let txn = self.inner.clone();
         future_to_promise(async move {
@@ -225,6 +317,7 @@ impl Transaction {
     }
 
     /// Deletes `key` in this transaction.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn delete(&self, key: JsValue) -> Promise {
         let txn = self.inner.clone();
         future_to_promise(async move {
@@ -238,6 +331,9 @@ impl Transaction {
     }
 
     /// Up to `limit` `{ key, value }` pairs with `start <= key < end`, own writes included.
+    #[wasm_bindgen(
+        unchecked_return_type = "Promise<Array<{ key: Uint8Array; value: Uint8Array }>>"
+    )]
     pub fn scan(&self, start: JsValue, end: JsValue, limit: u32) -> Promise {
         let txn = self.inner.clone();
         future_to_promise(async move {
@@ -254,6 +350,7 @@ impl Transaction {
 
     /// Commits; resolves to the commit timestamp as a decimal string (or `undefined` if the
     /// transaction wrote nothing).
+    #[wasm_bindgen(unchecked_return_type = "Promise<string | undefined>")]
     pub fn commit(&self) -> Promise {
         let txn = self.inner.clone();
         future_to_promise(async move {
@@ -263,6 +360,7 @@ impl Transaction {
     }
 
     /// Rolls back.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn rollback(&self) -> Promise {
         let txn = self.inner.clone();
         future_to_promise(async move {
