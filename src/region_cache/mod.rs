@@ -301,6 +301,10 @@ impl RegionCache {
         };
         let now = self.now();
         let mut state = self.lock();
+        if state.has_newer_overlap(&region) {
+            // A lagging answer (PD behind TiKV): keep the newer regions cached.
+            return Ok(region);
+        }
         let jitter = Duration::from_millis(state.rng.below(REGION_TTL_JITTER.as_millis() as u64));
         state.remove_overlapping(&region.start_key, &region.end_key);
         state.by_id.insert(region.id, region.start_key.clone());
@@ -438,6 +442,16 @@ impl State {
             .range::<[u8], _>((Bound::Unbounded, Bound::Excluded(key)))
             .next_back()?;
         (entry.expires > now && entry.region.contains_end_key(key)).then(|| entry.region.clone())
+    }
+
+    /// Whether a cached region overlapping `region` has a newer split/merge version.
+    fn has_newer_overlap(&self, region: &Region) -> bool {
+        self.regions.values().any(|e| {
+            let r = &e.region;
+            let overlaps = (region.end_key.is_empty() || r.start_key < region.end_key)
+                && (r.end_key.is_empty() || r.end_key > region.start_key);
+            overlaps && r.epoch.version > region.epoch.version
+        })
     }
 
     fn remove_overlapping(&mut self, start: &[u8], end: &[u8]) {

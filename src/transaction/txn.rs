@@ -527,6 +527,30 @@ impl Transaction {
     }
 
     async fn lock_keys_with(&mut self, keys: Vec<Vec<u8>>, not_exist: bool) -> Result<()> {
+        let result = self.try_lock_keys(keys.clone(), not_exist).await;
+        if result.is_err() {
+            // Regions that granted their part keep the locks: release them (no record needed).
+            let granted: Vec<Vec<u8>> = keys
+                .into_iter()
+                .filter(|k| !self.locked.contains(k))
+                .collect();
+            if !granted.is_empty() {
+                let core = self.core.clone();
+                let start = self.start_timestamp().version();
+                rt::spawn(async move {
+                    if let Err(e) = pessimistic_rollback(&core, start, u64::MAX, granted).await {
+                        log::warn!(
+                            "releasing partial pessimistic locks of txn {start} failed: {e}"
+                        );
+                    }
+                })
+                .detach();
+            }
+        }
+        result
+    }
+
+    async fn try_lock_keys(&mut self, keys: Vec<Vec<u8>>, not_exist: bool) -> Result<()> {
         if keys.is_empty() {
             return Ok(());
         }
