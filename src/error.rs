@@ -267,14 +267,6 @@ impl From<tonic::Code> for GrpcCode {
     }
 }
 
-impl GrpcCode {
-    /// The tonic code, for the mock cluster's servers.
-    #[cfg(all(feature = "testutils", not(target_arch = "wasm32")))]
-    pub(crate) fn to_tonic(self) -> tonic::Code {
-        tonic::Code::from_i32(self as i32)
-    }
-}
-
 /// Prints a key as text when it is printable ASCII, else as upper-case hex (as TiKV logs do).
 struct KeyDisplay<'a>(&'a [u8]);
 

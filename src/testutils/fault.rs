@@ -286,6 +286,11 @@ impl Faults {
     }
 }
 
+/// The tonic status code for one of ours.
+pub(crate) fn tonic_code(code: GrpcCode) -> tonic::Code {
+    tonic::Code::from_i32(code as i32)
+}
+
 /// The kind of a region error, as its field name in `errorpb.Error` (CamelCase).
 pub fn region_error_kind(e: &errorpb::Error) -> &'static str {
     if e.not_leader.is_some() {

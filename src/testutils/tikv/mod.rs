@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tonic::{Request, Response, Status};
 
 use super::cluster::{unix_now, ApiVersion, Cluster, DataKind, Region};
-use super::fault::{region_error_kind, Call, CallInfo, Faults, Outcome, Reaction};
+use super::fault::{region_error_kind, tonic_code, Call, CallInfo, Faults, Outcome, Reaction};
 use super::mvcc::Mvcc;
 use super::raw::RawStore;
 use super::server::ConnectionKiller;
@@ -249,7 +249,7 @@ impl MockTikv {
             }
             Some(Reaction::Status { code, message }) => {
                 record(Outcome::Status(code));
-                return Err(Status::new(code.to_tonic(), message));
+                return Err(Status::new(tonic_code(code), message));
             }
             Some(Reaction::DropConnection) => {
                 record(Outcome::Dropped);
@@ -319,7 +319,7 @@ impl MockTikv {
         };
         if let Some(Reaction::Status { code, message }) = self.node.faults.react(&info) {
             record(Outcome::Status(code));
-            return Err(Status::new(code.to_tonic(), message));
+            return Err(Status::new(tonic_code(code), message));
         }
         let resp = exec(self, &req);
         record(Outcome::Ok);
@@ -407,6 +407,20 @@ impl MockTikv {
             }));
         }
         Ok(region)
+    }
+
+    /// A response carrying `KeyNotInRegion` for the first transactional key outside `region`.
+    fn outside_region<'k, R: Reply>(
+        &self,
+        region: &Region,
+        keys: impl IntoIterator<Item = &'k [u8]>,
+    ) -> Option<R> {
+        let key = keys
+            .into_iter()
+            .find(|k| !self.in_region(region, k, DataKind::Txn))?;
+        let mut resp = R::default();
+        resp.set_region_error(*self.key_not_in_region(region, key));
+        Some(resp)
     }
 
     /// Whether a user key of `kind` lies in `region`.

@@ -36,15 +36,9 @@ impl MockTikv {
         region: &Region,
         waiting: &mut Waiting,
     ) -> Exec<kvrpcpb::PessimisticLockResponse> {
-        if let Some(m) = req
-            .mutations
-            .iter()
-            .find(|m| !self.in_region(region, &m.key, DataKind::Txn))
+        if let Some(outside) = self.outside_region(region, req.mutations.iter().map(|m| &m.key[..]))
         {
-            return Exec::Done(kvrpcpb::PessimisticLockResponse {
-                region_error: Some(*self.key_not_in_region(region, &m.key)),
-                ..Default::default()
-            });
+            return Exec::Done(outside);
         }
         let start = req.start_version;
         let mut mvcc = self.node.mvcc();

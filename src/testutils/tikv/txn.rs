@@ -326,14 +326,8 @@ impl MockTikv {
             }
             Err(Reject::Key(_)) => {}
         }
-        if let Some(k) = keys
-            .iter()
-            .find(|k| !self.in_region(region, k, DataKind::Txn))
-        {
-            return kvrpcpb::CommitResponse {
-                region_error: Some(*self.key_not_in_region(region, k)),
-                ..Default::default()
-            };
+        if let Some(outside) = self.outside_region(region, keys.iter().map(|k| &k[..])) {
+            return outside;
         }
         if req.commit_version <= req.start_version {
             let e = KeyErr::Abort(format!(
@@ -369,14 +363,8 @@ impl MockTikv {
         region: &Region,
     ) -> kvrpcpb::BatchRollbackResponse {
         let keys: Vec<&[u8]> = req.keys.iter().map(|k| &k[..]).collect();
-        if let Some(k) = keys
-            .iter()
-            .find(|k| !self.in_region(region, k, DataKind::Txn))
-        {
-            return kvrpcpb::BatchRollbackResponse {
-                region_error: Some(*self.key_not_in_region(region, k)),
-                ..Default::default()
-            };
+        if let Some(outside) = self.outside_region(region, keys.iter().map(|k| &k[..])) {
+            return outside;
         }
         let mut mvcc = self.mvcc();
         let mut trial = MvccTrial::new(&mvcc, &keys);
@@ -398,11 +386,8 @@ impl MockTikv {
         req: &kvrpcpb::CleanupRequest,
         region: &Region,
     ) -> kvrpcpb::CleanupResponse {
-        if !self.in_region(region, &req.key, DataKind::Txn) {
-            return kvrpcpb::CleanupResponse {
-                region_error: Some(*self.key_not_in_region(region, &req.key)),
-                ..Default::default()
-            };
+        if let Some(outside) = self.outside_region(region, [&req.key[..]]) {
+            return outside;
         }
         let mut mvcc = self.mvcc();
         mvcc.observe_ts(req.start_version);
@@ -433,11 +418,8 @@ impl MockTikv {
         req: &kvrpcpb::CheckTxnStatusRequest,
         region: &Region,
     ) -> kvrpcpb::CheckTxnStatusResponse {
-        if !self.in_region(region, &req.primary_key, DataKind::Txn) {
-            return kvrpcpb::CheckTxnStatusResponse {
-                region_error: Some(*self.key_not_in_region(region, &req.primary_key)),
-                ..Default::default()
-            };
+        if let Some(outside) = self.outside_region(region, [&req.primary_key[..]]) {
+            return outside;
         }
         let mut mvcc = self.mvcc();
         mvcc.observe_ts(req.lock_ts);
@@ -457,15 +439,8 @@ impl MockTikv {
         req: &kvrpcpb::CheckSecondaryLocksRequest,
         region: &Region,
     ) -> kvrpcpb::CheckSecondaryLocksResponse {
-        if let Some(k) = req
-            .keys
-            .iter()
-            .find(|k| !self.in_region(region, k, DataKind::Txn))
-        {
-            return kvrpcpb::CheckSecondaryLocksResponse {
-                region_error: Some(*self.key_not_in_region(region, k)),
-                ..Default::default()
-            };
+        if let Some(outside) = self.outside_region(region, req.keys.iter().map(|k| &k[..])) {
+            return outside;
         }
         let mut mvcc = self.mvcc();
         mvcc.observe_ts(req.start_version);
@@ -512,15 +487,8 @@ impl MockTikv {
         req: &kvrpcpb::ResolveLockRequest,
         region: &Region,
     ) -> kvrpcpb::ResolveLockResponse {
-        if let Some(k) = req
-            .keys
-            .iter()
-            .find(|k| !self.in_region(region, k, DataKind::Txn))
-        {
-            return kvrpcpb::ResolveLockResponse {
-                region_error: Some(*self.key_not_in_region(region, k)),
-                ..Default::default()
-            };
+        if let Some(outside) = self.outside_region(region, req.keys.iter().map(|k| &k[..])) {
+            return outside;
         }
         let mut mvcc = self.mvcc();
         let result = if !req.keys.is_empty() {
@@ -548,11 +516,8 @@ impl MockTikv {
         req: &kvrpcpb::TxnHeartBeatRequest,
         region: &Region,
     ) -> kvrpcpb::TxnHeartBeatResponse {
-        if !self.in_region(region, &req.primary_lock, DataKind::Txn) {
-            return kvrpcpb::TxnHeartBeatResponse {
-                region_error: Some(*self.key_not_in_region(region, &req.primary_lock)),
-                ..Default::default()
-            };
+        if let Some(outside) = self.outside_region(region, [&req.primary_lock[..]]) {
+            return outside;
         }
         let mut mvcc = self.mvcc();
         match mvcc
