@@ -249,17 +249,14 @@ impl RawClient {
     }
 
     /// Sends a request to the region holding `key`, with this client's retries.
-    async fn at_key<R: KvRequest>(&self, key: &[u8], build: impl Fn() -> R) -> Result<R::Reply> {
-        let (resp, _) = self
-            .exec
-            .run_located(
-                Locate::Key(key),
-                &self.interceptors,
-                &mut self.backoffer(),
-                |_| build(),
-            )
-            .await?;
-        Ok(resp)
+    async fn at_key<R: KvRequest>(
+        &self,
+        key: &[u8],
+        build: impl FnOnce() -> R,
+    ) -> Result<R::Reply> {
+        self.exec
+            .run_at_key(key, &self.interceptors, &mut self.backoffer(), build())
+            .await
     }
 
     /// Walks the regions of `[start, end)` in order, sending each the request `build` makes

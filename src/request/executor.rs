@@ -100,6 +100,22 @@ impl Executor {
         }
     }
 
+    /// Sends the same `request` to the region holding `key`, with the usual retries.
+    pub(crate) async fn run_at_key<R: KvRequest>(
+        &self,
+        key: &[u8],
+        interceptors: &Interceptors,
+        backoffer: &mut Backoffer,
+        request: R,
+    ) -> Result<R::Reply> {
+        let (resp, _) = self
+            .run_located(Locate::Key(key), interceptors, backoffer, |_| {
+                request.clone()
+            })
+            .await?;
+        Ok(resp)
+    }
+
     /// Splits `items` by region, builds one request per region group (`build` may be called
     /// with any non-empty subset, in key order as given), sends the groups concurrently and
     /// returns every response. A group whose region changed is split again.

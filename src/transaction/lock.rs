@@ -15,7 +15,7 @@ use crate::backoff::{BackoffKind, Backoffer};
 use crate::interceptor::Interceptors;
 use crate::pd::PdClient;
 use crate::proto::kvrpcpb::{self, Action};
-use crate::request::{Executor, Locate};
+use crate::request::Executor;
 use crate::timestamp::LOGICAL_BITS;
 use crate::{Error, Result};
 
@@ -172,13 +172,13 @@ impl LockResolver {
                 verify_is_primary: true,
                 ..Default::default()
             };
-            let (resp, _) = self
+            let resp = self
                 .exec
-                .run_located(
-                    Locate::Key(&lock.primary_lock),
+                .run_at_key(
+                    &lock.primary_lock,
                     &Interceptors::default(),
                     backoffer,
-                    |_| req.clone(),
+                    req.clone(),
                 )
                 .await?;
             if let Some(e) = resp.error {
@@ -253,14 +253,9 @@ impl LockResolver {
                 start_version: start_ts,
                 ..Default::default()
             };
-            let (resp, _) = self
+            let resp = self
                 .exec
-                .run_located(
-                    Locate::Key(key),
-                    &Interceptors::default(),
-                    backoffer,
-                    |_| req.clone(),
-                )
+                .run_at_key(key, &Interceptors::default(), backoffer, req.clone())
                 .await?;
             if let Some(e) = resp.error {
                 return Err(Error::from_key_error(e));
@@ -299,14 +294,9 @@ impl LockResolver {
                 keys: vec![key.clone()],
                 ..Default::default()
             };
-            let (resp, _) = self
+            let resp = self
                 .exec
-                .run_located(
-                    Locate::Key(key),
-                    &Interceptors::default(),
-                    backoffer,
-                    |_| req.clone(),
-                )
+                .run_at_key(key, &Interceptors::default(), backoffer, req.clone())
                 .await?;
             if let Some(e) = resp.error {
                 if e.txn_lock_not_found.is_none() {
@@ -338,14 +328,9 @@ impl LockResolver {
                 keys: vec![lock.key.clone()],
                 ..Default::default()
             };
-            let (resp, _) = self
+            let resp = self
                 .exec
-                .run_located(
-                    Locate::Key(&lock.key),
-                    &Interceptors::default(),
-                    backoffer,
-                    |_| req.clone(),
-                )
+                .run_at_key(&lock.key, &Interceptors::default(), backoffer, req.clone())
                 .await?;
             return match resp.errors.into_iter().next() {
                 Some(e) => Err(Error::from_key_error(e)),
@@ -363,14 +348,9 @@ impl LockResolver {
             },
             ..Default::default()
         };
-        let (resp, _) = self
+        let resp = self
             .exec
-            .run_located(
-                Locate::Key(&lock.key),
-                &Interceptors::default(),
-                backoffer,
-                |_| req.clone(),
-            )
+            .run_at_key(&lock.key, &Interceptors::default(), backoffer, req.clone())
             .await?;
         match resp.error {
             // Someone else resolved it first.

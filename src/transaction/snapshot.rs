@@ -102,15 +102,10 @@ impl Snapshot {
                 version: self.ts.version(),
                 ..Default::default()
             };
-            let (resp, _) = self
+            let resp = self
                 .core
                 .exec
-                .run_located(
-                    Locate::Key(&key),
-                    &Interceptors::default(),
-                    &mut backoffer,
-                    |_| req.clone(),
-                )
+                .run_at_key(&key, &Interceptors::default(), &mut backoffer, req)
                 .await?;
             match resp.error {
                 None => return Ok((!resp.not_found).then_some(resp.value)),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::backoff::{BackoffKind, Backoffer};
 use crate::interceptor::Interceptors;
 use crate::proto::kvrpcpb::{self, prewrite_request::PessimisticAction};
-use crate::request::{BatchLimits, KvRequest, Locate, RAW_BATCH_BYTES};
+use crate::request::{BatchLimits, KvRequest, RAW_BATCH_BYTES};
 use crate::rt::{self, Instant};
 use crate::timestamp::Timestamp;
 use crate::{BoundRange, Error, Key, KvPair, Result, Value};
@@ -484,16 +484,11 @@ impl Transaction {
                 let mut backoffer = Backoffer::new(WRITE_BUDGET);
                 let sent = core
                     .exec
-                    .run_located(
-                        Locate::Key(&primary),
-                        &Interceptors::default(),
-                        &mut backoffer,
-                        |_| req.clone(),
-                    )
+                    .run_at_key(&primary, &Interceptors::default(), &mut backoffer, req)
                     .await;
                 match sent {
-                    Ok((resp, _)) if resp.error.is_none() => {}
-                    Ok((resp, _)) => {
+                    Ok(resp) if resp.error.is_none() => {}
+                    Ok(resp) => {
                         log::warn!("heartbeat of txn {start} refused: {:?}", resp.error);
                         return;
                     }
@@ -975,15 +970,10 @@ impl Transaction {
             let sent = self
                 .core
                 .exec
-                .run_located(
-                    Locate::Key(&primary),
-                    &Interceptors::default(),
-                    &mut backoffer,
-                    |_| req.clone(),
-                )
+                .run_at_key(&primary, &Interceptors::default(), &mut backoffer, req)
                 .await;
             let resp = match sent {
-                Ok((resp, _)) => resp,
+                Ok(resp) => resp,
                 Err(e) if is_undetermined(&e) => {
                     self.state = State::Committed;
                     self.heartbeat = None;
