@@ -42,6 +42,12 @@ impl Interceptors {
         self
     }
 
+    /// This chain followed by every interceptor of `later`.
+    pub fn extend(mut self, later: &Interceptors) -> Self {
+        self.0.extend(later.0.iter().cloned());
+        self
+    }
+
     /// Runs every interceptor on `ctx`.
     pub fn apply(&self, method: &str, ctx: &mut kvrpcpb::Context) {
         for i in &self.0 {
@@ -50,7 +56,8 @@ impl Interceptors {
     }
 }
 
-/// Sets common context fields: request source, resource group, priority, disk-full policy.
+/// Sets common context fields: request source, resource group, priority, disk-full policy,
+/// transaction source.
 #[derive(Clone, Default, Debug, PartialEq, Eq)]
 pub struct ContextOptions {
     request_source: Option<String>,
@@ -58,6 +65,7 @@ pub struct ContextOptions {
     resource_group_tag: Option<Vec<u8>>,
     priority: Option<kvrpcpb::CommandPri>,
     disk_full_opt: Option<kvrpcpb::DiskFullOpt>,
+    txn_source: Option<u64>,
 }
 
 impl ContextOptions {
@@ -90,6 +98,13 @@ impl ContextOptions {
         self.disk_full_opt = Some(opt);
         self
     }
+
+    /// Marks requests with the source of the transaction (CDC uses it to filter replicated
+    /// writes out of changefeeds).
+    pub fn txn_source(mut self, source: u64) -> Self {
+        self.txn_source = Some(source);
+        self
+    }
 }
 
 impl Interceptor for ContextOptions {
@@ -110,6 +125,9 @@ impl Interceptor for ContextOptions {
         }
         if let Some(d) = self.disk_full_opt {
             ctx.disk_full_opt = d as i32;
+        }
+        if let Some(source) = self.txn_source {
+            ctx.txn_source = source;
         }
     }
 }
@@ -141,7 +159,8 @@ mod tests {
             .resource_group_name("rg")
             .resource_group_tag(b"tag".to_vec())
             .priority(kvrpcpb::CommandPri::High)
-            .disk_full_opt(kvrpcpb::DiskFullOpt::AllowedOnAlmostFull);
+            .disk_full_opt(kvrpcpb::DiskFullOpt::AllowedOnAlmostFull)
+            .txn_source(7);
         let mut ctx = kvrpcpb::Context::default();
         opts.before_send("RawPut", &mut ctx);
         assert_eq!(ctx.request_source, "src");
@@ -155,5 +174,6 @@ mod tests {
             ctx.disk_full_opt,
             kvrpcpb::DiskFullOpt::AllowedOnAlmostFull as i32
         );
+        assert_eq!(ctx.txn_source, 7);
     }
 }

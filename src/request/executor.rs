@@ -37,7 +37,8 @@ enum Step<T> {
 
 /// How one region group of a multi-region request ended.
 enum Outcome<T, Reply> {
-    Done(Reply),
+    /// The reply, with the items of the request that got it.
+    Done(Vec<T>, Reply),
     /// The group's region changed: group its items again, keeping its retry state.
     Relocated(Vec<T>, Backoffer),
 }
@@ -133,6 +134,28 @@ impl Executor {
         R: KvRequest,
         F: Fn(Vec<T>) -> R + crate::rt::MaybeSync,
     {
+        let replies = self
+            .run_grouped_keyed(items, key, limits, interceptors, backoffer, build)
+            .await?;
+        Ok(replies.into_iter().map(|(_, reply)| reply).collect())
+    }
+
+    /// As [`Executor::run_grouped`], pairing each response with the items its request
+    /// carried (for replies that answer item by item, like pessimistic lock values).
+    pub(crate) async fn run_grouped_keyed<T, R, F>(
+        &self,
+        items: Vec<T>,
+        key: fn(&T) -> &[u8],
+        limits: BatchLimits<T>,
+        interceptors: &Interceptors,
+        backoffer: &Backoffer,
+        build: &F,
+    ) -> Result<Vec<(Vec<T>, R::Reply)>>
+    where
+        T: Clone + crate::rt::MaybeSend + crate::rt::MaybeSync + 'static,
+        R: KvRequest,
+        F: Fn(Vec<T>) -> R + crate::rt::MaybeSync,
+    {
         // Rounds instead of recursion: each round groups what is left by region, sends every
         // group until it is done or must be relocated, and carries the relocated ones (with
         // their retry state) into the next round.
@@ -154,7 +177,7 @@ impl Executor {
                             Box::pin(self.attempt(&request, &region, interceptors, &mut backoffer))
                                 .await?;
                         match step {
-                            Step::Done(resp) => return Ok::<_, Error>(Outcome::Done(resp)),
+                            Step::Done(resp) => return Ok::<_, Error>(Outcome::Done(group, resp)),
                             Step::Retry => {
                                 match self.retry_on(&region, &mut retries, &mut backoffer).await? {
                                     Some(updated) => region = updated,
@@ -171,7 +194,7 @@ impl Executor {
             pending = Vec::new();
             for outcome in outcomes {
                 match outcome {
-                    Outcome::Done(reply) => replies.push(reply),
+                    Outcome::Done(items, reply) => replies.push((items, reply)),
                     Outcome::Relocated(items, backoffer) => pending.push((items, backoffer)),
                 }
             }

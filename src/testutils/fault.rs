@@ -166,6 +166,49 @@ pub struct Call {
     pub region: u64,
     /// How it ended.
     pub outcome: Outcome,
+    /// Who sent it and how, from its context.
+    pub labels: Labels,
+}
+
+/// The context fields of a request that label its sender and its handling.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Labels {
+    /// `request_source`.
+    pub request_source: String,
+    /// The resource group name of `resource_control_context`.
+    pub resource_group: String,
+    /// `resource_group_tag`.
+    pub resource_group_tag: Vec<u8>,
+    /// `txn_source`.
+    pub txn_source: u64,
+    /// `priority` (a `kvrpcpb::CommandPri`).
+    pub priority: i32,
+    /// `disk_full_opt` (a `kvrpcpb::DiskFullOpt`).
+    pub disk_full_opt: i32,
+    /// `isolation_level` (a `kvrpcpb::IsolationLevel`).
+    pub isolation_level: i32,
+}
+
+impl Labels {
+    pub(crate) fn of(ctx: Option<&crate::proto::kvrpcpb::Context>) -> Labels {
+        let Some(ctx) = ctx else {
+            return Labels::default();
+        };
+        Labels {
+            request_source: ctx.request_source.clone(),
+            resource_group: ctx
+                .resource_control_context
+                .as_ref()
+                .map(|r| r.resource_group_name.clone())
+                .unwrap_or_default(),
+            resource_group_tag: ctx.resource_group_tag.clone(),
+            txn_source: ctx.txn_source,
+            priority: ctx.priority,
+            disk_full_opt: ctx.disk_full_opt,
+            isolation_level: ctx.isolation_level,
+        }
+    }
 }
 
 struct ActiveRule {

@@ -46,7 +46,8 @@ use crate::proto::tikvpb::tikv_server::TikvServer;
 
 pub use cluster::ApiVersion;
 pub use fault::{
-    region_error_kind, Call, Outcome, Reaction, Rule, RuleBuilder, RuleId, CALL_LOG_CAPACITY,
+    region_error_kind, Call, Labels, Outcome, Reaction, Rule, RuleBuilder, RuleId,
+    CALL_LOG_CAPACITY,
 };
 
 use cluster::{Cluster, DataKind};

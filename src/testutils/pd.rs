@@ -10,7 +10,7 @@ use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::cluster::{keyspace_id, unix_now, Cluster, Region, LOGICAL_BITS};
-use super::fault::{Call, Outcome};
+use super::fault::{Call, Labels, Outcome};
 use super::router::Router;
 use super::tikv::Node;
 use crate::proto::keyspacepb::{self, keyspace_server::Keyspace, keyspace_server::KeyspaceServer};
@@ -124,6 +124,7 @@ impl MockPd {
             method,
             store: 0,
             region: 0,
+            labels: Labels::default(),
             outcome: match &verdict {
                 Ok(()) => Outcome::Ok,
                 Err(status) => Outcome::Status(GrpcCode::from(status.code())),

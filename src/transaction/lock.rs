@@ -96,9 +96,11 @@ impl LockResolver {
         &self,
         locks: &[kvrpcpb::LockInfo],
         caller_ts: u64,
+        interceptors: &Interceptors,
         backoffer: &mut Backoffer,
     ) -> Result<Resolution> {
-        self.resolve_inner(locks, caller_ts, backoffer, false).await
+        self.resolve_inner(locks, caller_ts, interceptors, backoffer, false)
+            .await
     }
 
     /// As [`LockResolver::resolve`] for a writer: a lock pushed past the caller still blocks
@@ -107,23 +109,30 @@ impl LockResolver {
         &self,
         locks: &[kvrpcpb::LockInfo],
         caller_ts: u64,
+        interceptors: &Interceptors,
         backoffer: &mut Backoffer,
     ) -> Result<Resolution> {
-        self.resolve_inner(locks, caller_ts, backoffer, true).await
+        self.resolve_inner(locks, caller_ts, interceptors, backoffer, true)
+            .await
     }
 
     async fn resolve_inner(
         &self,
         locks: &[kvrpcpb::LockInfo],
         caller_ts: u64,
+        interceptors: &Interceptors,
         backoffer: &mut Backoffer,
         for_write: bool,
     ) -> Result<Resolution> {
         let mut out = Resolution::default();
         for lock in locks {
-            match self.status(lock, caller_ts, backoffer).await? {
+            match self
+                .status(lock, caller_ts, interceptors, backoffer)
+                .await?
+            {
                 Status::Committed(commit_ts) => {
-                    self.resolve_lock(lock, commit_ts, backoffer).await?;
+                    self.resolve_lock(lock, commit_ts, interceptors, backoffer)
+                        .await?;
                     if commit_ts <= caller_ts {
                         out.committed.push(lock.lock_version);
                     } else {
@@ -131,7 +140,7 @@ impl LockResolver {
                     }
                 }
                 Status::RolledBack => {
-                    self.resolve_lock(lock, 0, backoffer).await?;
+                    self.resolve_lock(lock, 0, interceptors, backoffer).await?;
                     out.resolved.push(lock.lock_version);
                 }
                 Status::Alive { pushed: true, .. } if !for_write => {
@@ -147,6 +156,7 @@ impl LockResolver {
         &self,
         lock: &kvrpcpb::LockInfo,
         caller_ts: u64,
+        interceptors: &Interceptors,
         backoffer: &mut Backoffer,
     ) -> Result<Status> {
         if let Some(status) = self.cached(lock.lock_version) {
@@ -174,12 +184,7 @@ impl LockResolver {
             };
             let resp = self
                 .exec
-                .run_at_key(
-                    &lock.primary_lock,
-                    &Interceptors::default(),
-                    backoffer,
-                    req.clone(),
-                )
+                .run_at_key(&lock.primary_lock, interceptors, backoffer, req.clone())
                 .await?;
             if let Some(e) = resp.error {
                 if e.txn_not_found.is_some() {
@@ -205,7 +210,10 @@ impl LockResolver {
                 let expired =
                     physical(current_ts) >= physical(primary.lock_version) + primary.lock_ttl;
                 if primary.use_async_commit && expired && !force_sync_commit {
-                    match self.recover_async_commit(&primary, backoffer).await? {
+                    match self
+                        .recover_async_commit(&primary, interceptors, backoffer)
+                        .await?
+                    {
                         Some(status) => status,
                         None => {
                             force_sync_commit = true;
@@ -240,6 +248,7 @@ impl LockResolver {
     async fn recover_async_commit(
         &self,
         primary: &kvrpcpb::LockInfo,
+        interceptors: &Interceptors,
         backoffer: &mut Backoffer,
     ) -> Result<Option<Status>> {
         let start_ts = primary.lock_version;
@@ -255,7 +264,7 @@ impl LockResolver {
             };
             let resp = self
                 .exec
-                .run_at_key(key, &Interceptors::default(), backoffer, req.clone())
+                .run_at_key(key, interceptors, backoffer, req.clone())
                 .await?;
             if let Some(e) = resp.error {
                 return Err(Error::from_key_error(e));
@@ -296,7 +305,7 @@ impl LockResolver {
             };
             let resp = self
                 .exec
-                .run_at_key(key, &Interceptors::default(), backoffer, req.clone())
+                .run_at_key(key, interceptors, backoffer, req.clone())
                 .await?;
             if let Some(e) = resp.error {
                 if e.txn_lock_not_found.is_none() {
@@ -313,6 +322,7 @@ impl LockResolver {
         &self,
         lock: &kvrpcpb::LockInfo,
         commit_ts: u64,
+        interceptors: &Interceptors,
         backoffer: &mut Backoffer,
     ) -> Result<()> {
         if lock.lock_type == kvrpcpb::Op::PessimisticLock as i32 {
@@ -330,7 +340,7 @@ impl LockResolver {
             };
             let resp = self
                 .exec
-                .run_at_key(&lock.key, &Interceptors::default(), backoffer, req.clone())
+                .run_at_key(&lock.key, interceptors, backoffer, req.clone())
                 .await?;
             return match resp.errors.into_iter().next() {
                 Some(e) => Err(Error::from_key_error(e)),
@@ -350,7 +360,7 @@ impl LockResolver {
         };
         let resp = self
             .exec
-            .run_at_key(&lock.key, &Interceptors::default(), backoffer, req.clone())
+            .run_at_key(&lock.key, interceptors, backoffer, req.clone())
             .await?;
         match resp.error {
             // Someone else resolved it first.

@@ -33,8 +33,8 @@ mod txn;
 
 use std::sync::Arc;
 
-use crate::backoff::Backoffer;
-use crate::interceptor::Interceptors;
+use crate::backoff::{BackoffKind, Backoffer};
+use crate::interceptor::{ContextOptions, Interceptor, Interceptors};
 use crate::kv::keyspace::{KeyMode, Keyspace};
 use crate::pd::PdClient;
 use crate::proto::kvrpcpb;
@@ -44,12 +44,14 @@ use crate::timestamp::Timestamp;
 use crate::{Config, Error, Key, Result};
 
 pub use snapshot::Snapshot;
-pub use txn::{DropCheck, LockWait, Transaction, TransactionOptions};
+pub use txn::{DropCheck, LockOptions, LockWait, LockedKey, Transaction, TransactionOptions};
 
 use lock::LockResolver;
 
 /// client-go's GC lock-resolution budget: 100 s.
 const GC_BUDGET: std::time::Duration = std::time::Duration::from_secs(100);
+/// Locks read per ScanLock request (client-go's GC scan limit).
+const SCAN_LOCK_PAGE: u32 = 1024;
 
 /// Above every valid key: keys are at most 8192 bytes.
 fn unbounded_upper() -> Vec<u8> {
@@ -92,6 +94,7 @@ impl Core {
 #[derive(Clone)]
 pub struct TransactionClient {
     core: Arc<Core>,
+    interceptors: Interceptors,
 }
 
 impl std::fmt::Debug for TransactionClient {
@@ -148,7 +151,22 @@ impl TransactionClient {
                 resolver,
                 keyspace,
             }),
+            interceptors: Interceptors::default(),
         })
+    }
+
+    /// A client whose transactions and snapshots also pass every request through
+    /// `interceptor` (after the transaction's own context options).
+    pub fn with_interceptor(&self, interceptor: impl Interceptor + 'static) -> TransactionClient {
+        TransactionClient {
+            core: self.core.clone(),
+            interceptors: self.interceptors.clone().with(interceptor),
+        }
+    }
+
+    /// A client labelling every request with `source` (shown in TiKV's metrics).
+    pub fn with_request_source(&self, source: impl Into<String>) -> TransactionClient {
+        self.with_interceptor(ContextOptions::default().request_source(source))
     }
 
     /// The cluster id.
@@ -190,42 +208,114 @@ impl TransactionClient {
 
     /// Begins a transaction at an explicit start timestamp.
     pub fn begin_at(&self, start: Timestamp, options: TransactionOptions) -> Transaction {
-        Transaction::new(self.core.clone(), start, options)
+        Transaction::new(self.core.clone(), start, options, &self.interceptors)
     }
 
-    /// A read-only view at `ts`.
+    /// A read-only view at `ts` (the options' isolation level and context settings apply).
     pub fn snapshot(&self, ts: Timestamp, options: TransactionOptions) -> Snapshot {
-        Snapshot::new(self.core.clone(), ts, options.isolation_level)
+        let chain = Interceptors::default()
+            .with(options.context)
+            .extend(&self.interceptors);
+        Snapshot::new(self.core.clone(), ts, options.isolation_level, chain)
     }
 
-    /// Resolves every lock older than `safe_point` in the whole cluster, then advances PD's GC
-    /// safe point to it. Returns the safe point now in force (PD never lowers it).
+    /// Resolves every lock older than `safe_point` in this client's key space, then advances
+    /// PD's GC safe point to it. Returns the safe point now in force (PD never lowers it).
     pub async fn gc(&self, safe_point: Timestamp) -> Result<Timestamp> {
-        let version = safe_point.version();
-        let mut backoffer = Backoffer::new(GC_BUDGET);
-        loop {
-            let locks = self.scan_locks(version, &mut backoffer).await?;
-            if locks.is_empty() {
-                break;
-            }
-            let outcome = self
-                .core
-                .resolver
-                .resolve(&locks, 0, &mut backoffer)
-                .await?;
-            if outcome.blocked {
-                let rt = &self.core.pd.config().runtime;
-                let cause = Error::KeyError(Box::new(kvrpcpb::KeyError {
-                    locked: locks.first().cloned(),
-                    ..Default::default()
-                }));
-                backoffer
-                    .backoff(rt, crate::backoff::BackoffKind::TxnLock, cause)
-                    .await?;
-            }
-        }
-        let new = self.core.pd.update_gc_safe_point(version).await?;
+        let cleaned = self
+            .cleanup_locks(crate::BoundRange::all(), safe_point)
+            .await?;
+        log::info!("gc at {safe_point:?}: {cleaned} locks resolved");
+        let new = self
+            .core
+            .pd
+            .update_gc_safe_point(safe_point.version())
+            .await?;
         Ok(Timestamp::from_version(new))
+    }
+
+    /// Every lock in `range` whose transaction started at or before `safe_point`, read
+    /// region by region (keys and primaries without the keyspace prefix).
+    pub async fn scan_locks(
+        &self,
+        range: impl Into<crate::BoundRange>,
+        safe_point: Timestamp,
+    ) -> Result<Vec<kvrpcpb::LockInfo>> {
+        let (start, end) = self.core.encode_range(range.into())?;
+        let mut backoffer = Backoffer::new(GC_BUDGET);
+        let mut locks = Vec::new();
+        let mut cursor = Some(start);
+        while let Some(from) = cursor {
+            let (page, next) = self
+                .scan_lock_page(from, &end, safe_point.version(), &mut backoffer)
+                .await?;
+            for lock in page {
+                locks.push(self.decode_lock(lock)?);
+            }
+            cursor = next;
+        }
+        Ok(locks)
+    }
+
+    /// Resolves every lock in `range` whose transaction started at or before `safe_point`:
+    /// committed transactions are rolled forward, dead ones rolled back; locks of live
+    /// transactions are waited for (the `txnLock` backoff, within 100 s). Returns how many
+    /// locks were resolved.
+    pub async fn cleanup_locks(
+        &self,
+        range: impl Into<crate::BoundRange>,
+        safe_point: Timestamp,
+    ) -> Result<usize> {
+        let (start, end) = self.core.encode_range(range.into())?;
+        let mut backoffer = Backoffer::new(GC_BUDGET);
+        let mut cleaned = 0;
+        loop {
+            let mut alive: Option<kvrpcpb::LockInfo> = None;
+            let mut cursor = Some(start.clone());
+            while let Some(from) = cursor {
+                let (locks, next) = self
+                    .scan_lock_page(from, &end, safe_point.version(), &mut backoffer)
+                    .await?;
+                cursor = next;
+                if locks.is_empty() {
+                    continue;
+                }
+                let outcome = self
+                    .core
+                    .resolver
+                    .resolve(&locks, 0, &self.interceptors, &mut backoffer)
+                    .await?;
+                let done: std::collections::HashSet<u64> = outcome
+                    .resolved
+                    .iter()
+                    .chain(&outcome.committed)
+                    .copied()
+                    .collect();
+                cleaned += locks
+                    .iter()
+                    .filter(|l| done.contains(&l.lock_version))
+                    .count();
+                if outcome.blocked {
+                    alive = locks
+                        .into_iter()
+                        .find(|l| !done.contains(&l.lock_version))
+                        .or(alive);
+                }
+            }
+            let Some(lock) = alive else {
+                return Ok(cleaned);
+            };
+            log::info!(
+                "cleaning locks below {safe_point:?}: txn {} is alive; waiting",
+                lock.lock_version
+            );
+            let rt = &self.core.pd.config().runtime;
+            let cause = Error::KeyError(Box::new(kvrpcpb::KeyError {
+                locked: Some(lock),
+                ..Default::default()
+            }));
+            backoffer.backoff(rt, BackoffKind::TxnLock, cause).await?;
+        }
     }
 
     /// Deletes every key in `range`, all versions and locks, region by region (TiKV's
@@ -299,48 +389,64 @@ impl TransactionClient {
         Ok(())
     }
 
-    /// Every lock with a start timestamp at or below `max_version`, region by region, within
-    /// this client's keyspace (the whole key space in API v1).
-    async fn scan_locks(
+    /// One page of locks (at most [`SCAN_LOCK_PAGE`]) from `from` up to `end` (encoded; empty
+    /// is unbounded) within one region, and where the next page starts (`None`: done).
+    async fn scan_lock_page(
         &self,
+        from: Vec<u8>,
+        end: &[u8],
         max_version: u64,
         backoffer: &mut Backoffer,
-    ) -> Result<Vec<kvrpcpb::LockInfo>> {
-        let (start, end) = self.core.encode_range(crate::BoundRange::all())?;
-        let mut locks = Vec::new();
-        let mut cursor = start;
-        loop {
-            let (resp, region) = self
-                .core
-                .exec
-                .run_located(
-                    Locate::Key(&cursor),
-                    &Interceptors::default(),
-                    backoffer,
-                    |region| {
-                        let end_key = match (end.is_empty(), region.end_key.is_empty()) {
-                            (true, _) => region.end_key.clone(),
-                            (false, true) => end.clone(),
-                            (false, false) => end.clone().min(region.end_key.clone()),
-                        };
-                        kvrpcpb::ScanLockRequest {
-                            max_version,
-                            start_key: cursor.clone(),
-                            end_key,
-                            limit: 0,
-                            ..Default::default()
-                        }
-                    },
-                )
-                .await?;
-            if let Some(e) = resp.error {
-                return Err(Error::from_key_error(e));
-            }
-            locks.extend(resp.locks);
-            if region.end_key.is_empty() || (!end.is_empty() && region.end_key >= end) {
-                return Ok(locks);
-            }
-            cursor = region.end_key;
+    ) -> Result<(Vec<kvrpcpb::LockInfo>, Option<Vec<u8>>)> {
+        let (resp, region) = self
+            .core
+            .exec
+            .run_located(
+                Locate::Key(&from),
+                &self.interceptors,
+                backoffer,
+                |region| {
+                    let end_key = match (end.is_empty(), region.end_key.is_empty()) {
+                        (true, _) => region.end_key.clone(),
+                        (false, true) => end.to_vec(),
+                        (false, false) => end.min(&region.end_key[..]).to_vec(),
+                    };
+                    kvrpcpb::ScanLockRequest {
+                        max_version,
+                        start_key: from.clone(),
+                        end_key,
+                        limit: SCAN_LOCK_PAGE,
+                        ..Default::default()
+                    }
+                },
+            )
+            .await?;
+        if let Some(e) = resp.error {
+            return Err(Error::from_key_error(e));
         }
+        let next = if resp.locks.len() >= SCAN_LOCK_PAGE as usize {
+            resp.locks
+                .last()
+                .map(|l| l.key.iter().copied().chain([0]).collect())
+        } else if region.end_key.is_empty() || (!end.is_empty() && region.end_key[..] >= *end) {
+            None
+        } else {
+            Some(region.end_key)
+        };
+        Ok((resp.locks, next))
+    }
+
+    /// `lock` with its keys stripped of the keyspace prefix.
+    fn decode_lock(&self, mut lock: kvrpcpb::LockInfo) -> Result<kvrpcpb::LockInfo> {
+        if self.core.keyspace.is_some() {
+            lock.key = self.core.decode(lock.key)?.into_bytes();
+            lock.primary_lock = self.core.decode(lock.primary_lock)?.into_bytes();
+            lock.secondaries = lock
+                .secondaries
+                .into_iter()
+                .map(|k| Ok(self.core.decode(k)?.into_bytes()))
+                .collect::<Result<_>>()?;
+        }
+        Ok(lock)
     }
 }

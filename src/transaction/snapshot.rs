@@ -1,6 +1,10 @@
 //! Reads at one timestamp, resolving the locks they meet.
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::Arc;
+
+use futures::Stream;
 
 use crate::backoff::{BackoffKind, Backoffer};
 use crate::interceptor::Interceptors;
@@ -15,6 +19,8 @@ use super::{unbounded_upper, Core};
 const READ_BUDGET: std::time::Duration = std::time::Duration::from_secs(40);
 /// The most pairs one scan may return.
 pub const MAX_SCAN_LIMIT: u32 = 10240;
+/// How many pairs a scan stream fetches per request (client-go's scan batch size).
+pub(crate) const STREAM_PAGE: u32 = 256;
 
 /// A consistent read-only view of the database at one timestamp.
 #[derive(Clone)]
@@ -22,6 +28,7 @@ pub struct Snapshot {
     core: Arc<Core>,
     ts: Timestamp,
     isolation: kvrpcpb::IsolationLevel,
+    interceptors: Interceptors,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -41,12 +48,23 @@ struct Passes {
 }
 
 impl Snapshot {
-    pub(crate) fn new(core: Arc<Core>, ts: Timestamp, isolation: kvrpcpb::IsolationLevel) -> Self {
+    pub(crate) fn new(
+        core: Arc<Core>,
+        ts: Timestamp,
+        isolation: kvrpcpb::IsolationLevel,
+        interceptors: Interceptors,
+    ) -> Self {
         Snapshot {
             core,
             ts,
             isolation,
+            interceptors,
         }
+    }
+
+    /// The interceptors every request of this snapshot passes through.
+    pub(crate) fn interceptors(&self) -> &Interceptors {
+        &self.interceptors
     }
 
     /// The timestamp this snapshot reads at.
@@ -73,7 +91,7 @@ impl Snapshot {
         let outcome = self
             .core
             .resolver
-            .resolve(&locks, self.ts.version(), backoffer)
+            .resolve(&locks, self.ts.version(), &self.interceptors, backoffer)
             .await?;
         passes.resolved.extend(outcome.resolved);
         passes.committed.extend(outcome.committed);
@@ -105,7 +123,7 @@ impl Snapshot {
             let resp = self
                 .core
                 .exec
-                .run_at_key(&key, &Interceptors::default(), &mut backoffer, req)
+                .run_at_key(&key, &self.interceptors, &mut backoffer, req)
                 .await?;
             match resp.error {
                 None => return Ok((!resp.not_found).then_some(resp.value)),
@@ -155,7 +173,7 @@ impl Snapshot {
                     pending.clone(),
                     |k| k,
                     limits,
-                    &Interceptors::default(),
+                    &self.interceptors,
                     &backoffer,
                     &build,
                 )
@@ -216,12 +234,98 @@ impl Snapshot {
         key_only: bool,
         reverse: bool,
     ) -> Result<Vec<KvPair>> {
+        let (start, end) = self.core.encode_range(range)?;
+        self.scan_encoded(start, end, limit, key_only, reverse)
+            .await?
+            .into_iter()
+            .map(|(k, v)| Ok(KvPair::new(self.core.decode(k)?, v)))
+            .collect()
+    }
+
+    /// Pairs of `range`, ascending, fetched [`STREAM_PAGE`] at a time as the stream is polled.
+    pub fn scan_stream(
+        &self,
+        range: impl Into<BoundRange>,
+    ) -> impl Stream<Item = Result<KvPair>> + '_ {
+        self.stream(range.into(), false, false)
+    }
+
+    /// Pairs of `range`, descending, fetched page by page.
+    pub fn scan_stream_reverse(
+        &self,
+        range: impl Into<BoundRange>,
+    ) -> impl Stream<Item = Result<KvPair>> + '_ {
+        self.stream(range.into(), false, true)
+    }
+
+    /// Keys of `range`, ascending, fetched page by page without their values.
+    pub fn scan_keys_stream(
+        &self,
+        range: impl Into<BoundRange>,
+    ) -> impl Stream<Item = Result<Key>> + '_ {
+        use futures::StreamExt;
+        self.stream(range.into(), true, false)
+            .map(|pair| pair.map(|p| p.key))
+    }
+
+    /// Keys of `range`, descending, fetched page by page without their values.
+    pub fn scan_keys_stream_reverse(
+        &self,
+        range: impl Into<BoundRange>,
+    ) -> impl Stream<Item = Result<Key>> + '_ {
+        use futures::StreamExt;
+        self.stream(range.into(), true, true)
+            .map(|pair| pair.map(|p| p.key))
+    }
+
+    fn stream(
+        &self,
+        range: BoundRange,
+        key_only: bool,
+        reverse: bool,
+    ) -> impl Stream<Item = Result<KvPair>> + '_ {
+        let cursor = Cursor::new(&self.core, range, reverse);
+        decoded(
+            &self.core,
+            paged(cursor, move |c| self.page(c, STREAM_PAGE, key_only)),
+        )
+    }
+
+    /// One page of at most `limit` pairs from `cursor` (encoded keys, in scan order); the
+    /// cursor moves past it.
+    pub(crate) async fn page(
+        &self,
+        mut cursor: Cursor,
+        limit: u32,
+        key_only: bool,
+    ) -> Result<(Cursor, Vec<(Vec<u8>, Vec<u8>)>)> {
+        let pairs = self
+            .scan_encoded(
+                cursor.start.clone(),
+                cursor.end.clone(),
+                limit,
+                key_only,
+                cursor.reverse,
+            )
+            .await?;
+        cursor.advance(pairs.len(), limit, pairs.last().map(|p| &p.0[..]));
+        Ok((cursor, pairs))
+    }
+
+    /// Up to `limit` pairs of the encoded range `[start, end)` (an empty `end` is unbounded).
+    async fn scan_encoded(
+        &self,
+        start: Vec<u8>,
+        end: Vec<u8>,
+        limit: u32,
+        key_only: bool,
+        reverse: bool,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         if limit > MAX_SCAN_LIMIT {
             return Err(Error::InvalidArgument(format!(
                 "scan limit {limit} exceeds the maximum {MAX_SCAN_LIMIT}"
             )));
         }
-        let (start, end) = self.core.encode_range(range)?;
         let mut out = Vec::new();
         let mut backoffer = Backoffer::new(READ_BUDGET);
         let mut passes = Passes::default();
@@ -246,7 +350,7 @@ impl Snapshot {
             let (resp, region) = self
                 .core
                 .exec
-                .run_located(locate, &Interceptors::default(), &mut backoffer, |region| {
+                .run_located(locate, &self.interceptors, &mut backoffer, |region| {
                     let (start_key, end_key) = if reverse {
                         (cursor.clone(), start.clone().max(region.start_key.clone()))
                     } else {
@@ -288,7 +392,7 @@ impl Snapshot {
                 if let Some(e) = pair.error {
                     return Err(Error::from_key_error(e));
                 }
-                out.push(KvPair::new(self.core.decode(pair.key)?, pair.value));
+                out.push((pair.key, pair.value));
             }
             let done = if reverse {
                 region.start_key.is_empty() || region.start_key <= start
@@ -307,4 +411,98 @@ impl Snapshot {
         out.truncate(limit as usize);
         Ok(out)
     }
+}
+
+/// The part of a range a paged scan has not read yet, in encoded keys (an empty `end` is
+/// unbounded).
+#[derive(Debug, Clone)]
+pub(crate) struct Cursor {
+    pub(crate) start: Vec<u8>,
+    pub(crate) end: Vec<u8>,
+    pub(crate) reverse: bool,
+    pub(crate) done: bool,
+}
+
+impl Cursor {
+    pub(crate) fn new(core: &Core, range: BoundRange, reverse: bool) -> Result<Cursor> {
+        let (start, end) = core.encode_range(range)?;
+        Ok(Cursor {
+            start,
+            end,
+            reverse,
+            done: false,
+        })
+    }
+
+    /// Moves past a page of `got` pairs asked with `limit`, whose last key in scan order is
+    /// `last`; a short page means the range is exhausted.
+    fn advance(&mut self, got: usize, limit: u32, last: Option<&[u8]>) {
+        match last {
+            Some(last) if got >= limit as usize => {
+                if self.reverse {
+                    self.end = last.to_vec();
+                } else {
+                    self.start = last.iter().copied().chain([0]).collect();
+                }
+            }
+            _ => self.done = true,
+        }
+    }
+
+    /// The half-open part of the range read between this cursor and `after` (the same
+    /// cursor moved past one page); an empty upper bound is unbounded.
+    pub(crate) fn covered(&self, after: &Cursor) -> (Vec<u8>, Vec<u8>) {
+        match (self.reverse, after.done) {
+            (false, true) => (self.start.clone(), self.end.clone()),
+            (false, false) => (self.start.clone(), after.start.clone()),
+            (true, true) => (self.start.clone(), self.end.clone()),
+            (true, false) => (after.end.clone(), self.end.clone()),
+        }
+    }
+}
+
+/// A stream over the pages `fetch` returns from `cursor` until it is exhausted.
+pub(crate) fn paged<'a, T, F, Fut>(
+    cursor: Result<Cursor>,
+    fetch: F,
+) -> impl Stream<Item = Result<T>> + 'a
+where
+    T: 'a,
+    F: Fn(Cursor) -> Fut + Copy + 'a,
+    Fut: Future<Output = Result<(Cursor, Vec<T>)>> + 'a,
+{
+    futures::stream::unfold(Some((cursor, VecDeque::new())), move |state| async move {
+        let (cursor, mut page) = state?;
+        let mut cursor = match cursor {
+            Ok(c) => c,
+            Err(e) => return Some((Err(e), None)),
+        };
+        loop {
+            if let Some(item) = page.pop_front() {
+                return Some((Ok(item), Some((Ok(cursor), page))));
+            }
+            if cursor.done {
+                return None;
+            }
+            match fetch(cursor).await {
+                Ok((next, items)) => {
+                    cursor = next;
+                    page = items.into();
+                }
+                Err(e) => return Some((Err(e), None)),
+            }
+        }
+    })
+}
+
+/// The stream of `pairs` with their keys decoded.
+pub(crate) fn decoded<'a>(
+    core: &'a Core,
+    pairs: impl Stream<Item = Result<(Vec<u8>, Vec<u8>)>> + 'a,
+) -> impl Stream<Item = Result<KvPair>> + 'a {
+    use futures::StreamExt;
+    pairs.map(move |pair| {
+        let (k, v) = pair?;
+        Ok(KvPair::new(core.decode(k)?, v))
+    })
 }

@@ -1,17 +1,21 @@
 //! An optimistic transaction: a local write buffer over a snapshot, committed with 2PC.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::{Stream, StreamExt};
+
 use crate::backoff::{BackoffKind, Backoffer};
-use crate::interceptor::Interceptors;
+use crate::interceptor::{ContextOptions, Interceptors};
 use crate::proto::kvrpcpb::{self, prewrite_request::PessimisticAction};
 use crate::request::{BatchLimits, KvRequest, RAW_BATCH_BYTES};
 use crate::rt::{self, Instant};
 use crate::timestamp::Timestamp;
 use crate::{BoundRange, Error, Key, KvPair, Result, Value};
 
+use super::snapshot::{decoded, paged, Cursor, MAX_SCAN_LIMIT, STREAM_PAGE};
 use super::{Core, Snapshot};
 
 /// client-go's prewrite and commit budgets: 40 s each.
@@ -64,6 +68,16 @@ pub struct TransactionOptions {
     /// How often the primary lock's TTL is extended while the transaction holds pessimistic
     /// locks (client-go: every 10 s, for at most an hour); `None` turns heartbeats off.
     pub heartbeat: Option<Duration>,
+    /// How strictly TiKV checks the assertions set with [`Transaction::set_assertion`] at
+    /// prewrite (default: off, assertions are not sent).
+    pub assertion_level: kvrpcpb::AssertionLevel,
+    /// Async commit and 1PC without linearizability: skip fetching a fresh timestamp for the
+    /// minimum commit timestamp, so a transaction that starts after this one commits may not
+    /// see it, though every transaction still sees what it causally depends on.
+    pub causal_consistency: bool,
+    /// Context fields stamped on every request of the transaction: priority, resource group
+    /// and tag, request source, transaction source, disk-full policy.
+    pub context: ContextOptions,
 }
 
 /// How long to wait for another transaction's lock when locking pessimistically.
@@ -97,6 +111,9 @@ impl TransactionOptions {
             heartbeat: Some(HEARTBEAT_INTERVAL),
             async_commit: false,
             try_one_pc: false,
+            assertion_level: kvrpcpb::AssertionLevel::Off,
+            causal_consistency: false,
+            context: ContextOptions::default(),
         }
     }
 
@@ -143,6 +160,109 @@ impl TransactionOptions {
         self.drop_check = check;
         self
     }
+
+    /// Sets how strictly TiKV checks assertions.
+    pub fn assertion_level(mut self, level: kvrpcpb::AssertionLevel) -> Self {
+        self.assertion_level = level;
+        self
+    }
+
+    /// Gives up linearizability of async commit and 1PC for one timestamp request less.
+    pub fn causal_consistency(mut self, on: bool) -> Self {
+        self.causal_consistency = on;
+        self
+    }
+
+    /// Sets the scheduling priority of the transaction's requests.
+    pub fn priority(mut self, priority: kvrpcpb::CommandPri) -> Self {
+        self.context = self.context.priority(priority);
+        self
+    }
+
+    /// Runs the transaction's requests under this resource group.
+    pub fn resource_group_name(mut self, name: impl Into<String>) -> Self {
+        self.context = self.context.resource_group_name(name);
+        self
+    }
+
+    /// Tags the transaction's requests for TiKV's resource metering.
+    pub fn resource_group_tag(mut self, tag: impl Into<Vec<u8>>) -> Self {
+        self.context = self.context.resource_group_tag(tag);
+        self
+    }
+
+    /// Labels the transaction's requests with where they come from.
+    pub fn request_source(mut self, source: impl Into<String>) -> Self {
+        self.context = self.context.request_source(source);
+        self
+    }
+
+    /// Marks the transaction's writes with a source (for CDC filtering).
+    pub fn txn_source(mut self, source: u64) -> Self {
+        self.context = self.context.txn_source(source);
+        self
+    }
+
+    /// Sets whether the transaction may write to an almost-full disk.
+    pub fn disk_full_opt(mut self, opt: kvrpcpb::DiskFullOpt) -> Self {
+        self.context = self.context.disk_full_opt(opt);
+        self
+    }
+}
+
+/// Options of one pessimistic lock request ([`Transaction::lock_keys_with_options`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LockOptions {
+    return_values: bool,
+    check_existence: bool,
+    lock_only_if_exists: bool,
+    wait: Option<LockWait>,
+    assert_not_exist: bool,
+}
+
+impl LockOptions {
+    /// Reads each key's latest committed value with the lock, in the same round trip.
+    pub fn return_values(mut self, on: bool) -> Self {
+        self.return_values = on;
+        self
+    }
+
+    /// Reports whether each key has a committed value, without transferring values.
+    pub fn check_existence(mut self, on: bool) -> Self {
+        self.check_existence = on;
+        self
+    }
+
+    /// Locks only the keys that have a committed value (implies `return_values`, as TiKV
+    /// requires).
+    pub fn lock_only_if_exists(mut self, on: bool) -> Self {
+        self.lock_only_if_exists = on;
+        if on {
+            self.return_values = true;
+        }
+        self
+    }
+
+    /// Overrides the transaction's [`LockWait`] for this request.
+    pub fn wait(mut self, wait: LockWait) -> Self {
+        self.wait = Some(wait);
+        self
+    }
+}
+
+/// What a pessimistic lock request learned about one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LockedKey {
+    /// The key.
+    pub key: Key,
+    /// Whether the transaction now holds its lock (false only for a missing key under
+    /// [`LockOptions::lock_only_if_exists`]).
+    pub locked: bool,
+    /// Whether the key has a committed value (with `return_values` or `check_existence`).
+    pub exists: Option<bool>,
+    /// Its latest committed value, if it has one (with `return_values`).
+    pub value: Option<Value>,
 }
 
 impl Default for TransactionOptions {
@@ -184,6 +304,8 @@ pub struct Transaction {
     for_update_ts: u64,
     /// Keeps the primary lock alive while the transaction runs; dropping it stops.
     heartbeat: Option<rt::JoinHandle<()>>,
+    /// Existence assertions sent with the keys' mutations at prewrite.
+    assertions: BTreeMap<Vec<u8>, kvrpcpb::Assertion>,
 }
 
 impl std::fmt::Debug for Transaction {
@@ -197,10 +319,20 @@ impl std::fmt::Debug for Transaction {
 }
 
 impl Transaction {
-    pub(crate) fn new(core: Arc<Core>, start: Timestamp, options: TransactionOptions) -> Self {
+    /// A transaction whose requests pass through the options' context settings, then
+    /// through the client's `interceptors`.
+    pub(crate) fn new(
+        core: Arc<Core>,
+        start: Timestamp,
+        options: TransactionOptions,
+        interceptors: &Interceptors,
+    ) -> Self {
         let started = core.pd.config().runtime.now();
+        let chain = Interceptors::default()
+            .with(options.context.clone())
+            .extend(interceptors);
         Transaction {
-            snapshot: Snapshot::new(core.clone(), start, options.isolation_level),
+            snapshot: Snapshot::new(core.clone(), start, options.isolation_level, chain),
             core,
             buffer: BTreeMap::new(),
             state: State::Active,
@@ -210,7 +342,12 @@ impl Transaction {
             locked: BTreeSet::new(),
             for_update_ts: 0,
             heartbeat: None,
+            assertions: BTreeMap::new(),
         }
+    }
+
+    fn interceptors(&self) -> &Interceptors {
+        self.snapshot.interceptors()
     }
 
     /// The start timestamp.
@@ -312,6 +449,56 @@ impl Transaction {
         self.scan_merged(range.into(), limit, true).await
     }
 
+    /// Pairs of `range`, ascending, own writes merged in, fetched 256 at a time as the stream
+    /// is polled.
+    pub fn scan_stream(
+        &self,
+        range: impl Into<BoundRange>,
+    ) -> impl Stream<Item = Result<KvPair>> + '_ {
+        self.stream(range.into(), false, false)
+    }
+
+    /// Pairs of `range`, descending, own writes merged in, fetched page by page.
+    pub fn scan_stream_reverse(
+        &self,
+        range: impl Into<BoundRange>,
+    ) -> impl Stream<Item = Result<KvPair>> + '_ {
+        self.stream(range.into(), false, true)
+    }
+
+    /// Keys of `range`, ascending, own writes merged in, fetched page by page.
+    pub fn scan_keys_stream(
+        &self,
+        range: impl Into<BoundRange>,
+    ) -> impl Stream<Item = Result<Key>> + '_ {
+        self.stream(range.into(), true, false)
+            .map(|pair| pair.map(|p| p.key))
+    }
+
+    /// Keys of `range`, descending, own writes merged in, fetched page by page.
+    pub fn scan_keys_stream_reverse(
+        &self,
+        range: impl Into<BoundRange>,
+    ) -> impl Stream<Item = Result<Key>> + '_ {
+        self.stream(range.into(), true, true)
+            .map(|pair| pair.map(|p| p.key))
+    }
+
+    fn stream(
+        &self,
+        range: BoundRange,
+        key_only: bool,
+        reverse: bool,
+    ) -> impl Stream<Item = Result<KvPair>> + '_ {
+        let cursor = self
+            .check_active()
+            .and_then(|()| Cursor::new(&self.core, range, reverse));
+        decoded(
+            &self.core,
+            paged(cursor, move |c| self.merged_page(c, STREAM_PAGE, key_only)),
+        )
+    }
+
     async fn scan_merged(
         &self,
         range: BoundRange,
@@ -319,42 +506,69 @@ impl Transaction {
         reverse: bool,
     ) -> Result<Vec<KvPair>> {
         self.check_active()?;
+        let mut cursor = Cursor::new(&self.core, range, reverse)?;
         // Deletes in the buffer can hide snapshot keys: over-fetch by their number.
         let hidden = self
-            .buffer
-            .values()
-            .filter(|m| matches!(m, Mutation::Delete))
-            .count() as u32;
-        let fetch = limit
-            .saturating_add(hidden)
-            .min(super::snapshot::MAX_SCAN_LIMIT);
-        let remote = self
-            .snapshot
-            .scan_inner(range.clone(), fetch, false, reverse)
-            .await?;
-        let mut merged: BTreeMap<Key, Value> =
-            remote.into_iter().map(|p| (p.key, p.value)).collect();
-        for (encoded, m) in &self.buffer {
-            let key = self.core.decode(encoded.clone())?;
-            if !range.contains(&key) {
-                continue;
+            .buffer_range(&cursor.start, &cursor.end)
+            .filter(|(_, m)| matches!(m, Mutation::Delete))
+            .count();
+        let mut out = Vec::new();
+        while out.len() < limit as usize && !cursor.done {
+            let want = (limit as usize - out.len()).saturating_add(hidden);
+            let page = u32::try_from(want).unwrap_or(u32::MAX).min(MAX_SCAN_LIMIT);
+            let (next, pairs) = self.merged_page(cursor, page, false).await?;
+            cursor = next;
+            for (k, v) in pairs.into_iter().take(limit as usize - out.len()) {
+                out.push(KvPair::new(self.core.decode(k)?, v));
             }
+        }
+        Ok(out)
+    }
+
+    /// Buffered mutations with encoded keys in `[lo, hi)` (an empty `hi` is unbounded).
+    fn buffer_range<'a>(
+        &'a self,
+        lo: &[u8],
+        hi: &[u8],
+    ) -> impl DoubleEndedIterator<Item = (&'a Vec<u8>, &'a Mutation)> + 'a {
+        let upper = if hi.is_empty() {
+            Bound::Unbounded
+        } else {
+            Bound::Excluded(hi.to_vec())
+        };
+        self.buffer.range((Bound::Included(lo.to_vec()), upper))
+    }
+
+    /// One page of the snapshot from `cursor` with this transaction's writes to the part of
+    /// the range it covered merged in (encoded keys, in scan order).
+    async fn merged_page(
+        &self,
+        cursor: Cursor,
+        limit: u32,
+        key_only: bool,
+    ) -> Result<(Cursor, Vec<(Vec<u8>, Vec<u8>)>)> {
+        let before = cursor.clone();
+        let (after, remote) = self.snapshot.page(cursor, limit, key_only).await?;
+        let (lo, hi) = before.covered(&after);
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = remote.into_iter().collect();
+        for (key, m) in self.buffer_range(&lo, &hi) {
             match m {
                 Mutation::Put(v) | Mutation::Insert(v) => {
-                    merged.insert(key, v.clone());
+                    let value = if key_only { Vec::new() } else { v.clone() };
+                    merged.insert(key.clone(), value);
                 }
                 Mutation::Delete => {
-                    merged.remove(&key);
+                    merged.remove(key);
                 }
                 Mutation::Lock => {}
             }
         }
-        let pairs = merged.into_iter().map(|(k, v)| KvPair::new(k, v));
-        Ok(if reverse {
-            pairs.rev().take(limit as usize).collect()
+        let pairs = if before.reverse {
+            merged.into_iter().rev().collect()
         } else {
-            pairs.take(limit as usize).collect()
-        })
+            merged.into_iter().collect()
+        };
+        Ok((after, pairs))
     }
 
     /// Sets `key` to `value` (locking it first in a pessimistic transaction).
@@ -400,12 +614,50 @@ impl Transaction {
             .map(|k| self.core.encode(k.into()))
             .collect();
         if self.options.pessimistic {
-            self.lock_pessimistic(keys.clone()).await?;
+            self.lock_encoded(keys.clone(), &LockOptions::default())
+                .await?;
         }
         for key in keys {
             self.buffer.entry(key).or_insert(Mutation::Lock);
         }
         Ok(())
+    }
+
+    /// Locks `keys` in a pessimistic transaction with per-request options: read values or
+    /// existence in the same round trip, lock only existing keys, or wait differently.
+    /// Returns one entry per key, in the order given.
+    pub async fn lock_keys_with_options(
+        &mut self,
+        keys: impl IntoIterator<Item = impl Into<Key>>,
+        options: LockOptions,
+    ) -> Result<Vec<LockedKey>> {
+        self.check_active()?;
+        if !self.options.pessimistic {
+            return Err(Error::InvalidArgument(
+                "lock options apply to pessimistic transactions; use lock_keys".into(),
+            ));
+        }
+        let keys: Vec<Key> = keys.into_iter().map(Into::into).collect();
+        let encoded: Vec<Vec<u8>> = keys.iter().map(|k| self.core.encode(k.clone())).collect();
+        let observed = self.lock_encoded(encoded.clone(), &options).await?;
+        let reports = options.return_values || options.check_existence;
+        let mut out = Vec::with_capacity(keys.len());
+        for (key, enc) in keys.into_iter().zip(encoded) {
+            let seen = observed.get(&enc);
+            let locked = self.locked.contains(&enc);
+            if locked {
+                self.buffer.entry(enc).or_insert(Mutation::Lock);
+            }
+            out.push(LockedKey {
+                key,
+                locked,
+                exists: reports.then(|| seen.is_some_and(|o| o.exists)),
+                value: seen
+                    .filter(|o| o.exists && options.return_values)
+                    .map(|o| o.value.clone()),
+            });
+        }
+        Ok(out)
     }
 
     /// Locks `key` and reads its latest committed value (pessimistic transactions; an
@@ -416,7 +668,8 @@ impl Transaction {
         Ok(values.into_iter().find(|p| p.key == key).map(|p| p.value))
     }
 
-    /// Locks `keys` and reads their latest committed values (own writes win).
+    /// Locks `keys` and reads their latest committed values (own writes win). A pessimistic
+    /// transaction reads the values with the lock, in one round trip per region.
     pub async fn batch_get_for_update(
         &mut self,
         keys: impl IntoIterator<Item = impl Into<Key>>,
@@ -427,17 +680,6 @@ impl Transaction {
             self.lock_keys(keys.iter().cloned()).await?;
             return self.batch_get(keys).await;
         }
-        let encoded: Vec<Vec<u8>> = keys.iter().map(|k| self.core.encode(k.clone())).collect();
-        self.lock_pessimistic(encoded.clone()).await?;
-        for key in encoded {
-            self.buffer.entry(key).or_insert(Mutation::Lock);
-        }
-        // Locked keys cannot change: the latest committed value is the one at for_update_ts.
-        let latest = Snapshot::new(
-            self.core.clone(),
-            Timestamp::from_version(self.for_update_ts),
-            self.options.isolation_level,
-        );
         let mut found = Vec::new();
         let mut remote = Vec::new();
         for key in keys {
@@ -449,9 +691,26 @@ impl Transaction {
                 _ => remote.push(key),
             }
         }
-        found.extend(latest.batch_get(remote).await?);
+        let locked = self
+            .lock_keys_with_options(remote, LockOptions::default().return_values(true))
+            .await?;
+        found.extend(
+            locked
+                .into_iter()
+                .filter_map(|l| Some(KvPair::new(l.key, l.value?))),
+        );
         found.sort_by(|a, b| a.key.cmp(&b.key));
+        found.dedup_by(|a, b| a.key == b.key);
         Ok(found)
+    }
+
+    /// Asserts at prewrite that `key` exists (or does not) before this transaction's write
+    /// to it; TiKV checks it when [`TransactionOptions::assertion_level`] is not off, and a
+    /// failed assertion fails the commit with [`Error::AssertionFailed`]. Applies only to
+    /// keys the transaction writes or locks.
+    pub fn set_assertion(&mut self, key: impl Into<Key>, assertion: kvrpcpb::Assertion) {
+        let key = self.core.encode(key.into());
+        self.assertions.insert(key, assertion);
     }
 
     /// Keeps the primary lock alive in the background until the transaction ends.
@@ -463,6 +722,7 @@ impl Transaction {
             return;
         }
         let core = self.core.clone();
+        let interceptors = self.interceptors().clone();
         let primary = primary.to_vec();
         let start = self.start_timestamp().version();
         let started = self.started;
@@ -484,7 +744,7 @@ impl Transaction {
                 let mut backoffer = Backoffer::new(WRITE_BUDGET);
                 let sent = core
                     .exec
-                    .run_at_key(&primary, &Interceptors::default(), &mut backoffer, req)
+                    .run_at_key(&primary, &interceptors, &mut backoffer, req)
                     .await;
                 match sent {
                     Ok(resp) if resp.error.is_none() => {}
@@ -500,29 +760,33 @@ impl Transaction {
 
     async fn lock_if_pessimistic(&mut self, key: &[u8]) -> Result<()> {
         if self.options.pessimistic && !self.locked.contains(key) {
-            self.lock_pessimistic(vec![key.to_vec()]).await?;
+            self.lock_encoded(vec![key.to_vec()], &LockOptions::default())
+                .await?;
         }
         Ok(())
     }
 
-    /// Takes pessimistic locks as [`Transaction::lock_pessimistic`], asking TiKV to fail with
-    /// `AlreadyExist` if a key exists (for inserts).
+    /// Takes a pessimistic lock asking TiKV to fail with `AlreadyExist` if the key exists
+    /// (for inserts).
     async fn lock_not_existing(&mut self, key: &[u8]) -> Result<()> {
         if self.options.pessimistic {
-            self.lock_keys_with(vec![key.to_vec()], true).await?;
+            let options = LockOptions {
+                assert_not_exist: true,
+                ..Default::default()
+            };
+            self.lock_encoded(vec![key.to_vec()], &options).await?;
         }
         Ok(())
     }
 
-    /// Takes pessimistic locks on `keys` at a fresh for_update_ts (spec 4.13): a write
-    /// conflict retries with a newer one; a lock left after the wait is resolved, or reported
-    /// as a lock-wait timeout.
-    async fn lock_pessimistic(&mut self, keys: Vec<Vec<u8>>) -> Result<()> {
-        self.lock_keys_with(keys, false).await
-    }
-
-    async fn lock_keys_with(&mut self, keys: Vec<Vec<u8>>, not_exist: bool) -> Result<()> {
-        let result = self.try_lock_keys(keys.clone(), not_exist).await;
+    /// Takes pessimistic locks on `keys` (encoded); on failure, releases what some regions
+    /// granted.
+    async fn lock_encoded(
+        &mut self,
+        keys: Vec<Vec<u8>>,
+        options: &LockOptions,
+    ) -> Result<BTreeMap<Vec<u8>, Observed>> {
+        let result = self.try_lock_keys(keys.clone(), options).await;
         if result.is_err() {
             // Regions that granted their part keep the locks: release them (no record needed).
             let granted: Vec<Vec<u8>> = keys
@@ -531,9 +795,12 @@ impl Transaction {
                 .collect();
             if !granted.is_empty() {
                 let core = self.core.clone();
+                let interceptors = self.interceptors().clone();
                 let start = self.start_timestamp().version();
                 rt::spawn(async move {
-                    if let Err(e) = pessimistic_rollback(&core, start, u64::MAX, granted).await {
+                    let released =
+                        pessimistic_rollback(&core, &interceptors, start, u64::MAX, granted).await;
+                    if let Err(e) = released {
                         log::warn!(
                             "releasing partial pessimistic locks of txn {start} failed: {e}"
                         );
@@ -545,28 +812,46 @@ impl Transaction {
         result
     }
 
-    async fn try_lock_keys(&mut self, keys: Vec<Vec<u8>>, not_exist: bool) -> Result<()> {
+    /// Takes pessimistic locks on `keys` at a fresh for_update_ts (spec 4.13): a write
+    /// conflict retries with a newer one; a lock left after the wait is resolved, or reported
+    /// as a lock-wait timeout. Returns what TiKV observed of each key when asked.
+    async fn try_lock_keys(
+        &mut self,
+        mut keys: Vec<Vec<u8>>,
+        options: &LockOptions,
+    ) -> Result<BTreeMap<Vec<u8>, Observed>> {
+        keys.sort();
+        keys.dedup();
         if keys.is_empty() {
-            return Ok(());
+            return Ok(BTreeMap::new());
+        }
+        if options.lock_only_if_exists && self.primary.is_none() {
+            // A missing first key would leave the transaction without a primary lock.
+            return Err(Error::InvalidArgument(
+                "lock_only_if_exists needs a primary: lock another key of the transaction first"
+                    .into(),
+            ));
         }
         let start = self.start_timestamp().version();
         // The first key becomes the primary once it is locked.
         let primary = self.primary.clone().unwrap_or_else(|| keys[0].clone());
-        let assertion = if not_exist {
+        let assertion = if options.assert_not_exist {
             kvrpcpb::Assertion::NotExist
         } else {
             kvrpcpb::Assertion::None
         };
-        let wait_ms: i64 = match self.options.lock_wait {
+        let lock_wait = options.wait.unwrap_or(self.options.lock_wait);
+        let wait_ms: i64 = match lock_wait {
             LockWait::Forever => i64::MAX,
             LockWait::NoWait => -1,
             LockWait::Timeout(d) => d.as_millis().clamp(1, i64::MAX as u128) as i64,
         };
         let rt = self.core.pd.config().runtime.clone();
-        let deadline = match self.options.lock_wait {
+        let deadline = match lock_wait {
             LockWait::Timeout(d) => Some(rt.now() + d),
             _ => None,
         };
+        let interceptors = self.interceptors().clone();
         let mut backoffer = Backoffer::new(LOCK_BUDGET);
         loop {
             let for_update_ts = self.core.pd.get_timestamp().await?.version();
@@ -592,6 +877,9 @@ impl Transaction {
                 is_first_lock,
                 wait_timeout: wait_ms,
                 min_commit_ts: for_update_ts + 1,
+                return_values: options.return_values,
+                check_existence: options.check_existence,
+                lock_only_if_exists: options.lock_only_if_exists,
                 ..Default::default()
             };
             let limits: BatchLimits<Vec<u8>> = BatchLimits {
@@ -602,43 +890,53 @@ impl Transaction {
             let responses = self
                 .core
                 .exec
-                .run_grouped(
+                .run_grouped_keyed(
                     keys.clone(),
                     |k| k,
                     limits,
-                    &Interceptors::default(),
+                    &interceptors,
                     &backoffer,
                     &build,
                 )
                 .await?;
             let mut retry = false;
             let mut locks = Vec::new();
-            for e in responses.into_iter().flat_map(|r| r.errors) {
-                if e.conflict.is_some() {
-                    retry = true;
-                } else if let Some(lock) = e.locked {
-                    locks.push(lock);
-                } else {
-                    return Err(Error::from_key_error(e));
+            let mut observed = BTreeMap::new();
+            for (group, resp) in responses {
+                if resp.errors.is_empty() {
+                    observe(&group, &resp, options, &mut observed)?;
+                }
+                for e in resp.errors {
+                    if e.conflict.is_some() {
+                        retry = true;
+                    } else if let Some(lock) = e.locked {
+                        locks.push(lock);
+                    } else {
+                        return Err(Error::from_key_error(e));
+                    }
                 }
             }
             self.for_update_ts = self.for_update_ts.max(for_update_ts);
             if !retry && locks.is_empty() {
-                self.locked.extend(keys);
+                let held = keys.into_iter().filter(|k| {
+                    !options.lock_only_if_exists
+                        || observed.get(k).is_some_and(|o: &Observed| o.exists)
+                });
+                self.locked.extend(held);
                 self.primary.get_or_insert_with(|| primary.clone());
                 self.start_heartbeat(&primary);
-                return Ok(());
+                return Ok(observed);
             }
             if let Some(lock) = locks.first() {
-                let timed_out = self.options.lock_wait == LockWait::NoWait
-                    || deadline.is_some_and(|d| rt.now() >= d);
+                let timed_out =
+                    lock_wait == LockWait::NoWait || deadline.is_some_and(|d| rt.now() >= d);
                 if timed_out {
                     return Err(Error::LockWaitTimeout(Box::new(lock.clone())));
                 }
                 // The holder may be gone: resolve its lock; if it lives, wait again.
                 self.core
                     .resolver
-                    .resolve_for_write(&locks, start, &mut backoffer)
+                    .resolve_for_write(&locks, start, &interceptors, &mut backoffer)
                     .await?;
             }
             // A newer commit or a released lock: lock again at a newer for_update_ts.
@@ -744,7 +1042,14 @@ impl Transaction {
             State::Active => {
                 let keys = self.locked.iter().cloned().collect();
                 let start = self.start_timestamp().version();
-                pessimistic_rollback(&self.core, start, self.for_update_ts, keys).await?
+                pessimistic_rollback(
+                    &self.core,
+                    self.interceptors(),
+                    start,
+                    self.for_update_ts,
+                    keys,
+                )
+                .await?
             }
             State::Prewriting => {
                 self.batch_rollback(self.buffer.keys().cloned().collect())
@@ -766,11 +1071,19 @@ impl Transaction {
                     Mutation::Delete => (kvrpcpb::Op::Del, Vec::new()),
                     Mutation::Lock => (kvrpcpb::Op::Lock, Vec::new()),
                 };
+                let assertion = match self.options.assertion_level {
+                    kvrpcpb::AssertionLevel::Off => kvrpcpb::Assertion::None,
+                    _ => self
+                        .assertions
+                        .get(key)
+                        .copied()
+                        .unwrap_or(kvrpcpb::Assertion::None),
+                };
                 kvrpcpb::Mutation {
                     op: op as i32,
                     key: key.clone(),
                     value,
-                    ..Default::default()
+                    assertion: assertion as i32,
                 }
             })
             .collect()
@@ -829,7 +1142,12 @@ impl Transaction {
             .filter(|k| **k != primary)
             .cloned()
             .collect();
-        let min_commit_ts = (start + 1).max(for_update_ts + 1);
+        let mut min_commit_ts = (start + 1).max(for_update_ts + 1);
+        if mode != CommitMode::TwoPc && !self.options.causal_consistency {
+            // Linearizability: commit after every snapshot taken before this commit began.
+            let latest = self.core.pd.get_timestamp().await?.version();
+            min_commit_ts = min_commit_ts.max(latest + 1);
+        }
         let elapsed = self
             .core
             .pd
@@ -877,6 +1195,7 @@ impl Transaction {
                     Vec::new()
                 },
                 try_one_pc: one_pc,
+                assertion_level: self.options.assertion_level as i32,
                 min_commit_ts: if mode == CommitMode::TwoPc {
                     0
                 } else {
@@ -904,7 +1223,7 @@ impl Transaction {
                     mutations.clone(),
                     |m| &m.key,
                     limits,
-                    &Interceptors::default(),
+                    self.interceptors(),
                     &backoffer,
                     &build,
                 )
@@ -941,7 +1260,7 @@ impl Transaction {
             let outcome = self
                 .core
                 .resolver
-                .resolve_for_write(&locks, start, &mut backoffer)
+                .resolve_for_write(&locks, start, self.interceptors(), &mut backoffer)
                 .await?;
             if outcome.blocked {
                 let cause = Error::KeyError(Box::new(kvrpcpb::KeyError {
@@ -970,7 +1289,7 @@ impl Transaction {
             let sent = self
                 .core
                 .exec
-                .run_at_key(&primary, &Interceptors::default(), &mut backoffer, req)
+                .run_at_key(&primary, self.interceptors(), &mut backoffer, req)
                 .await;
             let resp = match sent {
                 Ok(resp) => resp,
@@ -1010,9 +1329,10 @@ impl Transaction {
             return;
         }
         let core = self.core.clone();
+        let interceptors = self.interceptors().clone();
         let start = self.start_timestamp().version();
         rt::spawn(async move {
-            let committed = for_keys(&core, keys, |keys| kvrpcpb::CommitRequest {
+            let committed = for_keys(&core, &interceptors, keys, |keys| kvrpcpb::CommitRequest {
                 start_version: start,
                 keys,
                 commit_version: commit_ts.version(),
@@ -1035,15 +1355,17 @@ impl Transaction {
     }
 
     async fn batch_rollback(&self, keys: Vec<Vec<u8>>) -> Result<()> {
-        batch_rollback(&self.core, self.start_timestamp().version(), keys).await
+        let start = self.start_timestamp().version();
+        batch_rollback(&self.core, self.interceptors(), start, keys).await
     }
 
     fn rollback_in_background(&self) {
         let core = self.core.clone();
+        let interceptors = self.interceptors().clone();
         let start = self.start_timestamp().version();
         let keys: Vec<Vec<u8>> = self.buffer.keys().cloned().collect();
         rt::spawn(async move {
-            if let Err(e) = batch_rollback(&core, start, keys).await {
+            if let Err(e) = batch_rollback(&core, &interceptors, start, keys).await {
                 log::warn!("rolling back txn {start} failed: {e}");
             }
         })
@@ -1072,6 +1394,7 @@ fn is_undetermined(e: &Error) -> bool {
 /// write budget, and returns every response.
 async fn for_keys<R: KvRequest>(
     core: &Core,
+    interceptors: &Interceptors,
     keys: Vec<Vec<u8>>,
     build: impl Fn(Vec<Vec<u8>>) -> R + crate::rt::MaybeSync,
 ) -> Result<Vec<R::Reply>> {
@@ -1082,20 +1405,14 @@ async fn for_keys<R: KvRequest>(
     };
     let backoffer = Backoffer::new(WRITE_BUDGET);
     core.exec
-        .run_grouped(
-            keys,
-            |k| k,
-            limits,
-            &Interceptors::default(),
-            &backoffer,
-            &build,
-        )
+        .run_grouped(keys, |k| k, limits, interceptors, &backoffer, &build)
         .await
 }
 
 /// Removes this transaction's pessimistic locks (no rollback record is written).
 async fn pessimistic_rollback(
     core: &Core,
+    interceptors: &Interceptors,
     start: u64,
     for_update_ts: u64,
     keys: Vec<Vec<u8>>,
@@ -1103,11 +1420,13 @@ async fn pessimistic_rollback(
     if keys.is_empty() {
         return Ok(());
     }
-    let responses = for_keys(core, keys, |keys| kvrpcpb::PessimisticRollbackRequest {
-        start_version: start,
-        for_update_ts,
-        keys,
-        ..Default::default()
+    let responses = for_keys(core, interceptors, keys, |keys| {
+        kvrpcpb::PessimisticRollbackRequest {
+            start_version: start,
+            for_update_ts,
+            keys,
+            ..Default::default()
+        }
     })
     .await?;
     match responses.into_iter().flat_map(|r| r.errors).next() {
@@ -1116,11 +1435,18 @@ async fn pessimistic_rollback(
     }
 }
 
-async fn batch_rollback(core: &Core, start: u64, keys: Vec<Vec<u8>>) -> Result<()> {
-    let responses = for_keys(core, keys, |keys| kvrpcpb::BatchRollbackRequest {
-        start_version: start,
-        keys,
-        ..Default::default()
+async fn batch_rollback(
+    core: &Core,
+    interceptors: &Interceptors,
+    start: u64,
+    keys: Vec<Vec<u8>>,
+) -> Result<()> {
+    let responses = for_keys(core, interceptors, keys, |keys| {
+        kvrpcpb::BatchRollbackRequest {
+            start_version: start,
+            keys,
+            ..Default::default()
+        }
     })
     .await?;
     match responses.into_iter().find_map(|r| r.error) {
@@ -1147,14 +1473,55 @@ impl Drop for Transaction {
             self.rollback_in_background();
         } else if !self.locked.is_empty() {
             let core = self.core.clone();
+            let interceptors = self.interceptors().clone();
             let (start, for_update_ts) = (self.start_timestamp().version(), self.for_update_ts);
             let keys: Vec<Vec<u8>> = self.locked.iter().cloned().collect();
             rt::spawn(async move {
-                if let Err(e) = pessimistic_rollback(&core, start, for_update_ts, keys).await {
+                let released =
+                    pessimistic_rollback(&core, &interceptors, start, for_update_ts, keys).await;
+                if let Err(e) = released {
                     log::warn!("releasing the pessimistic locks of txn {start} failed: {e}");
                 }
             })
             .detach();
         }
     }
+}
+
+/// What a pessimistic lock request observed of a key.
+#[derive(Debug, Clone)]
+struct Observed {
+    exists: bool,
+    value: Vec<u8>,
+}
+
+/// Records what a successful pessimistic lock response says of the keys of its request.
+fn observe(
+    keys: &[Vec<u8>],
+    resp: &kvrpcpb::PessimisticLockResponse,
+    options: &LockOptions,
+    out: &mut BTreeMap<Vec<u8>, Observed>,
+) -> Result<()> {
+    if !options.return_values && !options.check_existence {
+        return Ok(());
+    }
+    let values_ok = !options.return_values || resp.values.len() == keys.len();
+    if resp.not_founds.len() != keys.len() || !values_ok {
+        return Err(Error::UnexpectedResponse(format!(
+            "a pessimistic lock of {} keys answered {} values and {} existence flags",
+            keys.len(),
+            resp.values.len(),
+            resp.not_founds.len()
+        )));
+    }
+    for (i, key) in keys.iter().enumerate() {
+        let exists = !resp.not_founds[i];
+        let value = if options.return_values && exists {
+            resp.values[i].clone()
+        } else {
+            Vec::new()
+        };
+        out.insert(key.clone(), Observed { exists, value });
+    }
+    Ok(())
 }

@@ -12,4 +12,5 @@ mod pd;
 mod raw;
 mod region_cache;
 mod txn;
+mod txn_api;
 mod util;

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use tikv_client::proto::{errorpb, kvrpcpb, tikvpb};
-use tikv_client::testutils::{region_error_kind, ApiVersion, Call, MockCluster, Outcome, Rule};
+use tikv_client::testutils::{
+    region_error_kind, ApiVersion, Call, Labels, MockCluster, Outcome, Rule,
+};
 use tikv_client::GrpcCode;
 
 use super::util::{ctx_for, peer_on, tikv};
@@ -588,6 +590,7 @@ async fn fault_rules_and_the_call_log() {
         store: leader,
         region,
         outcome,
+        labels: Labels::default(),
     };
     assert_eq!(
         cluster.calls(),

@@ -13,7 +13,7 @@ use super::util::{channel, peer_on};
 
 const SPLITS: [&str; 8] = ["b", "d", "f", "h", "j", "l", "n", "p"];
 
-async fn cluster() -> MockCluster {
+pub(crate) async fn cluster() -> MockCluster {
     MockCluster::builder()
         .split_txn(SPLITS)
         .start()
@@ -21,13 +21,13 @@ async fn cluster() -> MockCluster {
         .unwrap()
 }
 
-async fn client(cluster: &MockCluster) -> TransactionClient {
+pub(crate) async fn client(cluster: &MockCluster) -> TransactionClient {
     TransactionClient::new(vec![cluster.pd_endpoint()])
         .await
         .unwrap()
 }
 
-async fn put_all(client: &TransactionClient, pairs: &[(&str, &str)]) {
+pub(crate) async fn put_all(client: &TransactionClient, pairs: &[(&str, &str)]) {
     let mut txn = client.begin_optimistic().await.unwrap();
     for (k, v) in pairs {
         txn.put(*k, *v).await.unwrap();
@@ -35,7 +35,7 @@ async fn put_all(client: &TransactionClient, pairs: &[(&str, &str)]) {
     txn.commit().await.unwrap();
 }
 
-fn value(v: &str) -> Option<Vec<u8>> {
+pub(crate) fn value(v: &str) -> Option<Vec<u8>> {
     Some(v.as_bytes().to_vec())
 }
 
@@ -162,7 +162,7 @@ async fn finished_transactions_refuse_more_work_and_rollback_discards() {
 }
 
 /// A raw stub aimed at the leader of the region holding a transactional key.
-async fn stub_for(
+pub(crate) async fn stub_for(
     cluster: &MockCluster,
     key: &[u8],
 ) -> (
@@ -194,7 +194,7 @@ async fn stub_for(
 }
 
 /// Prewrites `keys` (the first is the primary) as a transaction that then vanishes.
-async fn abandoned_prewrite(
+pub(crate) async fn abandoned_prewrite(
     cluster: &MockCluster,
     keys: &[&str],
     start: u64,
@@ -235,7 +235,7 @@ async fn abandoned_prewrite(
     }
 }
 
-async fn remaining_locks(cluster: &MockCluster) -> usize {
+pub(crate) async fn remaining_locks(cluster: &MockCluster) -> usize {
     let mut total = 0;
     for region in cluster.regions() {
         let leader = cluster.leader_of(region.id).unwrap();

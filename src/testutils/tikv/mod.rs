@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tonic::{Request, Response, Status};
 
 use super::cluster::{unix_now, ApiVersion, Cluster, DataKind, Region};
-use super::fault::{region_error_kind, tonic_code, Call, CallInfo, Faults, Outcome, Reaction};
+use super::fault::{
+    region_error_kind, tonic_code, Call, CallInfo, Faults, Labels, Outcome, Reaction,
+};
 use super::mvcc::Mvcc;
 use super::raw::RawStore;
 use super::server::ConnectionKiller;
@@ -222,6 +224,7 @@ impl MockTikv {
                 store: self.store,
                 region: region_id,
                 outcome,
+                labels: Labels::of(req.context()),
             })
         };
         if let Some(ctx) = req.context() {
@@ -315,6 +318,7 @@ impl MockTikv {
                 store: self.store,
                 region: 0,
                 outcome,
+                labels: Labels::of(req.context()),
             })
         };
         if let Some(Reaction::Status { code, message }) = self.node.faults.react(&info) {

@@ -1,0 +1,366 @@
+//! The transaction API beyond reads and commits: context options and interceptors, lock
+//! options, assertions, linearizable async commit, lazy scans, and lock scanning/cleanup.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use tikv_client::interceptor::Interceptor;
+use tikv_client::proto::kvrpcpb;
+use tikv_client::testutils::Labels;
+use tikv_client::transaction::{LockOptions, LockWait};
+use tikv_client::{Error, Key, KvPair, TransactionOptions};
+
+use super::txn::{abandoned_prewrite, client, cluster, put_all, remaining_locks, value};
+
+/// Appends a mark to the request source, to show where it runs in the chain.
+#[derive(Debug)]
+struct Mark;
+
+impl Interceptor for Mark {
+    fn before_send(&self, _method: &str, ctx: &mut kvrpcpb::Context) {
+        ctx.request_source.push_str("+client");
+    }
+}
+
+#[tokio::test]
+async fn transaction_options_label_every_request() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await.with_interceptor(Mark);
+    put_all(&client, &[("a", "1"), ("m", "1")]).await;
+    // Let the background commit of the secondary finish before the log is cleared.
+    while remaining_locks(&cluster).await > 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cluster.clear_calls();
+
+    let options = TransactionOptions::new_pessimistic()
+        .priority(kvrpcpb::CommandPri::High)
+        .resource_group_name("rg")
+        .resource_group_tag(b"tag".to_vec())
+        .request_source("src")
+        .txn_source(7)
+        .disk_full_opt(kvrpcpb::DiskFullOpt::AllowedOnAlmostFull);
+    let mut txn = client.begin_with_options(options.clone()).await.unwrap();
+    assert_eq!(txn.get("a").await.unwrap(), value("1"));
+    txn.put("m", "2").await.unwrap();
+    txn.put("z", "3").await.unwrap();
+    txn.commit().await.unwrap();
+    let snapshot = client.snapshot(client.current_timestamp().await.unwrap(), options);
+    assert_eq!(snapshot.get("m").await.unwrap(), value("2"));
+
+    let mut expected = Labels::default();
+    expected.request_source = "src+client".into();
+    expected.resource_group = "rg".into();
+    expected.resource_group_tag = b"tag".to_vec();
+    expected.txn_source = 7;
+    expected.priority = kvrpcpb::CommandPri::High as i32;
+    expected.disk_full_opt = kvrpcpb::DiskFullOpt::AllowedOnAlmostFull as i32;
+    let calls: Vec<_> = cluster
+        .calls()
+        .into_iter()
+        .filter(|c| c.store != 0)
+        .collect();
+    let methods: Vec<&str> = calls.iter().map(|c| c.method).collect();
+    for wanted in ["KvGet", "KvPessimisticLock", "KvPrewrite", "KvCommit"] {
+        assert!(
+            methods.contains(&wanted),
+            "{wanted} missing from {methods:?}"
+        );
+    }
+    for call in calls {
+        assert_eq!(call.labels, expected, "{}", call.method);
+    }
+}
+
+#[tokio::test]
+async fn lock_options_read_with_the_lock_and_skip_missing_keys() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    put_all(&client, &[("a", "1"), ("c", "3"), ("x", "9")]).await;
+
+    let mut optimistic = client.begin_optimistic().await.unwrap();
+    assert!(matches!(
+        optimistic
+            .lock_keys_with_options(["a"], LockOptions::default().return_values(true))
+            .await,
+        Err(Error::InvalidArgument(_))
+    ));
+    let mut fresh = client.begin_pessimistic().await.unwrap();
+    assert!(
+        matches!(
+            fresh
+                .lock_keys_with_options(["a"], LockOptions::default().lock_only_if_exists(true))
+                .await,
+            Err(Error::InvalidArgument(_))
+        ),
+        "a missing first key would leave no primary lock"
+    );
+    fresh.rollback().await.unwrap();
+
+    let mut txn = client.begin_pessimistic().await.unwrap();
+    cluster.clear_calls();
+    let locked = txn
+        .lock_keys_with_options(["x", "a", "b"], LockOptions::default().return_values(true))
+        .await
+        .unwrap();
+    let summary: Vec<_> = locked
+        .into_iter()
+        .map(|l| (l.key, l.locked, l.exists, l.value))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (Key::from("x"), true, Some(true), value("9")),
+            (Key::from("a"), true, Some(true), value("1")),
+            (Key::from("b"), true, Some(false), None),
+        ]
+    );
+    let reads = cluster
+        .calls()
+        .iter()
+        .filter(|c| c.method == "KvGet" || c.method == "KvBatchGet")
+        .count();
+    assert_eq!(reads, 0, "values come with the lock");
+
+    let existence = txn
+        .lock_keys_with_options(["c", "e"], LockOptions::default().check_existence(true))
+        .await
+        .unwrap();
+    assert_eq!(
+        existence
+            .iter()
+            .map(|l| (l.exists, l.value.clone()))
+            .collect::<Vec<_>>(),
+        vec![(Some(true), None), (Some(false), None)]
+    );
+
+    let only = txn
+        .lock_keys_with_options(
+            ["y", "x", "g"],
+            LockOptions::default()
+                .lock_only_if_exists(true)
+                .wait(LockWait::NoWait),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        only.iter().map(|l| l.locked).collect::<Vec<_>>(),
+        vec![false, true, false]
+    );
+    let locks = client
+        .scan_locks(.., client.current_timestamp().await.unwrap())
+        .await
+        .unwrap();
+    let mut locked_keys: Vec<Vec<u8>> = locks.into_iter().map(|l| l.key).collect();
+    locked_keys.sort();
+    let expected: Vec<Vec<u8>> = ["a", "b", "c", "e", "x"]
+        .iter()
+        .map(|k| k.as_bytes().to_vec())
+        .collect();
+    assert_eq!(locked_keys, expected, "g and y were not locked");
+
+    // get_for_update reads through the lock as well.
+    assert_eq!(txn.get_for_update("c").await.unwrap(), value("3"));
+    txn.put("b", "2").await.unwrap();
+    txn.commit().await.unwrap();
+    assert_eq!(remaining_locks(&cluster).await, 0);
+    let after = client.begin_optimistic().await.unwrap();
+    assert_eq!(after.get("b").await.unwrap(), value("2"));
+}
+
+#[tokio::test]
+async fn assertions_are_checked_at_prewrite_when_enabled() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    put_all(&client, &[("a", "1")]).await;
+    let strict = TransactionOptions::new_optimistic()
+        .assertion_level(kvrpcpb::AssertionLevel::Strict)
+        .drop_check(tikv_client::transaction::DropCheck::Silent);
+
+    let mut wrong = client.begin_with_options(strict.clone()).await.unwrap();
+    wrong.put("a", "2").await.unwrap();
+    wrong.set_assertion("a", kvrpcpb::Assertion::NotExist);
+    match wrong.commit().await {
+        Err(Error::AssertionFailed(failed)) => {
+            assert_eq!(failed.key, b"a");
+            assert_eq!(failed.assertion, kvrpcpb::Assertion::NotExist as i32);
+        }
+        other => panic!("expected an assertion failure, got {other:?}"),
+    }
+
+    let mut right = client.begin_with_options(strict).await.unwrap();
+    right.put("a", "3").await.unwrap();
+    right.put("n", "new").await.unwrap();
+    right.set_assertion("a", kvrpcpb::Assertion::Exist);
+    right.set_assertion("n", kvrpcpb::Assertion::NotExist);
+    right.commit().await.unwrap();
+
+    // With assertions off nothing is sent, so a wrong one does not matter.
+    let mut off = client.begin_optimistic().await.unwrap();
+    off.put("a", "4").await.unwrap();
+    off.set_assertion("a", kvrpcpb::Assertion::NotExist);
+    off.commit().await.unwrap();
+    let reader = client.begin_optimistic().await.unwrap();
+    assert_eq!(reader.get("a").await.unwrap(), value("4"));
+    assert_eq!(remaining_locks(&cluster).await, 0);
+}
+
+#[tokio::test]
+async fn async_commit_is_linearizable_unless_causal_consistency_is_chosen() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    for (causal, key) in [(false, "a1"), (true, "a2")] {
+        let options = TransactionOptions::new_optimistic()
+            .use_async_commit(true)
+            .causal_consistency(causal);
+        let mut txn = client.begin_with_options(options).await.unwrap();
+        txn.put(key, "v").await.unwrap();
+        // A snapshot taken after the commit was asked for, before it returned.
+        let observer = client.current_timestamp().await.unwrap();
+        let commit_ts = txn.commit().await.unwrap().unwrap();
+        if causal {
+            assert!(
+                commit_ts <= observer,
+                "causal: the commit ts need not pass later snapshots ({commit_ts:?} vs {observer:?})"
+            );
+        } else {
+            assert!(
+                commit_ts > observer,
+                "linearizable: {commit_ts:?} vs {observer:?}"
+            );
+            let snapshot = client.snapshot(observer, TransactionOptions::default());
+            assert_eq!(snapshot.get(key).await.unwrap(), None);
+        }
+    }
+}
+
+/// Keys spread over every region: `a000`..`z..`.
+fn spread(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("{}{:03}", (b'a' + (i % 26) as u8) as char, i))
+        .collect()
+}
+
+#[tokio::test]
+async fn scan_streams_merge_own_writes_page_by_page_in_both_directions() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    let keys = spread(700);
+    let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    for chunk in keys.chunks(200) {
+        let mut txn = client.begin_optimistic().await.unwrap();
+        for k in chunk {
+            txn.put(k.clone(), format!("v{k}")).await.unwrap();
+            model.insert(k.as_bytes().to_vec(), format!("v{k}").into_bytes());
+        }
+        txn.commit().await.unwrap();
+    }
+
+    let mut txn = client.begin_optimistic().await.unwrap();
+    for (i, k) in keys.iter().enumerate() {
+        if i % 7 == 0 {
+            txn.delete(k.clone()).await.unwrap();
+            model.remove(k.as_bytes());
+        } else if i % 11 == 0 {
+            let mine = format!("{k}-mine");
+            txn.put(mine.clone(), "own").await.unwrap();
+            model.insert(mine.into_bytes(), b"own".to_vec());
+        }
+    }
+    let expected: Vec<KvPair> = model
+        .iter()
+        .map(|(k, v)| KvPair::new(k.clone(), v.clone()))
+        .collect();
+
+    cluster.clear_calls();
+    let forward: Vec<KvPair> = txn.scan_stream(..).try_collect().await.unwrap();
+    assert_eq!(forward, expected);
+    let scans = cluster
+        .calls()
+        .iter()
+        .filter(|c| c.method == "KvScan")
+        .count();
+    assert!(scans >= 700 / 256, "pages of 256 pairs: {scans} scans");
+
+    let mut reverse: Vec<KvPair> = txn.scan_stream_reverse(..).try_collect().await.unwrap();
+    reverse.reverse();
+    assert_eq!(reverse, expected);
+
+    let keys_only: Vec<Key> = txn
+        .scan_keys_stream_reverse("c".."q")
+        .try_collect()
+        .await
+        .unwrap();
+    let mut want: Vec<Key> = model
+        .keys()
+        .filter(|k| k.as_slice() >= b"c".as_slice() && k.as_slice() < b"q".as_slice())
+        .map(|k| Key::from(k.clone()))
+        .collect();
+    want.reverse();
+    assert_eq!(keys_only, want);
+
+    // The eager scans agree, including limits beyond one scan request.
+    assert_eq!(txn.scan(.., 20_000).await.unwrap(), expected);
+    let first: Vec<KvPair> = txn.scan(.., 300).await.unwrap();
+    assert_eq!(first, expected[..300]);
+
+    // Polling lazily reads only the first page (256 pairs, over the first regions).
+    cluster.clear_calls();
+    let mut stream = Box::pin(txn.scan_stream(..));
+    let head = stream.try_next().await.unwrap().unwrap();
+    assert_eq!(head, expected[0]);
+    let lazy = cluster
+        .calls()
+        .iter()
+        .filter(|c| c.method == "KvScan")
+        .count();
+    assert!(lazy < scans, "{lazy} scans for one pair, {scans} for all");
+
+    let snapshot = client.snapshot(txn.start_timestamp(), TransactionOptions::default());
+    let seen: Vec<KvPair> = snapshot.scan_stream("b".."e").try_collect().await.unwrap();
+    let mut in_range: Vec<&String> = keys
+        .iter()
+        .filter(|k| k.as_str() >= "b" && k.as_str() < "e")
+        .collect();
+    in_range.sort();
+    let committed: Vec<KvPair> = in_range
+        .into_iter()
+        .map(|k| KvPair::new(k.clone(), format!("v{k}")))
+        .collect();
+    assert_eq!(seen, committed);
+}
+
+#[tokio::test]
+async fn scan_locks_and_cleanup_locks_work_on_a_range() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    let start = client.current_timestamp().await.unwrap().version();
+    abandoned_prewrite(&cluster, &["c", "e", "k", "w"], start, 10, false).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let now = client.current_timestamp().await.unwrap();
+
+    let before = tikv_client::Timestamp::from_version(start - 1);
+    assert!(client.scan_locks(.., before).await.unwrap().is_empty());
+    let all = client.scan_locks(.., now).await.unwrap();
+    let keys: Vec<&[u8]> = all.iter().map(|l| l.key.as_slice()).collect();
+    assert_eq!(keys, vec![&b"c"[..], b"e", b"k", b"w"]);
+    assert!(all.iter().all(|l| l.primary_lock == b"c"));
+
+    // The locks inside the range are cleaned; checking the expired primary rolled it back
+    // too, while the secondary outside the range stays.
+    let cleaned = client.cleanup_locks("d".."l", now).await.unwrap();
+    assert_eq!(cleaned, 2);
+    let left: Vec<Vec<u8>> = client
+        .scan_locks(.., now)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.key)
+        .collect();
+    assert_eq!(left, vec![b"w".to_vec()]);
+    assert_eq!(client.cleanup_locks(.., now).await.unwrap(), 1);
+    assert_eq!(remaining_locks(&cluster).await, 0);
+    let reader = client.begin_optimistic().await.unwrap();
+    assert_eq!(reader.get("e").await.unwrap(), None, "rolled back");
+}
