@@ -81,6 +81,7 @@ impl Executor {
         R: KvRequest,
         F: Fn(&Region) -> R,
     {
+        let mut resent = false;
         loop {
             let mut region = match locate {
                 Locate::Key(k) => self.cache.locate(k).await?,
@@ -89,7 +90,10 @@ impl Executor {
             let request = build(&region);
             let mut retries = 0;
             loop {
-                match Box::pin(self.attempt(&request, &region, interceptors, backoffer)).await? {
+                let step = self.attempt(&request, &region, interceptors, backoffer, resent);
+                let step = Box::pin(step).await?;
+                resent = true;
+                match step {
                     Step::Done(resp) => return Ok((resp, region)),
                     Step::Retry => match self.retry_on(&region, &mut retries, backoffer).await? {
                         Some(updated) => region = updated,
@@ -160,6 +164,8 @@ impl Executor {
         // group until it is done or must be relocated, and carries the relocated ones (with
         // their retry state) into the next round.
         let mut replies = Vec::new();
+        // After the first round every group is a resend (TiKV's `is_retry_request`).
+        let mut resent = false;
         let mut pending: Vec<(Vec<T>, Backoffer)> = vec![(items, backoffer.clone())];
         while !pending.is_empty() {
             let mut groups = Vec::new();
@@ -172,10 +178,12 @@ impl Executor {
                 .map(|(mut region, group, mut backoffer)| async move {
                     let request = build(group.clone());
                     let mut retries = 0;
+                    let mut resent = resent;
                     loop {
                         let step =
-                            Box::pin(self.attempt(&request, &region, interceptors, &mut backoffer))
-                                .await?;
+                            self.attempt(&request, &region, interceptors, &mut backoffer, resent);
+                        let step = Box::pin(step).await?;
+                        resent = true;
                         match step {
                             Step::Done(resp) => return Ok::<_, Error>(Outcome::Done(group, resp)),
                             Step::Retry => {
@@ -192,6 +200,7 @@ impl Executor {
                 .try_collect()
                 .await?;
             pending = Vec::new();
+            resent = true;
             for outcome in outcomes {
                 match outcome {
                     Outcome::Done(items, reply) => replies.push((items, reply)),
@@ -304,12 +313,16 @@ impl Executor {
     }
 
     /// One send to the region's leader, and what to do next.
+    /// Sends `request` once to `region`'s target peer; `resent` marks a request that an
+    /// earlier attempt may have delivered (`is_retry_request`, so TiKV can recognise a
+    /// duplicate prewrite or lock).
     async fn attempt<R: KvRequest>(
         &self,
         request: &R,
         region: &Region,
         interceptors: &Interceptors,
         backoffer: &mut Backoffer,
+        resent: bool,
     ) -> Result<Step<R::Reply>> {
         let rt = &self.config.runtime;
         let Some(peer) = region.target_peer().cloned() else {
@@ -339,6 +352,7 @@ impl Executor {
             ctx.region_epoch = Some(region.epoch);
             ctx.peer = Some(peer);
             ctx.api_version = self.api_version as i32;
+            ctx.is_retry_request |= resent;
             if let Some(id) = self.keyspace_id {
                 ctx.keyspace = Some(kvrpcpb::context::Keyspace::KeyspaceId(id));
             }

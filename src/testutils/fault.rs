@@ -188,6 +188,8 @@ pub struct Labels {
     pub disk_full_opt: i32,
     /// `isolation_level` (a `kvrpcpb::IsolationLevel`).
     pub isolation_level: i32,
+    /// `is_retry_request`: the client may have sent this request before.
+    pub is_retry_request: bool,
 }
 
 impl Labels {
@@ -207,6 +209,7 @@ impl Labels {
             priority: ctx.priority,
             disk_full_opt: ctx.disk_full_opt,
             isolation_level: ctx.isolation_level,
+            is_retry_request: ctx.is_retry_request,
         }
     }
 }

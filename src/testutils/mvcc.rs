@@ -437,6 +437,39 @@ impl Mvcc {
         Ok(())
     }
 
+    /// The constraint check of a retried pessimistic prewrite of a key it did not lock
+    /// (spec 4.2, `SKIP_PESSIMISTIC_CHECK` with `is_retry_request`): its own rollback is a
+    /// conflict; any newer non-rollback record than `for_update_ts` means the lock is gone.
+    pub(crate) fn check_retried_prewrite(
+        &self,
+        key: &[u8],
+        start_ts: u64,
+        for_update_ts: u64,
+        primary: &[u8],
+    ) -> Result<(), KeyErr> {
+        for (commit_ts, w) in self.records(key) {
+            if commit_ts == start_ts && (w.kind == WriteKind::Rollback || w.overlapped_rollback) {
+                return Err(KeyErr::Conflict(conflict(
+                    key,
+                    start_ts,
+                    w.start_ts,
+                    commit_ts,
+                    primary,
+                    Reason::SelfRolledBack,
+                )));
+            }
+            if commit_ts <= for_update_ts {
+                break;
+            }
+            if w.kind != WriteKind::Rollback {
+                return Err(KeyErr::Abort(format!(
+                    "Error(PessimisticLockNotFound {{ start_ts: {start_ts}, key: {key:?} }})"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the newest data version (through Lock/Rollback records) is a Put.
     pub(crate) fn exists(&self, key: &[u8]) -> Option<(u64, u64)> {
         match self.data_version(key, u64::MAX) {

@@ -901,3 +901,55 @@ async fn kv_delete_range_bounds() {
         .locks;
     assert_eq!(locks.len(), 1, "locks are deleted too");
 }
+
+#[tokio::test]
+async fn a_retried_pessimistic_prewrite_checks_keys_it_did_not_lock() {
+    let cluster = MockCluster::builder().stores(1).start().await.unwrap();
+    let mut s = store(&cluster).await;
+    let ctx = s.ctx.clone();
+    // Another transaction commits "k" after our for_update_ts.
+    s.prewrite(vec![put("k", "other")], "k", ts(150)).await;
+    s.commit(&["k"], ts(150), ts(160)).await;
+    let prewrite = |key: &str, retry: bool| kvrpcpb::PrewriteRequest {
+        context: Some(kvrpcpb::Context {
+            is_retry_request: retry,
+            ..ctx.clone()
+        }),
+        mutations: vec![put(key, "mine")],
+        primary_lock: b"p".to_vec(),
+        start_version: ts(100),
+        for_update_ts: ts(120),
+        pessimistic_actions: vec![
+            kvrpcpb::prewrite_request::PessimisticAction::SkipPessimisticCheck as i32,
+        ],
+        lock_ttl: 3000,
+        ..Default::default()
+    };
+    // A retry must not write over the newer commit: the lock it assumed is gone.
+    let r = s.prewrite_req(prewrite("k", true)).await;
+    assert!(
+        r.errors[0].abort.contains("PessimisticLockNotFound"),
+        "{r:?}"
+    );
+    // A first attempt skips the check (spec 4.2) and writes its lock.
+    let r = s.prewrite_req(prewrite("k", false)).await;
+    assert!(r.errors.is_empty(), "{r:?}");
+
+    // A retry after the transaction was rolled back on a key meets its own rollback.
+    assert!(s.prewrite_req(prewrite("j", false)).await.errors.is_empty());
+    s.client
+        .kv_batch_rollback(kvrpcpb::BatchRollbackRequest {
+            context: Some(ctx.clone()),
+            start_version: ts(100),
+            keys: vec![b"j".to_vec()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let r = s.prewrite_req(prewrite("j", true)).await;
+    let c = r.errors[0].conflict.clone().unwrap();
+    assert_eq!(
+        c.reason,
+        kvrpcpb::write_conflict::Reason::SelfRolledBack as i32
+    );
+}

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use tikv_client::interceptor::Interceptor;
-use tikv_client::proto::kvrpcpb;
-use tikv_client::testutils::Labels;
+use tikv_client::proto::{errorpb, kvrpcpb};
+use tikv_client::testutils::{Labels, Rule};
 use tikv_client::transaction::{LockOptions, LockWait};
-use tikv_client::{Error, Key, KvPair, TransactionOptions};
+use tikv_client::{Error, GrpcCode, Key, KvPair, TransactionOptions};
 
 use super::txn::{abandoned_prewrite, client, cluster, put_all, remaining_locks, value};
 
@@ -363,4 +363,34 @@ async fn scan_locks_and_cleanup_locks_work_on_a_range() {
     assert_eq!(remaining_locks(&cluster).await, 0);
     let reader = client.begin_optimistic().await.unwrap();
     assert_eq!(reader.get("e").await.unwrap(), None, "rolled back");
+}
+
+#[tokio::test]
+async fn resent_requests_are_marked_as_retries() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    cluster.add_rule(Rule::on("KvPrewrite").nth(1).region_error(errorpb::Error {
+        server_is_busy: Some(Default::default()),
+        ..Default::default()
+    }));
+    cluster.add_rule(
+        Rule::on("KvCommit")
+            .nth(1)
+            .status(GrpcCode::Unavailable, "injected"),
+    );
+    let mut txn = client.begin_optimistic().await.unwrap();
+    txn.put("a", "1").await.unwrap();
+    txn.commit().await.unwrap();
+    let flags = |method: &str| -> Vec<bool> {
+        cluster
+            .calls()
+            .iter()
+            .filter(|c| c.method == method)
+            .map(|c| c.labels.is_retry_request)
+            .collect()
+    };
+    assert_eq!(flags("KvPrewrite"), vec![false, true], "after ServerIsBusy");
+    assert_eq!(flags("KvCommit"), vec![false, true], "after a failed RPC");
+    let reader = client.begin_optimistic().await.unwrap();
+    assert_eq!(reader.get("a").await.unwrap(), value("1"));
 }

@@ -740,6 +740,18 @@ fn prewrite(mvcc: &mut Mvcc, req: &kvrpcpb::PrewriteRequest) -> Result<(u64, u64
                 "Error(PessimisticLockNotFound {{ start_ts: {start}, key: {key:?} }})"
             ))]);
         }
+        let retried = req.context.as_ref().is_some_and(|c| c.is_retry_request);
+        if pessimistic && retried && action == Some(PessimisticAction::SkipPessimisticCheck) {
+            let for_update_ts = req.for_update_ts;
+            if let Err(e) =
+                mvcc.check_retried_prewrite(key, start, for_update_ts, &req.primary_lock)
+            {
+                if let Some(c) = own_commit(mvcc, key) {
+                    return Ok(committed_result(req, c));
+                }
+                return Err(vec![e]);
+            }
+        }
         let check_constraint = if pessimistic {
             action == Some(PessimisticAction::DoConstraintCheck)
         } else {
