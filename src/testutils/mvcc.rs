@@ -173,6 +173,27 @@ pub(crate) struct ReadCtx<'a> {
     pub committed: &'a [u64],
 }
 
+/// A conflict if the record at `commit_ts` is the transaction's own rollback.
+fn self_rollback(
+    key: &[u8],
+    start_ts: u64,
+    commit_ts: u64,
+    w: &Write,
+    primary: &[u8],
+) -> Result<(), KeyErr> {
+    if commit_ts == start_ts && (w.kind == WriteKind::Rollback || w.overlapped_rollback) {
+        return Err(KeyErr::Conflict(conflict(
+            key,
+            start_ts,
+            w.start_ts,
+            commit_ts,
+            primary,
+            Reason::SelfRolledBack,
+        )));
+    }
+    Ok(())
+}
+
 impl Mvcc {
     pub(crate) fn observe_ts(&mut self, ts: u64) {
         if ts != u64::MAX {
@@ -414,16 +435,7 @@ impl Mvcc {
         let Some((commit_ts, w)) = self.newest(key) else {
             return Ok(());
         };
-        if commit_ts == start_ts && (w.kind == WriteKind::Rollback || w.overlapped_rollback) {
-            return Err(KeyErr::Conflict(conflict(
-                key,
-                start_ts,
-                w.start_ts,
-                commit_ts,
-                primary,
-                Reason::SelfRolledBack,
-            )));
-        }
+        self_rollback(key, start_ts, commit_ts, w, primary)?;
         if commit_ts > start_ts {
             return Err(KeyErr::Conflict(conflict(
                 key,
@@ -448,16 +460,7 @@ impl Mvcc {
         primary: &[u8],
     ) -> Result<(), KeyErr> {
         for (commit_ts, w) in self.records(key) {
-            if commit_ts == start_ts && (w.kind == WriteKind::Rollback || w.overlapped_rollback) {
-                return Err(KeyErr::Conflict(conflict(
-                    key,
-                    start_ts,
-                    w.start_ts,
-                    commit_ts,
-                    primary,
-                    Reason::SelfRolledBack,
-                )));
-            }
+            self_rollback(key, start_ts, commit_ts, w, primary)?;
             if commit_ts <= for_update_ts {
                 break;
             }
