@@ -7,9 +7,13 @@
 //! ```
 //!
 //! Keys are UTF-8, or hex with a `0x` prefix. `--split` places region boundaries at raw keys,
-//! `--txn-split` at transactional keys. When ready it prints one JSON line,
+//! `--txn-split` at transactional keys (memcomparable-encoded, as TiKV stores them). Clients
+//! that decode every region boundary as a transactional key (client-rust's and client-go's
+//! transaction clients) need a cluster split with `--txn-split` only. PD's HTTP API
+//! (`/pd/api/v1/version`, `/stores`, `/regions`) is served on the PD port. When ready it prints one JSON line,
 //! `{"pd":"127.0.0.1:2379","stores":["127.0.0.1:...",...],"api_version":"v1"}`, then serves
-//! until SIGINT or SIGTERM. `RUST_LOG=debug` logs each request.
+//! until SIGINT or SIGTERM. `RUST_LOG=debug` logs each request; `RUST_LOG=trace` also prints every
+//! TiKV request and response in full.
 
 use tikv_client::testutils::{ApiVersion, MockCluster, MockClusterBuilder};
 

@@ -158,7 +158,7 @@ impl Cluster {
                     meta: metapb::Store {
                         id,
                         state: metapb::StoreState::Up as i32,
-                        version: "8.5.0".into(),
+                        version: super::pd_http::PD_VERSION.into(),
                         node_state: metapb::NodeState::Serving as i32,
                         ..Default::default()
                     },

@@ -29,6 +29,7 @@ mod cluster;
 mod fault;
 mod mvcc;
 mod pd;
+mod pd_http;
 mod raw;
 mod router;
 mod server;
@@ -189,6 +190,7 @@ impl MockClusterBuilder {
         let pd = server::serve(
             pd_listener,
             pd::MockPd::new(node.clone(), pd_addr).into_router(),
+            Some(pd_http::PdHttp::new(cluster.clone())),
         );
         log::info!(
             "mock cluster {id} ({:?}): PD {pd_addr}, stores {:?}",
@@ -210,7 +212,7 @@ fn serve_store(node: &Arc<Node>, store_id: u64, listener: TcpListener) -> Server
         .max_encoding_message_size(MAX_MESSAGE)
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip);
-    let handle = server::serve(listener, Router::default().add(service));
+    let handle = server::serve(listener, Router::default().add(service), None);
     node.set_killer(store_id, handle.connection_killer());
     handle
 }

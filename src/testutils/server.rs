@@ -18,6 +18,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
+use super::pd_http::{HttpApiLayer, PdHttp};
 use super::router::Router;
 
 /// Stops the server when dropped.
@@ -78,8 +79,8 @@ fn cors() -> CorsLayer {
         ])
 }
 
-/// Serves `router` on `listener` until the handle is dropped.
-pub(crate) fn serve(listener: TcpListener, router: Router) -> ServerHandle {
+/// Serves `router` (and PD's HTTP API when given) on `listener` until the handle is dropped.
+pub(crate) fn serve(listener: TcpListener, router: Router, http: Option<PdHttp>) -> ServerHandle {
     let stop = CancellationToken::new();
     let connections = ConnectionKiller {
         current: Arc::new(Mutex::new(CancellationToken::new())),
@@ -92,6 +93,7 @@ pub(crate) fn serve(listener: TcpListener, router: Router) -> ServerHandle {
     let server = tonic::transport::Server::builder()
         .accept_http1(true)
         .layer(cors())
+        .layer(HttpApiLayer::new(http))
         .layer(tonic_web::GrpcWebLayer::new())
         .serve_with_incoming_shutdown(router, incoming, stop.clone().cancelled_owned());
     tokio::spawn(async move {

@@ -398,3 +398,114 @@ async fn pd_can_be_made_unavailable() {
         .await
         .is_ok());
 }
+
+/// A plain HTTP/1.1 GET, as `curl` or `pd-ctl` would send it: the status and the body.
+async fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    conn.read_to_string(&mut raw).await.unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, body)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n").unwrap();
+        let size = usize::from_str_radix(size.trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.push_str(&rest[..size]);
+        body = &rest[size + 2..];
+    }
+}
+
+#[tokio::test]
+async fn pd_http_api_reports_version_stores_and_regions() {
+    let cluster = MockCluster::builder()
+        .stores(3)
+        .split_txn(["b", "m"])
+        .start()
+        .await
+        .unwrap();
+    let pd = cluster.pd_endpoint();
+
+    let (status, body) = http_get(&pd, "/pd/api/v1/version").await;
+    assert_eq!(status, 200);
+    let version: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(version["version"].as_str().unwrap().starts_with('v'));
+
+    let (status, body) = http_get(&pd, "/pd/api/v1/stores").await;
+    assert_eq!(status, 200);
+    let stores: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(stores["count"], 3);
+    let addresses: Vec<&str> = stores["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            assert_eq!(s["store"]["state_name"], "Up");
+            assert_eq!(s["status"]["region_count"], 3, "one peer per store");
+            s["store"]["address"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(addresses, cluster.store_addrs());
+    let leaders: u64 = stores["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"]["leader_count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(leaders, 3);
+
+    let (status, body) = http_get(&pd, "/pd/api/v1/regions").await;
+    assert_eq!(status, 200);
+    let regions: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(regions["count"], 3);
+    let listed = regions["regions"].as_array().unwrap();
+    for (json, region) in listed.iter().zip(cluster.regions()) {
+        assert_eq!(json["id"], region.id);
+        let hex: String = region
+            .start_key
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect();
+        assert_eq!(json["start_key"], hex, "upper-case hex, as PD prints it");
+        assert_eq!(
+            json["epoch"]["version"],
+            region.region_epoch.unwrap().version
+        );
+        assert_eq!(json["peers"].as_array().unwrap().len(), 3);
+        let leader = cluster.leader_of(region.id).unwrap();
+        assert_eq!(json["leader"]["store_id"], leader);
+        assert_eq!(json["leader"]["role_name"], "Voter");
+    }
+
+    let (status, _) = http_get(&pd, "/pd/api/v1/nonexistent").await;
+    assert_eq!(status, 404);
+    // gRPC still works on the same port.
+    let mut client = pd_client(&cluster).await;
+    let members = client
+        .get_members(pdpb::GetMembersRequest {
+            header: header(&cluster),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        members.into_inner().header.unwrap().cluster_id,
+        cluster.cluster_id()
+    );
+}

@@ -210,13 +210,14 @@ impl MockTikv {
     }
 
     /// Runs one RPC through faults, the context check and `exec`, and logs it.
-    async fn serve<Req: Rpc, Resp: Reply>(
+    async fn serve<Req: Rpc + std::fmt::Debug, Resp: Reply + std::fmt::Debug>(
         &self,
         method: &'static str,
         request: Request<Req>,
         exec: impl Fn(&Self, &Req, &Region, &mut Waiting) -> Exec<Resp>,
     ) -> Result<Response<Resp>, Status> {
         let req = request.into_inner();
+        log::trace!("{method} to store {}: {req:?}", self.store);
         let region_id = req.context().map_or(0, |c| c.region_id);
         let record = |outcome| {
             self.node.faults.record(Call {
@@ -295,6 +296,7 @@ impl MockTikv {
             Some(e) => Outcome::RegionError(region_error_kind(e)),
             None => Outcome::Ok,
         });
+        log::trace!("{method} from store {}: {resp:?}", self.store);
         Ok(Response::new(resp))
     }
 
