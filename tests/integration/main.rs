@@ -5,6 +5,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod mock;
+mod mock_batch;
 mod mock_pd;
 mod mock_raw;
 mod mock_txn;

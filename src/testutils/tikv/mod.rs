@@ -5,6 +5,7 @@
 //! answered with the region errors real TiKV gives. Fault rules are applied before the
 //! checks, and every call is logged.
 
+mod batch;
 mod pessimistic;
 mod raw;
 mod txn;
@@ -508,6 +509,15 @@ macro_rules! handlers {
                     self.serve($wname, request, |s, req, region, waiting| s.$wexec(req, region, waiting)).await
                 }
             )*
+            async fn batch_commands(
+                &self,
+                request: Request<tonic::Streaming<crate::proto::tikvpb::BatchCommandsRequest>>,
+            ) -> Result<
+                Response<tonic::codegen::BoxStream<crate::proto::tikvpb::BatchCommandsResponse>>,
+                Status,
+            > {
+                Ok(Response::new(self.serve_batch_commands(request.into_inner())))
+            }
             $(
                 async fn $smethod(
                     &self,
