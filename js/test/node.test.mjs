@@ -39,17 +39,17 @@ test('bad input and failures are Errors with a code', async () => {
 
 test('transactions and a write conflict surfaced as its code', async () => {
   const client = await TransactionClient.connect([pd]);
-  const setup = await client.begin(false);
+  const setup = await client.begin();
   await setup.put('node-txn/a', '1');
   assert.ok(await setup.commit());
-  const t1 = await client.begin(false);
-  const t2 = await client.begin(false);
+  const t1 = await client.begin({ asyncCommit: true });
+  const t2 = await client.begin({ pessimistic: false });
   assert.equal(text(await t2.get('node-txn/a')), '1');
   await t1.put('node-txn/a', 'x');
   await t2.put('node-txn/a', 'y');
   await t1.commit();
   await assert.rejects(t2.commit(), (e) => e.code === 'WriteConflict');
-  const reader = await client.begin(true);
+  const reader = await client.begin({ pessimistic: true });
   const pairs = await reader.scan('node-txn/', 'node-txn0', 10);
   assert.equal(text(pairs[0].value), 'x');
   await reader.rollback();
@@ -69,4 +69,23 @@ test('batches, compare-and-swap and TTL', async () => {
   await assert.rejects(raw.ttl('node-b/1'), (e) => e.code === 'Unsupported');
   await raw.batchDelete(['node-b/1', 'node-b/2']);
   assert.equal(await raw.get('node-b/1'), undefined);
+});
+
+test('connect options: a URL template routes every server, bad options are rejected', async () => {
+  // Every address goes through the template; here it names the real address again.
+  const raw = await RawClient.connect([pd], { urlTemplate: 'http://{host}:{port}', timeoutMs: 5000 });
+  await raw.put('node-opt/k', 'v');
+  assert.equal(text(await raw.get('node-opt/k')), 'v');
+  // A template pointing nowhere: PD cannot be reached through it.
+  await assert.rejects(
+    RawClient.connect([pd], { urlTemplate: 'http://127.0.0.1:1/{addr}' }),
+    (e) => e.code === 'Unavailable',
+  );
+  await assert.rejects(RawClient.connect([pd], { timeoutMs: -1 }), (e) => e.code === 'InvalidArgument');
+  await assert.rejects(RawClient.connect([pd], { urlTemplate: 7 }), (e) => e.code === 'InvalidArgument');
+  const client = await TransactionClient.connect([pd], {});
+  await assert.rejects(client.begin({ pessimistic: 'yes' }), (e) => e.code === 'InvalidArgument');
+  const txn = await client.begin({ tryOnePc: true });
+  await txn.put('node-opt/one', '1');
+  assert.ok(await txn.commit());
 });

@@ -70,6 +70,8 @@ fn cors() -> CorsLayer {
         .allow_origin(AllowOrigin::any())
         .allow_methods(Any)
         .allow_headers(Any)
+        // Browsers cap this (Chromium at 2 h); without it they repeat the preflight every 5 s.
+        .max_age(std::time::Duration::from_secs(7200))
         .expose_headers([
             HeaderName::from_static("grpc-status"),
             HeaderName::from_static("grpc-message"),

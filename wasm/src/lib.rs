@@ -15,7 +15,8 @@ use std::rc::Rc;
 
 use futures::lock::Mutex;
 use js_sys::{Array, Object, Promise, Reflect, Uint8Array};
-use tikv_client::{Error, Key, TransactionOptions};
+use tikv_client::transport::UrlTemplate;
+use tikv_client::{Config, Error, Key, TransactionOptions};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
@@ -81,6 +82,78 @@ fn pairs(found: Vec<tikv_client::KvPair>) -> JsValue {
     out.into()
 }
 
+#[wasm_bindgen(typescript_custom_section)]
+const OPTION_TYPES: &'static str = r#"
+/** Options of `RawClient.connect` and `TransactionClient.connect`. */
+export interface ConnectOptions {
+  /** Where gRPC-web requests go: `{addr}`, `{host}` and `{port}` stand for the server's
+   * address, e.g. `https://proxy.example.com/tikv/{host}/{port}` behind one proxy. Default:
+   * `http://host:port` of each server. */
+  urlTemplate?: string;
+  /** Per-request deadline in milliseconds (default 30000). */
+  timeoutMs?: number;
+  /** An API v2 keyspace to work in. */
+  keyspace?: string;
+}
+
+/** Options of `TransactionClient.begin`. */
+export interface BeginOptions {
+  /** Lock keys as they are written (default false: optimistic). */
+  pessimistic?: boolean;
+  /** Commit with async commit when the transaction is small enough. */
+  asyncCommit?: boolean;
+  /** Commit in one phase when every key is in one region. */
+  tryOnePc?: boolean;
+}
+"#;
+
+/// A property of an options object: `None` when the object or the property is absent.
+fn option(options: &JsValue, name: &str) -> Result<Option<JsValue>, JsValue> {
+    if options.is_undefined() || options.is_null() {
+        return Ok(None);
+    }
+    if !options.is_object() {
+        return Err(invalid("options must be an object"));
+    }
+    let value = Reflect::get(options, &name.into())?;
+    Ok((!value.is_undefined()).then_some(value))
+}
+
+fn bool_option(options: &JsValue, name: &str) -> Result<bool, JsValue> {
+    match option(options, name)? {
+        None => Ok(false),
+        Some(v) => v
+            .as_bool()
+            .ok_or_else(|| invalid(&format!("option {name} must be a boolean"))),
+    }
+}
+
+/// The client configuration from `ConnectOptions`.
+fn config(options: &JsValue) -> Result<Config, JsValue> {
+    let mut config = Config::default();
+    if let Some(t) = option(options, "urlTemplate")? {
+        let template = t
+            .as_string()
+            .ok_or_else(|| invalid("urlTemplate must be a string"))?;
+        config = config.with_address_mapper(UrlTemplate::new(template));
+    }
+    if let Some(ms) = option(options, "timeoutMs")? {
+        let ms = ms
+            .as_f64()
+            .filter(|ms| ms.is_finite() && *ms > 0.0)
+            .ok_or_else(|| invalid("timeoutMs must be a positive number"))?;
+        config = config.with_timeout(std::time::Duration::from_millis(ms as u64));
+    }
+    if let Some(name) = option(options, "keyspace")? {
+        let name = name
+            .as_string()
+            .ok_or_else(|| invalid("keyspace must be a string"))?;
+        config = config.with_keyspace(name);
+    }
+    config.validate().map_err(js_error)?;
+    Ok(config)
+}
+
 fn endpoints(pd: &Array) -> Result<Vec<String>, JsValue> {
     pd.iter()
         .map(|v| {
@@ -100,9 +173,13 @@ pub struct RawClient {
 impl RawClient {
     /// Connects through PD (`["host:port", ...]` or URLs); resolves to a `RawClient`.
     #[wasm_bindgen(unchecked_return_type = "Promise<RawClient>")]
-    pub fn connect(pd: Array) -> Promise {
+    pub fn connect(
+        #[wasm_bindgen(unchecked_param_type = "string[]")] pd: Array,
+        #[wasm_bindgen(unchecked_optional_param_type = "ConnectOptions")] options: Option<Object>,
+    ) -> Promise {
         future_to_promise(async move {
-            let inner = tikv_client::RawClient::new(endpoints(&pd)?)
+            let config = config(&options.map_or(JsValue::UNDEFINED, Into::into))?;
+            let inner = tikv_client::RawClient::new_with_config(endpoints(&pd)?, config)
                 .await
                 .map_err(js_error)?;
             Ok(RawClient { inner }.into())
@@ -259,25 +336,36 @@ pub struct TransactionClient {
 impl TransactionClient {
     /// Connects through PD; resolves to a `TransactionClient`.
     #[wasm_bindgen(unchecked_return_type = "Promise<TransactionClient>")]
-    pub fn connect(pd: Array) -> Promise {
+    pub fn connect(
+        #[wasm_bindgen(unchecked_param_type = "string[]")] pd: Array,
+        #[wasm_bindgen(unchecked_optional_param_type = "ConnectOptions")] options: Option<Object>,
+    ) -> Promise {
         future_to_promise(async move {
-            let inner = tikv_client::TransactionClient::new(endpoints(&pd)?)
+            let config = config(&options.map_or(JsValue::UNDEFINED, Into::into))?;
+            let inner = tikv_client::TransactionClient::new_with_config(endpoints(&pd)?, config)
                 .await
                 .map_err(js_error)?;
             Ok(TransactionClient { inner }.into())
         })
     }
 
-    /// Begins a transaction; `pessimistic` locks keys as they are written.
+    /// Begins a transaction (`{ pessimistic, asyncCommit, tryOnePc }`, all off by default).
     #[wasm_bindgen(unchecked_return_type = "Promise<Transaction>")]
-    pub fn begin(&self, pessimistic: bool) -> Promise {
+    pub fn begin(
+        &self,
+        #[wasm_bindgen(unchecked_optional_param_type = "BeginOptions")] options: Option<Object>,
+    ) -> Promise {
         let client = self.inner.clone();
         future_to_promise(async move {
-            let options = if pessimistic {
+            let options = options.map_or(JsValue::UNDEFINED, Into::into);
+            let base = if bool_option(&options, "pessimistic")? {
                 TransactionOptions::new_pessimistic()
             } else {
                 TransactionOptions::new_optimistic()
             };
+            let options = base
+                .use_async_commit(bool_option(&options, "asyncCommit")?)
+                .try_one_pc(bool_option(&options, "tryOnePc")?);
             let txn = client.begin_with_options(options).await.map_err(js_error)?;
             Ok(Transaction {
                 inner: Rc::new(Mutex::new(txn)),
