@@ -163,6 +163,8 @@ pub(crate) enum LockCheck {
     Blocked(kvrpcpb::LockInfo),
     /// The lock's txn is known committed: read its data.
     ReadLockData(Option<Vec<u8>>),
+    /// RCCheckTS met a lock: the read fails with this write conflict.
+    Conflict(kvrpcpb::WriteConflict),
 }
 
 /// The read options of a request's context.
@@ -260,7 +262,14 @@ impl Mvcc {
                 {
                     return LockCheck::Clear;
                 }
-                return LockCheck::Blocked(lock.info(key));
+                return LockCheck::Conflict(conflict(
+                    key,
+                    r.ts,
+                    lock.ts,
+                    0,
+                    &lock.primary,
+                    Reason::RcCheckTs,
+                ));
             }
             kvrpcpb::IsolationLevel::Si => {}
         }
@@ -286,8 +295,24 @@ impl Mvcc {
     ) -> Result<Option<(Vec<u8>, u64)>, KeyErr> {
         match self.check_lock(key, r) {
             LockCheck::Blocked(info) => Err(KeyErr::Locked(info)),
+            LockCheck::Conflict(c) => Err(KeyErr::Conflict(c)),
             LockCheck::ReadLockData(v) => Ok(v.map(|v| (v, 0))),
-            LockCheck::Clear => Ok(self.read_committed(key, r.ts)),
+            LockCheck::Clear => {
+                if r.isolation == kvrpcpb::IsolationLevel::RcCheckTs {
+                    // A newer commit than the read timestamp: the read is stale (spec 3.1).
+                    if let Some((commit_ts, _)) = self.newest(key).filter(|(c, _)| *c > r.ts) {
+                        return Err(KeyErr::Conflict(conflict(
+                            key,
+                            r.ts,
+                            0,
+                            commit_ts,
+                            b"",
+                            Reason::RcCheckTs,
+                        )));
+                    }
+                }
+                Ok(self.read_committed(key, r.ts))
+            }
         }
     }
 

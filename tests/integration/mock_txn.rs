@@ -953,3 +953,196 @@ async fn a_retried_pessimistic_prewrite_checks_keys_it_did_not_lock() {
         kvrpcpb::write_conflict::Reason::SelfRolledBack as i32
     );
 }
+
+/// A stub and context for region `index` (in key order) of `cluster`.
+async fn region_store(cluster: &MockCluster, index: usize) -> Store {
+    let region = cluster.regions()[index].clone();
+    let leader = cluster.leader_of(region.id).unwrap();
+    Store {
+        client: tikv(cluster, leader).await,
+        ctx: kvrpcpb::Context {
+            region_id: region.id,
+            region_epoch: region.region_epoch,
+            peer: Some(peer_on(&region, leader)),
+            ..Default::default()
+        },
+    }
+}
+
+#[tokio::test]
+async fn rc_check_ts_reads_fail_on_locks_and_newer_commits() {
+    let cluster = MockCluster::builder().stores(1).start().await.unwrap();
+    let mut s = store(&cluster).await;
+    let rc_ctx = kvrpcpb::Context {
+        isolation_level: kvrpcpb::IsolationLevel::RcCheckTs as i32,
+        ..s.ctx.clone()
+    };
+    s.prewrite(vec![put("k", "v1")], "p", ts(10)).await;
+    let get = |version| kvrpcpb::GetRequest {
+        context: Some(rc_ctx.clone()),
+        key: b"k".to_vec(),
+        version,
+        ..Default::default()
+    };
+    // Any lock, whatever its timestamp (here younger than the read), is a conflict.
+    let r = s.client.kv_get(get(ts(5))).await.unwrap().into_inner();
+    let c = r.error.unwrap().conflict.unwrap();
+    assert_eq!(
+        (
+            c.reason,
+            c.start_ts,
+            c.conflict_ts,
+            c.conflict_commit_ts,
+            c.primary
+        ),
+        (
+            kvrpcpb::write_conflict::Reason::RcCheckTs as i32,
+            ts(5),
+            ts(10),
+            0,
+            b"p".to_vec()
+        )
+    );
+    s.commit(&["k"], ts(10), ts(20)).await;
+    // A commit newer than the read timestamp is a conflict too.
+    let r = s.client.kv_get(get(ts(15))).await.unwrap().into_inner();
+    let c = r.error.unwrap().conflict.unwrap();
+    assert_eq!((c.conflict_ts, c.conflict_commit_ts), (0, ts(20)));
+    let r = s.client.kv_get(get(ts(25))).await.unwrap().into_inner();
+    assert_eq!(r.value, b"v1");
+    // Scans report it inline, as locks are under SI.
+    let r = s
+        .client
+        .kv_scan(kvrpcpb::ScanRequest {
+            context: Some(rc_ctx.clone()),
+            start_key: b"a".to_vec(),
+            limit: 10,
+            version: ts(15),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.pairs[0].error.as_ref().unwrap().conflict.is_some());
+    // Plain RC never checks.
+    let r = s
+        .client
+        .kv_get(kvrpcpb::GetRequest {
+            context: Some(kvrpcpb::Context {
+                isolation_level: kvrpcpb::IsolationLevel::Rc as i32,
+                ..s.ctx.clone()
+            }),
+            key: b"k".to_vec(),
+            version: ts(15),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.error.is_none() && r.not_found);
+}
+
+#[tokio::test]
+async fn point_reads_outside_the_region_fail_as_tikv_does() {
+    let cluster = MockCluster::builder()
+        .split_txn(["m"])
+        .start()
+        .await
+        .unwrap();
+    let mut s = region_store(&cluster, 0).await;
+    s.prewrite(vec![put("a", "1")], "a", ts(10)).await;
+    s.commit(&["a"], ts(10), ts(20)).await;
+    // SI looks the lock up first: a generic error, not a region error.
+    let r = s.get("z", ts(30)).await;
+    assert!(r.region_error.is_none());
+    assert!(
+        r.error.unwrap().abort.contains("not in region"),
+        "KeyError.abort"
+    );
+    // RC seeks the write CF: a region error.
+    let r = s
+        .client
+        .kv_get(kvrpcpb::GetRequest {
+            context: Some(kvrpcpb::Context {
+                isolation_level: kvrpcpb::IsolationLevel::Rc as i32,
+                ..s.ctx.clone()
+            }),
+            key: b"z".to_vec(),
+            version: ts(30),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.region_error.unwrap().key_not_in_region.is_some());
+    // BatchGet: the stray key fails alone; the others are read.
+    let r = s
+        .client
+        .kv_batch_get(kvrpcpb::BatchGetRequest {
+            context: s.ctx(),
+            keys: vec![b"a".to_vec(), b"z".to_vec()],
+            version: ts(30),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.region_error.is_none() && r.error.is_none());
+    assert_eq!(
+        (r.pairs[0].key.as_slice(), r.pairs[0].value.as_slice()),
+        (&b"a"[..], &b"1"[..])
+    );
+    let stray = &r.pairs[1];
+    assert!(
+        stray.key.is_empty()
+            && stray
+                .error
+                .as_ref()
+                .unwrap()
+                .abort
+                .contains("not in region")
+    );
+}
+
+#[tokio::test]
+async fn a_reverse_scan_from_an_empty_start_key_reads_only_below_the_first_region() {
+    let cluster = MockCluster::builder()
+        .split_txn(["m"])
+        .start()
+        .await
+        .unwrap();
+    let scan = |s: &Store, limit: u32| kvrpcpb::ScanRequest {
+        context: s.ctx(),
+        start_key: Vec::new(),
+        limit,
+        version: ts(100),
+        reverse: true,
+        ..Default::default()
+    };
+    // The empty key encodes below everything: nothing precedes it in the first region...
+    let mut first = region_store(&cluster, 0).await;
+    let r = first
+        .client
+        .kv_scan(scan(&first, 10))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.region_error.is_none() && r.pairs.is_empty());
+    // ...and it lies below every other region's start.
+    let mut second = region_store(&cluster, 1).await;
+    let r = second
+        .client
+        .kv_scan(scan(&second, 10))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.region_error.unwrap().key_not_in_region.is_some());
+    // With limit 0 nothing is sought, so nothing fails.
+    let r = second
+        .client
+        .kv_scan(scan(&second, 0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.region_error.is_none() && r.pairs.is_empty());
+}

@@ -18,7 +18,7 @@ use super::cluster::{unix_now, ApiVersion, Cluster, DataKind, Region};
 use super::fault::{
     region_error_kind, tonic_code, Call, CallInfo, Faults, Labels, Outcome, Reaction,
 };
-use super::mvcc::Mvcc;
+use super::mvcc::{KeyErr, Mvcc};
 use super::raw::RawStore;
 use super::server::ConnectionKiller;
 use crate::proto::{errorpb, kvrpcpb};
@@ -458,6 +458,17 @@ impl MockTikv {
             }),
             ..Default::default()
         })
+    }
+
+    /// The generic engine error of a point lookup outside the region (a KeyError abort).
+    fn out_of_region(&self, region: &Region, key: &[u8]) -> KeyErr {
+        KeyErr::Abort(format!(
+            "Error(Engine(Other(\"key {} is not in region key range [{}, {}) for region {}\")))",
+            hex(key),
+            hex(&region.meta.start_key),
+            hex(&region.meta.end_key),
+            region.meta.id
+        ))
     }
 
     /// The region's bounds as user keys of `kind` (empty end = unbounded).

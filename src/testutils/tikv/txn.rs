@@ -97,8 +97,22 @@ impl MockTikv {
         req: &kvrpcpb::GetRequest,
         region: &Region,
     ) -> kvrpcpb::GetResponse {
-        prelude!(self, region, req, "get", &[&req.key], GetResponse);
+        prelude!(self, region, req, "get", &[], GetResponse);
         let (ts, isolation, resolved, committed) = read_ctx(req.context.as_ref(), req.version);
+        if !self.in_region(region, &req.key, DataKind::Txn) {
+            // SI and RCCheckTS look the lock up first and fail there; RC seeks the write CF.
+            return if isolation == kvrpcpb::IsolationLevel::Rc {
+                kvrpcpb::GetResponse {
+                    region_error: Some(*self.key_not_in_region(region, &req.key)),
+                    ..Default::default()
+                }
+            } else {
+                kvrpcpb::GetResponse {
+                    error: Some(self.out_of_region(region, &req.key).into_proto()),
+                    ..Default::default()
+                }
+            };
+        }
         let mut mvcc = self.mvcc();
         mvcc.observe_ts(ts);
         let r = ReadCtx {
@@ -129,8 +143,7 @@ impl MockTikv {
         req: &kvrpcpb::BatchGetRequest,
         region: &Region,
     ) -> kvrpcpb::BatchGetResponse {
-        let keys: Vec<&[u8]> = req.keys.iter().map(|k| &k[..]).collect();
-        prelude!(self, region, req, "batch_get", &keys, BatchGetResponse);
+        prelude!(self, region, req, "batch_get", &[], BatchGetResponse);
         let (ts, isolation, resolved, committed) = read_ctx(req.context.as_ref(), req.version);
         let mut mvcc = self.mvcc();
         mvcc.observe_ts(ts);
@@ -144,6 +157,11 @@ impl MockTikv {
             .keys
             .iter()
             .filter_map(|k| match mvcc.get(k, &r) {
+                // A key outside the region fails alone, never as a region error (spec 2.3).
+                _ if !self.in_region(region, k, DataKind::Txn) => Some(kvrpcpb::KvPair {
+                    error: Some(self.out_of_region(region, k).into_proto()),
+                    ..Default::default()
+                }),
                 Ok(Some((value, commit_ts))) => Some(kvrpcpb::KvPair {
                     key: k.clone(),
                     value,
@@ -176,22 +194,7 @@ impl MockTikv {
         } else {
             (&req.start_key, &req.end_key)
         };
-        let seek = &req.start_key;
-        if !req.reverse && !self.seekable(region, seek, DataKind::Txn) {
-            return kvrpcpb::ScanResponse {
-                region_error: Some(*self.key_not_in_region(region, seek)),
-                ..Default::default()
-            };
-        }
-        if req.reverse
-            && !seek.is_empty()
-            && self.cluster().internal_key(seek, DataKind::Txn) < region.meta.start_key
-        {
-            return kvrpcpb::ScanResponse {
-                region_error: Some(*self.key_not_in_region(region, seek)),
-                ..Default::default()
-            };
-        }
+        // TiKV's order: the range check, then nothing to read, then the first seek.
         let below_start = !lower.is_empty() && lower.as_slice() < r_start.as_slice();
         let above_end =
             !upper.is_empty() && !r_end.is_empty() && upper.as_slice() > r_end.as_slice();
@@ -204,7 +207,25 @@ impl MockTikv {
                 ..Default::default()
             };
         }
-        if req.limit == 0 || (req.reverse && req.start_key.is_empty()) {
+        if req.limit == 0 {
+            return kvrpcpb::ScanResponse::default();
+        }
+        let seek = &req.start_key;
+        let misplaced = if req.reverse {
+            // An empty start is the smallest encoded key, not +inf: it seeks below every
+            // region but the first, which simply has nothing below it.
+            self.cluster().internal_key(seek, DataKind::Txn) < region.meta.start_key
+                || (seek.is_empty() && !region.meta.start_key.is_empty())
+        } else {
+            !self.seekable(region, seek, DataKind::Txn)
+        };
+        if misplaced {
+            return kvrpcpb::ScanResponse {
+                region_error: Some(*self.key_not_in_region(region, seek)),
+                ..Default::default()
+            };
+        }
+        if req.reverse && seek.is_empty() {
             return kvrpcpb::ScanResponse::default();
         }
         let lo = if lower.is_empty() {
