@@ -83,6 +83,21 @@ impl Region {
     pub fn target_peer(&self) -> Option<&metapb::Peer> {
         self.leader.as_ref().or_else(|| self.peers.first())
     }
+
+    /// The `turn`-th peer for a replica read: among the followers (the leader when there is
+    /// none), or among every peer with `any` (stale reads, client-go's mixed mode).
+    pub fn replica_peer(&self, turn: usize, any: bool) -> Option<&metapb::Peer> {
+        let leader = self.leader.as_ref().map(|l| l.id);
+        let candidates: Vec<&metapb::Peer> = self
+            .peers
+            .iter()
+            .filter(|p| any || Some(p.id) != leader)
+            .collect();
+        if candidates.is_empty() {
+            return self.target_peer();
+        }
+        Some(candidates[turn % candidates.len()])
+    }
 }
 
 /// Why a region left the cache.

@@ -33,6 +33,8 @@ enum Step<T> {
     Retry,
     /// Locate the region(s) again and rebuild the request.
     Relocate,
+    /// A replica could not serve a stale read: read the same on the leader, not stale.
+    LeaderRead,
 }
 
 /// How one region group of a multi-region request ended.
@@ -50,6 +52,8 @@ pub(crate) struct Executor {
     config: Config,
     api_version: kvrpcpb::ApiVersion,
     keyspace_id: Option<u32>,
+    /// Spreads replica and stale reads over the peers in turn.
+    replica_cursor: std::sync::atomic::AtomicUsize,
 }
 
 impl Executor {
@@ -65,7 +69,13 @@ impl Executor {
             config,
             api_version,
             keyspace_id,
+            replica_cursor: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    fn next_replica(&self) -> usize {
+        self.replica_cursor
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Runs a request built for the region found by `locate`, rebuilding it whenever the
@@ -87,7 +97,7 @@ impl Executor {
                 Locate::Key(k) => self.cache.locate(k).await?,
                 Locate::EndKey(k) => self.cache.locate_end_key(k).await?,
             };
-            let request = build(&region);
+            let mut request = build(&region);
             let mut retries = 0;
             loop {
                 let step = self.attempt(&request, &region, interceptors, backoffer, resent);
@@ -95,6 +105,7 @@ impl Executor {
                 resent = true;
                 match step {
                     Step::Done(resp) => return Ok((resp, region)),
+                    Step::LeaderRead => request.context_mut().stale_read = false,
                     Step::Retry => match self.retry_on(&region, &mut retries, backoffer).await? {
                         Some(updated) => region = updated,
                         None => break,
@@ -176,7 +187,7 @@ impl Executor {
             }
             let outcomes: Vec<Outcome<T, R::Reply>> = stream::iter(groups)
                 .map(|(mut region, group, mut backoffer)| async move {
-                    let request = build(group.clone());
+                    let mut request = build(group.clone());
                     let mut retries = 0;
                     let mut resent = resent;
                     loop {
@@ -186,6 +197,7 @@ impl Executor {
                         resent = true;
                         match step {
                             Step::Done(resp) => return Ok::<_, Error>(Outcome::Done(group, resp)),
+                            Step::LeaderRead => request.context_mut().stale_read = false,
                             Step::Retry => {
                                 match self.retry_on(&region, &mut retries, &mut backoffer).await? {
                                     Some(updated) => region = updated,
@@ -325,7 +337,13 @@ impl Executor {
         resent: bool,
     ) -> Result<Step<R::Reply>> {
         let rt = &self.config.runtime;
-        let Some(peer) = region.target_peer().cloned() else {
+        let (replica_read, stale_read) = request.replica_flags();
+        let peer = if replica_read || stale_read {
+            region.replica_peer(self.next_replica(), stale_read)
+        } else {
+            region.target_peer()
+        };
+        let Some(peer) = peer.cloned() else {
             self.cache.invalidate(region.id, InvalidReason::NoLeader);
             backoffer
                 .backoff(
@@ -403,6 +421,11 @@ impl Executor {
         let Some(region_error) = resp.take_region_error() else {
             return Ok(Step::Done(resp));
         };
+        if stale_read && region_error.data_is_not_ready.is_some() {
+            // client-go: the replica's safe ts is behind the read; the leader can serve it.
+            log::debug!("region {}: {}", region.id, region_error.message);
+            return Ok(Step::LeaderRead);
+        }
         self.on_region_error(region, peer.store_id, region_error, backoffer)
             .await
     }

@@ -34,6 +34,8 @@ pub trait KvRequest:
     const SLOW: bool;
     /// The request's context, to be filled before sending.
     fn context_mut(&mut self) -> &mut kvrpcpb::Context;
+    /// Whether the request asks to be served by a replica: `(replica_read, stale_read)`.
+    fn replica_flags(&self) -> (bool, bool);
 }
 
 /// Where a lowered request goes and how long it may retry.
@@ -123,6 +125,11 @@ macro_rules! kv_requests {
             const SLOW: bool = $slow;
             fn context_mut(&mut self) -> &mut kvrpcpb::Context {
                 self.context.get_or_insert_with(Default::default)
+            }
+            fn replica_flags(&self) -> (bool, bool) {
+                self.context
+                    .as_ref()
+                    .map_or((false, false), |c| (c.replica_read, c.stale_read))
             }
         }
         impl KvResponse for kvrpcpb::$resp {

@@ -238,6 +238,11 @@ impl Cluster {
     }
 
     /// `count` timestamps: returns the last of them (physical ms, logical).
+    /// The last timestamp issued, as (physical, logical).
+    pub(crate) fn last_ts(&self) -> (i64, i64) {
+        *self.tso.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     pub(crate) fn tso(&self, count: u32) -> (i64, i64) {
         let mut last = self.tso.lock().unwrap_or_else(PoisonError::into_inner);
         let now = unix_now().as_millis() as i64;

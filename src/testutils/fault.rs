@@ -190,6 +190,10 @@ pub struct Labels {
     pub isolation_level: i32,
     /// `is_retry_request`: the client may have sent this request before.
     pub is_retry_request: bool,
+    /// `replica_read`: a follower may serve it.
+    pub replica_read: bool,
+    /// `stale_read`: a replica may serve it up to its safe ts.
+    pub stale_read: bool,
 }
 
 impl Labels {
@@ -210,6 +214,8 @@ impl Labels {
             disk_full_opt: ctx.disk_full_opt,
             isolation_level: ctx.isolation_level,
             is_retry_request: ctx.is_retry_request,
+            replica_read: ctx.replica_read,
+            stale_read: ctx.stale_read,
         }
     }
 }

@@ -368,6 +368,13 @@ impl MockCluster {
         Ok(())
     }
 
+    /// Makes followers' safe ts (their resolved ts) trail PD's latest timestamp by `lag`, so
+    /// stale reads newer than that get `DataIsNotReady` from followers (default: no lag;
+    /// locks hold the safe ts below them either way).
+    pub fn set_safe_ts_lag(&self, lag: std::time::Duration) {
+        self.node.set_safe_ts_lag(lag);
+    }
+
     /// Makes PD answer every request with `Unavailable` ("not leader"), or serve again.
     pub fn set_pd_available(&self, available: bool) {
         self.cluster().meta().pd_available = available;

@@ -316,6 +316,19 @@ impl Mvcc {
         }
     }
 
+    /// The oldest start ts of the locks in `[start, end)` (empty end = unbounded).
+    pub(crate) fn min_lock_ts(&self, start: &[u8], end: &[u8]) -> Option<u64> {
+        let upper = if end.is_empty() {
+            Bound::Unbounded
+        } else {
+            Bound::Excluded(end)
+        };
+        self.locks
+            .range::<[u8], _>((Bound::Included(start), upper))
+            .map(|(_, l)| l.ts)
+            .min()
+    }
+
     /// Keys with a lock or a record in `[start, end)` (empty end = unbounded), in order.
     pub(crate) fn keys_in(&self, start: &[u8], end: &[u8]) -> Vec<Vec<u8>> {
         let upper = if end.is_empty() {

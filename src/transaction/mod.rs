@@ -43,7 +43,7 @@ use crate::request::{Executor, Locate};
 use crate::timestamp::Timestamp;
 use crate::{Config, Error, Key, Result};
 
-pub use snapshot::Snapshot;
+pub use snapshot::{ReplicaRead, Snapshot};
 pub use txn::{DropCheck, LockOptions, LockWait, LockedKey, Transaction, TransactionOptions};
 
 use lock::LockResolver;
@@ -202,6 +202,11 @@ impl TransactionClient {
 
     /// Begins a transaction with `options` at a fresh timestamp.
     pub async fn begin_with_options(&self, options: TransactionOptions) -> Result<Transaction> {
+        if options.stale_read {
+            return Err(Error::InvalidArgument(
+                "stale reads are for snapshots: a transaction reads at its start timestamp".into(),
+            ));
+        }
         let start = self.current_timestamp().await?;
         Ok(self.begin_at(start, options))
     }
@@ -213,10 +218,11 @@ impl TransactionClient {
 
     /// A read-only view at `ts` (the options' isolation level and context settings apply).
     pub fn snapshot(&self, ts: Timestamp, options: TransactionOptions) -> Snapshot {
+        let read = options.read_options();
         let chain = Interceptors::default()
             .with(options.context)
             .extend(&self.interceptors);
-        Snapshot::new(self.core.clone(), ts, options.isolation_level, chain)
+        Snapshot::new(self.core.clone(), ts, read, chain)
     }
 
     /// Resolves every lock older than `safe_point` in this client's key space, then advances

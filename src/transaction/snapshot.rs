@@ -27,15 +27,36 @@ pub(crate) const STREAM_PAGE: u32 = 256;
 pub struct Snapshot {
     core: Arc<Core>,
     ts: Timestamp,
-    isolation: kvrpcpb::IsolationLevel,
+    read: ReadOptions,
     interceptors: Interceptors,
+}
+
+/// Which replica serves a snapshot's reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReplicaRead {
+    /// The leader (default).
+    #[default]
+    Leader,
+    /// A follower, in turn (client-go's `ReplicaReadFollower`): it asks the leader for the
+    /// read index, so reads stay linearizable while the leader's load is spread; falls back
+    /// to the leader when a region has no follower.
+    Follower,
+}
+
+/// How a snapshot reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ReadOptions {
+    pub isolation: kvrpcpb::IsolationLevel,
+    pub replica: ReplicaRead,
+    pub stale: bool,
 }
 
 impl std::fmt::Debug for Snapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Snapshot")
             .field("ts", &self.ts)
-            .field("isolation", &self.isolation)
+            .field("read", &self.read)
             .finish()
     }
 }
@@ -51,13 +72,13 @@ impl Snapshot {
     pub(crate) fn new(
         core: Arc<Core>,
         ts: Timestamp,
-        isolation: kvrpcpb::IsolationLevel,
+        read: ReadOptions,
         interceptors: Interceptors,
     ) -> Self {
         Snapshot {
             core,
             ts,
-            isolation,
+            read,
             interceptors,
         }
     }
@@ -74,7 +95,9 @@ impl Snapshot {
 
     fn context(&self, passes: &Passes) -> Option<kvrpcpb::Context> {
         Some(kvrpcpb::Context {
-            isolation_level: self.isolation as i32,
+            isolation_level: self.read.isolation as i32,
+            replica_read: self.read.replica == ReplicaRead::Follower,
+            stale_read: self.read.stale,
             resolved_locks: passes.resolved.clone(),
             committed_locks: passes.committed.clone(),
             ..Default::default()
@@ -242,7 +265,7 @@ impl Snapshot {
             .collect()
     }
 
-    /// Pairs of `range`, ascending, fetched [`STREAM_PAGE`] at a time as the stream is polled.
+    /// Pairs of `range`, ascending, fetched 256 at a time as the stream is polled.
     pub fn scan_stream(
         &self,
         range: impl Into<BoundRange>,

@@ -15,7 +15,9 @@ use crate::rt::{self, Instant};
 use crate::timestamp::Timestamp;
 use crate::{BoundRange, Error, Key, KvPair, Result, Value};
 
-use super::snapshot::{decoded, paged, Cursor, MAX_SCAN_LIMIT, STREAM_PAGE};
+use super::snapshot::{
+    decoded, paged, Cursor, ReadOptions, ReplicaRead, MAX_SCAN_LIMIT, STREAM_PAGE,
+};
 use super::{Core, Snapshot};
 
 /// client-go's prewrite and commit budgets: 40 s each.
@@ -68,6 +70,14 @@ pub struct TransactionOptions {
     /// How often the primary lock's TTL is extended while the transaction holds pessimistic
     /// locks (client-go: every 10 s, for at most an hour); `None` turns heartbeats off.
     pub heartbeat: Option<Duration>,
+    /// Which replica serves reads (default: the leader). Locking reads and writes always go
+    /// to the leader.
+    pub replica_read: ReplicaRead,
+    /// Snapshots only: read from any replica whose data is complete up to the snapshot's
+    /// timestamp, without asking the leader (for timestamps in the past, e.g. from
+    /// [`super::TransactionClient::stale_timestamp`]). A replica that is behind answers
+    /// `DataIsNotReady` and the read goes to the leader instead.
+    pub stale_read: bool,
     /// How strictly TiKV checks the assertions set with [`Transaction::set_assertion`] at
     /// prewrite (default: off, assertions are not sent).
     pub assertion_level: kvrpcpb::AssertionLevel,
@@ -111,6 +121,8 @@ impl TransactionOptions {
             heartbeat: Some(HEARTBEAT_INTERVAL),
             async_commit: false,
             try_one_pc: false,
+            replica_read: ReplicaRead::Leader,
+            stale_read: false,
             assertion_level: kvrpcpb::AssertionLevel::Off,
             causal_consistency: false,
             context: ContextOptions::default(),
@@ -159,6 +171,26 @@ impl TransactionOptions {
     pub fn drop_check(mut self, check: DropCheck) -> Self {
         self.drop_check = check;
         self
+    }
+
+    /// Sets which replica serves reads.
+    pub fn replica_read(mut self, replica: ReplicaRead) -> Self {
+        self.replica_read = replica;
+        self
+    }
+
+    /// Turns stale reads on (snapshots only).
+    pub fn stale_read(mut self, on: bool) -> Self {
+        self.stale_read = on;
+        self
+    }
+
+    pub(crate) fn read_options(&self) -> ReadOptions {
+        ReadOptions {
+            isolation: self.isolation_level,
+            replica: self.replica_read,
+            stale: self.stale_read,
+        }
     }
 
     /// Sets how strictly TiKV checks assertions.
@@ -332,7 +364,16 @@ impl Transaction {
             .with(options.context.clone())
             .extend(interceptors);
         Transaction {
-            snapshot: Snapshot::new(core.clone(), start, options.isolation_level, chain),
+            // A read-write transaction never reads stale: its snapshot is its start.
+            snapshot: Snapshot::new(
+                core.clone(),
+                start,
+                ReadOptions {
+                    stale: false,
+                    ..options.read_options()
+                },
+                chain,
+            ),
             core,
             buffer: BTreeMap::new(),
             state: State::Active,

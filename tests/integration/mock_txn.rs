@@ -94,6 +94,40 @@ impl Store {
         self.client.kv_get(req).await.unwrap().into_inner()
     }
 
+    /// A KvGet of "k" with the replica-read and stale-read flags as given.
+    async fn get_flagged(
+        &mut self,
+        version: u64,
+        replica: bool,
+        stale: bool,
+    ) -> kvrpcpb::GetResponse {
+        let req = kvrpcpb::GetRequest {
+            context: Some(kvrpcpb::Context {
+                replica_read: replica,
+                stale_read: stale,
+                ..self.ctx.clone()
+            }),
+            key: b"k".to_vec(),
+            version,
+            ..Default::default()
+        };
+        self.client.kv_get(req).await.unwrap().into_inner()
+    }
+
+    /// A KvGet under read-committed isolation.
+    async fn get_rc(&mut self, key: &str, version: u64) -> kvrpcpb::GetResponse {
+        let req = kvrpcpb::GetRequest {
+            context: Some(kvrpcpb::Context {
+                isolation_level: kvrpcpb::IsolationLevel::Rc as i32,
+                ..self.ctx.clone()
+            }),
+            key: key.into(),
+            version,
+            ..Default::default()
+        };
+        self.client.kv_get(req).await.unwrap().into_inner()
+    }
+
     async fn status(
         &mut self,
         req: kvrpcpb::CheckTxnStatusRequest,
@@ -1025,20 +1059,7 @@ async fn rc_check_ts_reads_fail_on_locks_and_newer_commits() {
         .into_inner();
     assert!(r.pairs[0].error.as_ref().unwrap().conflict.is_some());
     // Plain RC never checks.
-    let r = s
-        .client
-        .kv_get(kvrpcpb::GetRequest {
-            context: Some(kvrpcpb::Context {
-                isolation_level: kvrpcpb::IsolationLevel::Rc as i32,
-                ..s.ctx.clone()
-            }),
-            key: b"k".to_vec(),
-            version: ts(15),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let r = s.get_rc("k", ts(15)).await;
     assert!(r.error.is_none() && r.not_found);
 }
 
@@ -1060,20 +1081,7 @@ async fn point_reads_outside_the_region_fail_as_tikv_does() {
         "KeyError.abort"
     );
     // RC seeks the write CF: a region error.
-    let r = s
-        .client
-        .kv_get(kvrpcpb::GetRequest {
-            context: Some(kvrpcpb::Context {
-                isolation_level: kvrpcpb::IsolationLevel::Rc as i32,
-                ..s.ctx.clone()
-            }),
-            key: b"z".to_vec(),
-            version: ts(30),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let r = s.get_rc("z", ts(30)).await;
     assert!(r.region_error.unwrap().key_not_in_region.is_some());
     // BatchGet: the stray key fails alone; the others are read.
     let r = s
@@ -1145,4 +1153,124 @@ async fn a_reverse_scan_from_an_empty_start_key_reads_only_below_the_first_regio
         .unwrap()
         .into_inner();
     assert!(r.region_error.is_none() && r.pairs.is_empty());
+}
+
+/// Takes one timestamp from PD, which is what a stale read's safe ts trails.
+async fn issue_timestamp(cluster: &MockCluster) {
+    let mut pd = super::util::pd_client(cluster).await;
+    let request = tikv_client::proto::pdpb::TsoRequest {
+        header: Some(tikv_client::proto::pdpb::RequestHeader {
+            cluster_id: cluster.cluster_id(),
+            ..Default::default()
+        }),
+        count: 1,
+        ..Default::default()
+    };
+    let mut replies = pd
+        .tso(futures::stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
+    replies.message().await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn followers_serve_replica_reads_and_stale_reads_up_to_their_safe_ts() {
+    let cluster = MockCluster::builder().stores(3).start().await.unwrap();
+    let mut leader = store(&cluster).await;
+    let region = cluster.regions()[0].clone();
+    let follower_store = cluster
+        .store_ids()
+        .into_iter()
+        .find(|s| Some(*s) != cluster.leader_of(region.id))
+        .unwrap();
+    let mut follower = Store {
+        client: tikv(&cluster, follower_store).await,
+        ctx: kvrpcpb::Context {
+            peer: Some(peer_on(&region, follower_store)),
+            ..leader.ctx.clone()
+        },
+    };
+    leader.prewrite(vec![put("k", "v1")], "k", ts(10)).await;
+    leader.commit(&["k"], ts(10), ts(20)).await;
+    // Without a flag a follower refuses; with replica_read it serves, raising max_ts.
+    let r = follower.get_flagged(ts(500), false, false).await;
+    assert!(r.region_error.unwrap().not_leader.is_some());
+    let r = follower.get_flagged(ts(500), true, false).await;
+    assert_eq!(r.value, b"v1");
+    // Writes never go to followers, whatever the flags.
+    let w = follower
+        .client
+        .kv_prewrite(kvrpcpb::PrewriteRequest {
+            context: Some(kvrpcpb::Context {
+                stale_read: true,
+                replica_read: true,
+                ..follower.ctx.clone()
+            }),
+            mutations: vec![put("w", "x")],
+            primary_lock: b"w".to_vec(),
+            start_version: ts(30),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(w.region_error.unwrap().not_leader.is_some());
+
+    // Stale reads: nothing issued by PD yet, so the follower's safe ts is 0.
+    let r = follower.get_flagged(ts(25), false, true).await;
+    let not_ready = r.region_error.unwrap().data_is_not_ready.unwrap();
+    assert_eq!((not_ready.region_id, not_ready.safe_ts), (region.id, 0));
+    issue_timestamp(&cluster).await;
+    let r = follower.get_flagged(ts(25), false, true).await;
+    assert_eq!(r.value, b"v1", "served below the safe ts");
+    // A lock holds the safe ts below its start.
+    leader
+        .prewrite(vec![put("other", "x")], "other", ts(40))
+        .await;
+    let r = follower.get_flagged(ts(50), false, true).await;
+    assert_eq!(
+        r.region_error.unwrap().data_is_not_ready.unwrap().safe_ts,
+        ts(40) - 1
+    );
+    // The leader serves a stale read at any ts, as a normal read.
+    let r = leader.get_flagged(ts(50), false, true).await;
+    assert_eq!(r.value, b"v1");
+    // ... without raising max_ts: an async-commit prewrite stays below the stale ts.
+    let r = leader.get_flagged(ts(9000), false, true).await;
+    assert!(r.region_error.is_none());
+    let p = leader
+        .prewrite_req(kvrpcpb::PrewriteRequest {
+            context: leader.ctx(),
+            mutations: vec![put("a", "1")],
+            primary_lock: b"a".to_vec(),
+            start_version: ts(600),
+            lock_ttl: 3000,
+            use_async_commit: true,
+            min_commit_ts: ts(600) + 1,
+            ..Default::default()
+        })
+        .await;
+    assert!(p.min_commit_ts > ts(500), "the replica read raised max_ts");
+    assert!(p.min_commit_ts < ts(9000), "the stale read did not");
+
+    // A lagging safe ts refuses reads newer than the lag.
+    leader
+        .client
+        .kv_batch_rollback(kvrpcpb::BatchRollbackRequest {
+            context: leader.ctx(),
+            start_version: ts(40),
+            keys: vec![b"other".to_vec()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    cluster.set_safe_ts_lag(std::time::Duration::from_secs(3600));
+    issue_timestamp(&cluster).await;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let r = follower.get_flagged(ts(now_ms), false, true).await;
+    assert!(r.region_error.unwrap().data_is_not_ready.is_some());
 }

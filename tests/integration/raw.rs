@@ -8,8 +8,10 @@ use tikv_client::backoff::BackoffKind;
 use tikv_client::proto::errorpb;
 use tikv_client::raw::ColumnFamily;
 use tikv_client::rt::{ManualClock, Runtime};
-use tikv_client::testutils::{ApiVersion, Call, MockCluster, Outcome, Rule};
+use tikv_client::testutils::{ApiVersion, MockCluster, Outcome, Rule};
 use tikv_client::{Config, Error, Key, KvPair, RawClient};
+
+use super::util::calls_of;
 
 const SPLITS: [&str; 9] = ["b", "d", "f", "h", "j", "l", "n", "p", "r"];
 
@@ -318,14 +320,6 @@ async fn api_v2_keyspaces_isolate_data() {
 }
 
 // ---------------------------------------------------------------- faults
-
-fn calls_of(cluster: &MockCluster, method: &str) -> Vec<Call> {
-    cluster
-        .calls()
-        .into_iter()
-        .filter(|c| c.method == method)
-        .collect()
-}
 
 #[tokio::test]
 async fn not_leader_with_a_leader_is_retried_at_once_on_the_new_leader() {

@@ -7,11 +7,12 @@ use std::time::Duration;
 use futures::TryStreamExt;
 use tikv_client::interceptor::Interceptor;
 use tikv_client::proto::{errorpb, kvrpcpb};
-use tikv_client::testutils::{Labels, Rule};
-use tikv_client::transaction::{LockOptions, LockWait};
+use tikv_client::testutils::{Labels, Outcome, Rule};
+use tikv_client::transaction::{LockOptions, LockWait, ReplicaRead};
 use tikv_client::{Error, GrpcCode, Key, KvPair, TransactionOptions};
 
 use super::txn::{abandoned_prewrite, client, cluster, put_all, remaining_locks, value};
+use super::util::calls_of;
 
 /// Appends a mark to the request source, to show where it runs in the chain.
 #[derive(Debug)]
@@ -393,4 +394,105 @@ async fn resent_requests_are_marked_as_retries() {
     assert_eq!(flags("KvCommit"), vec![false, true], "after a failed RPC");
     let reader = client.begin_optimistic().await.unwrap();
     assert_eq!(reader.get("a").await.unwrap(), value("1"));
+}
+
+#[tokio::test]
+async fn follower_reads_are_served_by_followers() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    put_all(&client, &[("a", "1"), ("e", "2"), ("k", "3"), ("x", "4")]).await;
+    while remaining_locks(&cluster).await > 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cluster.clear_calls();
+    let options = TransactionOptions::new_optimistic().replica_read(ReplicaRead::Follower);
+    let snapshot = client.snapshot(client.current_timestamp().await.unwrap(), options.clone());
+    assert_eq!(snapshot.get("e").await.unwrap(), value("2"));
+    assert_eq!(snapshot.batch_get(["a", "k", "zz"]).await.unwrap().len(), 2);
+    assert_eq!(snapshot.scan(.., 10).await.unwrap().len(), 4);
+    let mut txn = client.begin_with_options(options).await.unwrap();
+    assert_eq!(txn.get("x").await.unwrap(), value("4"));
+    txn.put("x", "5").await.unwrap();
+    txn.commit().await.unwrap();
+
+    let reads: Vec<_> = cluster
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c.method, "KvGet" | "KvBatchGet" | "KvScan"))
+        .collect();
+    assert!(reads.len() >= 4);
+    for call in &reads {
+        assert!(call.labels.replica_read, "{call:?}");
+        assert_ne!(
+            Some(call.store),
+            cluster.leader_of(call.region),
+            "{} served by the leader",
+            call.method
+        );
+    }
+    let writes = cluster
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "KvPrewrite");
+    for call in writes {
+        assert!(!call.labels.replica_read);
+        assert_eq!(Some(call.store), cluster.leader_of(call.region));
+    }
+}
+
+#[tokio::test]
+async fn stale_reads_fall_back_to_the_leader_when_a_replica_is_behind() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    let keys = ["a", "c", "e", "g", "i", "k", "m", "o", "q"];
+    let pairs: Vec<(&str, &str)> = keys.iter().map(|k| (*k, "old")).collect();
+    put_all(&client, &pairs).await;
+    while remaining_locks(&cluster).await > 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stale = TransactionOptions::new_optimistic().stale_read(true);
+    assert!(matches!(
+        client.begin_with_options(stale.clone()).await,
+        Err(Error::InvalidArgument(_))
+    ));
+
+    // Replicas are caught up: any peer serves, and nothing is refused.
+    cluster.clear_calls();
+    let ts = client.current_timestamp().await.unwrap();
+    let snapshot = client.snapshot(ts, stale.clone());
+    for key in keys {
+        assert_eq!(snapshot.get(key).await.unwrap(), value("old"));
+    }
+    let gets = calls_of(&cluster, "KvGet");
+    assert!(gets
+        .iter()
+        .all(|c| c.labels.stale_read && c.outcome == Outcome::Ok));
+    assert!(
+        gets.iter()
+            .any(|c| Some(c.store) != cluster.leader_of(c.region)),
+        "followers take part"
+    );
+
+    // Replicas an hour behind: followers refuse, the leader answers the same read.
+    cluster.set_safe_ts_lag(Duration::from_secs(3600));
+    cluster.clear_calls();
+    let snapshot = client.snapshot(client.current_timestamp().await.unwrap(), stale);
+    for key in keys {
+        assert_eq!(snapshot.get(key).await.unwrap(), value("old"));
+    }
+    let gets = calls_of(&cluster, "KvGet");
+    let refused: Vec<_> = gets
+        .iter()
+        .filter(|c| c.outcome == Outcome::RegionError("DataIsNotReady"))
+        .collect();
+    assert!(!refused.is_empty(), "{gets:?}");
+    for call in refused {
+        assert_ne!(Some(call.store), cluster.leader_of(call.region));
+    }
+    let fallbacks = gets.iter().filter(|c| !c.labels.stale_read).count();
+    assert!(fallbacks >= 1);
+    assert!(gets
+        .iter()
+        .filter(|c| !c.labels.stale_read)
+        .all(|c| Some(c.store) == cluster.leader_of(c.region) && c.outcome == Outcome::Ok));
 }

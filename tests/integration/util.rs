@@ -61,3 +61,12 @@ pub fn peer_on(region: &metapb::Region, store: u64) -> metapb::Peer {
         .cloned()
         .unwrap()
 }
+
+/// The calls of `method` in the cluster's call log, in order.
+pub fn calls_of(cluster: &MockCluster, method: &str) -> Vec<tikv_client::testutils::Call> {
+    cluster
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == method)
+        .collect()
+}

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tonic::{Request, Response, Status};
 
-use super::cluster::{unix_now, ApiVersion, Cluster, DataKind, Region};
+use super::cluster::{unix_now, ApiVersion, Cluster, DataKind, Region, LOGICAL_BITS};
 use super::fault::{
     region_error_kind, tonic_code, Call, CallInfo, Faults, Labels, Outcome, Reaction,
 };
@@ -34,6 +34,8 @@ pub(crate) struct Node {
     /// The wait-for graph: waiting txn -> (txn waited for, key).
     waits: Mutex<std::collections::HashMap<u64, (u64, Vec<u8>)>>,
     killers: Mutex<Vec<(u64, ConnectionKiller)>>,
+    /// How far followers' safe ts trails the timestamp oracle (stale reads).
+    safe_ts_lag: Mutex<std::time::Duration>,
 }
 
 impl Node {
@@ -46,7 +48,33 @@ impl Node {
             released: tokio::sync::Notify::new(),
             waits: Mutex::new(std::collections::HashMap::new()),
             killers: Mutex::new(Vec::new()),
+            safe_ts_lag: Mutex::new(std::time::Duration::ZERO),
         }
+    }
+
+    pub(crate) fn set_safe_ts_lag(&self, lag: std::time::Duration) {
+        *self
+            .safe_ts_lag
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = lag;
+    }
+
+    /// A region's safe ts (its resolved ts): below every lock in it, and behind the last
+    /// timestamp PD issued by the configured lag.
+    fn safe_ts(&self, lo: &[u8], hi: &[u8]) -> u64 {
+        let lag = *self
+            .safe_ts_lag
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (physical, logical) = self.cluster.last_ts();
+        let lag_ms = i64::try_from(lag.as_millis()).unwrap_or(i64::MAX);
+        let behind = if lag.is_zero() {
+            ((physical as u64) << LOGICAL_BITS) | logical as u64
+        } else {
+            (physical.saturating_sub(lag_ms).max(0) as u64) << LOGICAL_BITS
+        };
+        let oldest_lock = self.mvcc().min_lock_ts(lo, hi);
+        oldest_lock.map_or(behind, |ts| behind.min(ts.saturating_sub(1)))
     }
 
     pub(crate) fn raw(&self) -> MutexGuard<'_, RawStore> {
@@ -139,6 +167,8 @@ pub(crate) trait Rpc {
     fn context(&self) -> Option<&kvrpcpb::Context>;
     /// The first key, for key-prefix fault rules.
     fn first_key(&self) -> Option<&[u8]>;
+    /// For reads a replica may serve: the read timestamp (`u64::MAX` for raw reads).
+    fn read_ts(&self) -> Option<u64>;
 }
 
 /// Where a response carries its region error.
@@ -147,8 +177,17 @@ pub(crate) trait Reply: Default {
     fn set_region_error(&mut self, e: errorpb::Error);
 }
 
+macro_rules! read_ts {
+    () => {
+        None
+    };
+    ($ts:expr) => {
+        Some($ts)
+    };
+}
+
 macro_rules! rpc {
-    ($($req:ident => $resp:ident, |$r:ident| $key:expr;)*) => {$(
+    ($($req:ident => $resp:ident, |$r:ident| $key:expr $(, read $ts:expr)?;)*) => {$(
         impl Rpc for kvrpcpb::$req {
             fn context(&self) -> Option<&kvrpcpb::Context> {
                 self.context.as_ref()
@@ -156,6 +195,11 @@ macro_rules! rpc {
             fn first_key(&self) -> Option<&[u8]> {
                 let $r = self;
                 $key
+            }
+            fn read_ts(&self) -> Option<u64> {
+                #[allow(unused_variables)]
+                let $r = self;
+                read_ts!($($ts)?)
             }
         }
         impl Reply for kvrpcpb::$resp {
@@ -170,22 +214,22 @@ macro_rules! rpc {
 }
 
 rpc! {
-    RawGetRequest => RawGetResponse, |r| Some(&r.key);
-    RawBatchGetRequest => RawBatchGetResponse, |r| r.keys.first().map(|k| &k[..]);
+    RawGetRequest => RawGetResponse, |r| Some(&r.key), read u64::MAX;
+    RawBatchGetRequest => RawBatchGetResponse, |r| r.keys.first().map(|k| &k[..]), read u64::MAX;
     RawPutRequest => RawPutResponse, |r| Some(&r.key);
     RawBatchPutRequest => RawBatchPutResponse, |r| r.pairs.first().map(|p| &p.key[..]);
     RawDeleteRequest => RawDeleteResponse, |r| Some(&r.key);
     RawBatchDeleteRequest => RawBatchDeleteResponse, |r| r.keys.first().map(|k| &k[..]);
-    RawScanRequest => RawScanResponse, |r| Some(&r.start_key);
-    RawBatchScanRequest => RawBatchScanResponse, |r| r.ranges.first().map(|k| &k.start_key[..]);
+    RawScanRequest => RawScanResponse, |r| Some(&r.start_key), read u64::MAX;
+    RawBatchScanRequest => RawBatchScanResponse, |r| r.ranges.first().map(|k| &k.start_key[..]), read u64::MAX;
     RawDeleteRangeRequest => RawDeleteRangeResponse, |r| Some(&r.start_key);
     RawGetKeyTtlRequest => RawGetKeyTtlResponse, |r| Some(&r.key);
     RawCasRequest => RawCasResponse, |r| Some(&r.key);
     RawChecksumRequest => RawChecksumResponse, |r| r.ranges.first().map(|k| &k.start_key[..]);
     SplitRegionRequest => SplitRegionResponse, |r| r.split_keys.first().map(|k| &k[..]);
-    GetRequest => GetResponse, |r| Some(&r.key);
-    BatchGetRequest => BatchGetResponse, |r| r.keys.first().map(|k| &k[..]);
-    ScanRequest => ScanResponse, |r| Some(&r.start_key);
+    GetRequest => GetResponse, |r| Some(&r.key), read r.version;
+    BatchGetRequest => BatchGetResponse, |r| r.keys.first().map(|k| &k[..]), read r.version;
+    ScanRequest => ScanResponse, |r| Some(&r.start_key), read r.version;
     PrewriteRequest => PrewriteResponse, |r| r.mutations.first().map(|m| &m.key[..]);
     CommitRequest => CommitResponse, |r| r.keys.first().map(|k| &k[..]);
     BatchRollbackRequest => BatchRollbackResponse, |r| r.keys.first().map(|k| &k[..]);
@@ -262,7 +306,7 @@ impl MockTikv {
                 return Err(Status::unavailable("connection dropped by a fault rule"));
             }
         }
-        let resp = match self.check_context(req.context()) {
+        let resp = match self.check_context(req.context(), req.read_ts()) {
             Err(e) => {
                 let mut resp = Resp::default();
                 resp.set_region_error(*e);
@@ -335,7 +379,12 @@ impl MockTikv {
     }
 
     /// TiKV's raftstore checks, in its order: store, region, peer, leader, epoch (spec 2.2).
-    fn check_context(&self, ctx: Option<&kvrpcpb::Context>) -> Result<Region, Box<errorpb::Error>> {
+    /// TiKV's context checks in order (spec 2.2); `read_ts` marks reads a replica may serve.
+    fn check_context(
+        &self,
+        ctx: Option<&kvrpcpb::Context>,
+        read_ts: Option<u64>,
+    ) -> Result<Region, Box<errorpb::Error>> {
         let default = kvrpcpb::Context::default();
         let ctx = ctx.unwrap_or(&default);
         let requested_store = ctx.peer.as_ref().map_or(0, |p| p.store_id);
@@ -377,7 +426,8 @@ impl MockTikv {
                 ..Default::default()
             }));
         }
-        if region.leader_store != self.store {
+        let replica_read = read_ts.is_some() && (ctx.replica_read || ctx.stale_read);
+        if region.leader_store != self.store && !replica_read {
             let leader = region.leader_peer().cloned();
             return Err(Box::new(errorpb::Error {
                 message: format!(
@@ -412,6 +462,24 @@ impl MockTikv {
                 epoch_not_match: Some(errorpb::EpochNotMatch { current_regions }),
                 ..Default::default()
             }));
+        }
+        if let Some(ts) = read_ts.filter(|_| ctx.stale_read && region.leader_store != self.store) {
+            // A follower serves a stale read only up to its safe ts; a leader always can.
+            let (lo, hi) = self.user_bounds(&region, DataKind::Txn);
+            let safe_ts = self.node.safe_ts(&lo, &hi);
+            if ts > safe_ts {
+                return Err(Box::new(errorpb::Error {
+                    message: format!(
+                        "peer is not ready to serve stale read at {ts}, safe ts {safe_ts}"
+                    ),
+                    data_is_not_ready: Some(errorpb::DataIsNotReady {
+                        region_id: region.meta.id,
+                        peer_id: local.id,
+                        safe_ts,
+                    }),
+                    ..Default::default()
+                }));
+            }
         }
         Ok(region)
     }

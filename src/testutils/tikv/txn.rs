@@ -61,6 +61,11 @@ impl MockTikv {
     }
 }
 
+/// Stale reads leave max_ts alone (spec 3.5).
+fn stale_read(ctx: Option<&kvrpcpb::Context>) -> bool {
+    ctx.is_some_and(|c| c.stale_read)
+}
+
 fn read_ctx(
     ctx: Option<&kvrpcpb::Context>,
     ts: u64,
@@ -114,7 +119,9 @@ impl MockTikv {
             };
         }
         let mut mvcc = self.mvcc();
-        mvcc.observe_ts(ts);
+        if !stale_read(req.context.as_ref()) {
+            mvcc.observe_ts(ts);
+        }
         let r = ReadCtx {
             ts,
             isolation,
@@ -146,7 +153,9 @@ impl MockTikv {
         prelude!(self, region, req, "batch_get", &[], BatchGetResponse);
         let (ts, isolation, resolved, committed) = read_ctx(req.context.as_ref(), req.version);
         let mut mvcc = self.mvcc();
-        mvcc.observe_ts(ts);
+        if !stale_read(req.context.as_ref()) {
+            mvcc.observe_ts(ts);
+        }
         let r = ReadCtx {
             ts,
             isolation,
@@ -240,7 +249,9 @@ impl MockTikv {
         };
         let (ts, isolation, resolved, committed) = read_ctx(req.context.as_ref(), req.version);
         let mut mvcc = self.mvcc();
-        mvcc.observe_ts(ts);
+        if !stale_read(req.context.as_ref()) {
+            mvcc.observe_ts(ts);
+        }
         let r = ReadCtx {
             ts,
             isolation,
