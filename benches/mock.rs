@@ -5,7 +5,9 @@
 //! Three loads, each for a fixed time with many concurrent callers over loopback:
 //! 1. baseline: PD `GetMembers` through the raw stub (tonic's cost with a trivial handler);
 //! 2. the mock TiKV: `RawGet` through the raw stub (context checks, fault rules, call log);
-//! 3. the client: `RawClient::get` (region cache, execution loop, the same RPC).
+//! 3. the client: `RawClient::get` (region cache, execution loop, the same RPC);
+//! 4. the same client over BatchCommands (`Config::with_batch_commands`): one stream to the
+//!    store carries every caller's gets.
 //!    Results are RPCs per second and ratios to the baseline of the same run.
 
 #![allow(clippy::disallowed_methods)] // a benchmark drives tokio and reads the wall clock
@@ -128,12 +130,26 @@ async fn main() {
         })
         .await
     };
+    let batched_raw = RawClient::new_with_config(
+        vec![cluster.pd_endpoint()],
+        tikv_client::Config::default().with_batch_commands(true),
+    )
+    .await
+    .expect("client connects");
+    let batched = measure(move |_| {
+        let raw = batched_raw.clone();
+        async move {
+            raw.get("bench-key").await.expect("get").expect("found");
+        }
+    })
+    .await;
     println!("{CALLERS} concurrent callers, {DURATION:?} each, 2 worker threads");
     println!("{:<44} {:>12} {:>8}", "load", "RPC/s", "ratio");
     for (name, rate) in [
         ("baseline: PD GetMembers via raw stub", baseline),
         ("mock TiKV: RawGet via raw stub", mock),
         ("client: RawClient::get", client),
+        ("client over BatchCommands: RawClient::get", batched),
     ] {
         println!("{name:<44} {rate:>12.0} {:>7.2}x", rate / baseline);
     }

@@ -382,6 +382,23 @@ impl Executor {
             self.config.timeout
         };
         let sent = async {
+            #[cfg(not(target_arch = "wasm32"))]
+            let request = if self.config.batch_commands {
+                match request.into_batch() {
+                    Ok(cmd) => {
+                        let answer = self.stores.call_batched(&address, cmd).await?;
+                        return R::reply_from_batch(answer).ok_or_else(|| {
+                            Error::UnexpectedResponse(format!(
+                                "a batch answer of another kind for {}",
+                                R::METHOD
+                            ))
+                        });
+                    }
+                    Err(request) => request,
+                }
+            } else {
+                request
+            };
             let client = self.stores.client(&address).await?;
             let mut req = tonic::Request::new(request);
             req.set_timeout(deadline);

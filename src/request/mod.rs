@@ -106,11 +106,40 @@ mod private {
             client: TikvClient<Channel>,
             request: tonic::Request<Self>,
         ) -> BoxFuture<'static, Result<tonic::Response<Self::Reply>, tonic::Status>>;
+        /// The request as a BatchCommands command, or itself when it cannot be batched.
+        fn into_batch(self) -> Result<BatchCmd, Self>;
+        /// The reply carried by a BatchCommands answer, if it is of this request's kind.
+        fn reply_from_batch(answer: BatchReply) -> Option<Self::Reply>;
     }
 }
 
+use crate::proto::tikvpb::batch_commands_request::request::Cmd as BatchCmd;
+use crate::proto::tikvpb::batch_commands_response::response::Cmd as BatchReply;
+
+macro_rules! into_batch {
+    ($req:ident) => {
+        Err($req)
+    };
+    ($req:ident, $variant:ident) => {
+        Ok(BatchCmd::$variant($req))
+    };
+}
+
+macro_rules! reply_from_batch {
+    ($answer:ident) => {{
+        let _ = $answer;
+        None
+    }};
+    ($answer:ident, $variant:ident) => {
+        match $answer {
+            BatchReply::$variant(reply) => Some(reply),
+            _ => None,
+        }
+    };
+}
+
 macro_rules! kv_requests {
-    ($($method:ident, $name:literal, $req:ident => $resp:ident, $slow:literal;)*) => {$(
+    ($($method:ident, $name:literal, $req:ident => $resp:ident, $slow:literal $(, batch $variant:ident)?;)*) => {$(
         impl private::Dispatch for kvrpcpb::$req {
             type Reply = kvrpcpb::$resp;
             fn dispatch(
@@ -118,6 +147,12 @@ macro_rules! kv_requests {
                 request: tonic::Request<Self>,
             ) -> BoxFuture<'static, Result<tonic::Response<Self::Reply>, tonic::Status>> {
                 Box::pin(async move { client.$method(request).await })
+            }
+            fn into_batch(self) -> Result<BatchCmd, Self> {
+                into_batch!(self $(, $variant)?)
+            }
+            fn reply_from_batch(answer: BatchReply) -> Option<Self::Reply> {
+                reply_from_batch!(answer $(, $variant)?)
             }
         }
         impl KvRequest for kvrpcpb::$req {
@@ -141,33 +176,33 @@ macro_rules! kv_requests {
 }
 
 kv_requests! {
-    raw_get, "RawGet", RawGetRequest => RawGetResponse, false;
-    raw_batch_get, "RawBatchGet", RawBatchGetRequest => RawBatchGetResponse, true;
-    raw_put, "RawPut", RawPutRequest => RawPutResponse, false;
-    raw_batch_put, "RawBatchPut", RawBatchPutRequest => RawBatchPutResponse, false;
-    raw_delete, "RawDelete", RawDeleteRequest => RawDeleteResponse, false;
-    raw_batch_delete, "RawBatchDelete", RawBatchDeleteRequest => RawBatchDeleteResponse, false;
-    raw_scan, "RawScan", RawScanRequest => RawScanResponse, true;
+    raw_get, "RawGet", RawGetRequest => RawGetResponse, false, batch RawGet;
+    raw_batch_get, "RawBatchGet", RawBatchGetRequest => RawBatchGetResponse, true, batch RawBatchGet;
+    raw_put, "RawPut", RawPutRequest => RawPutResponse, false, batch RawPut;
+    raw_batch_put, "RawBatchPut", RawBatchPutRequest => RawBatchPutResponse, false, batch RawBatchPut;
+    raw_delete, "RawDelete", RawDeleteRequest => RawDeleteResponse, false, batch RawDelete;
+    raw_batch_delete, "RawBatchDelete", RawBatchDeleteRequest => RawBatchDeleteResponse, false, batch RawBatchDelete;
+    raw_scan, "RawScan", RawScanRequest => RawScanResponse, true, batch RawScan;
     raw_batch_scan, "RawBatchScan", RawBatchScanRequest => RawBatchScanResponse, true;
-    raw_delete_range, "RawDeleteRange", RawDeleteRangeRequest => RawDeleteRangeResponse, true;
+    raw_delete_range, "RawDeleteRange", RawDeleteRangeRequest => RawDeleteRangeResponse, true, batch RawDeleteRange;
     raw_get_key_ttl, "RawGetKeyTTL", RawGetKeyTtlRequest => RawGetKeyTtlResponse, false;
     raw_compare_and_swap, "RawCompareAndSwap", RawCasRequest => RawCasResponse, false;
     raw_checksum, "RawChecksum", RawChecksumRequest => RawChecksumResponse, true;
     split_region, "SplitRegion", SplitRegionRequest => SplitRegionResponse, false;
-    kv_get, "KvGet", GetRequest => GetResponse, false;
-    kv_batch_get, "KvBatchGet", BatchGetRequest => BatchGetResponse, true;
-    kv_scan, "KvScan", ScanRequest => ScanResponse, true;
-    kv_prewrite, "KvPrewrite", PrewriteRequest => PrewriteResponse, false;
-    kv_commit, "KvCommit", CommitRequest => CommitResponse, false;
-    kv_batch_rollback, "KvBatchRollback", BatchRollbackRequest => BatchRollbackResponse, false;
-    kv_cleanup, "KvCleanup", CleanupRequest => CleanupResponse, false;
-    kv_check_txn_status, "KvCheckTxnStatus", CheckTxnStatusRequest => CheckTxnStatusResponse, false;
-    kv_check_secondary_locks, "KvCheckSecondaryLocks", CheckSecondaryLocksRequest => CheckSecondaryLocksResponse, false;
-    kv_resolve_lock, "KvResolveLock", ResolveLockRequest => ResolveLockResponse, true;
-    kv_txn_heart_beat, "KvTxnHeartBeat", TxnHeartBeatRequest => TxnHeartBeatResponse, false;
-    kv_scan_lock, "KvScanLock", ScanLockRequest => ScanLockResponse, true;
-    kv_pessimistic_lock, "KvPessimisticLock", PessimisticLockRequest => PessimisticLockResponse, false;
-    kv_pessimistic_rollback, "KVPessimisticRollback", PessimisticRollbackRequest => PessimisticRollbackResponse, false;
-    kv_delete_range, "KvDeleteRange", DeleteRangeRequest => DeleteRangeResponse, true;
+    kv_get, "KvGet", GetRequest => GetResponse, false, batch Get;
+    kv_batch_get, "KvBatchGet", BatchGetRequest => BatchGetResponse, true, batch BatchGet;
+    kv_scan, "KvScan", ScanRequest => ScanResponse, true, batch Scan;
+    kv_prewrite, "KvPrewrite", PrewriteRequest => PrewriteResponse, false, batch Prewrite;
+    kv_commit, "KvCommit", CommitRequest => CommitResponse, false, batch Commit;
+    kv_batch_rollback, "KvBatchRollback", BatchRollbackRequest => BatchRollbackResponse, false, batch BatchRollback;
+    kv_cleanup, "KvCleanup", CleanupRequest => CleanupResponse, false, batch Cleanup;
+    kv_check_txn_status, "KvCheckTxnStatus", CheckTxnStatusRequest => CheckTxnStatusResponse, false, batch CheckTxnStatus;
+    kv_check_secondary_locks, "KvCheckSecondaryLocks", CheckSecondaryLocksRequest => CheckSecondaryLocksResponse, false, batch CheckSecondaryLocks;
+    kv_resolve_lock, "KvResolveLock", ResolveLockRequest => ResolveLockResponse, true, batch ResolveLock;
+    kv_txn_heart_beat, "KvTxnHeartBeat", TxnHeartBeatRequest => TxnHeartBeatResponse, false, batch TxnHeartBeat;
+    kv_scan_lock, "KvScanLock", ScanLockRequest => ScanLockResponse, true, batch ScanLock;
+    kv_pessimistic_lock, "KvPessimisticLock", PessimisticLockRequest => PessimisticLockResponse, false, batch PessimisticLock;
+    kv_pessimistic_rollback, "KVPessimisticRollback", PessimisticRollbackRequest => PessimisticRollbackResponse, false, batch PessimisticRollback;
+    kv_delete_range, "KvDeleteRange", DeleteRangeRequest => DeleteRangeResponse, true, batch DeleteRange;
     unsafe_destroy_range, "UnsafeDestroyRange", UnsafeDestroyRangeRequest => UnsafeDestroyRangeResponse, true;
 }

@@ -1,6 +1,12 @@
-//! One TiKV client per store address, reconnected after a failure.
+//! One TiKV client per store address, reconnected after a failure, and (natively, when
+//! configured) one BatchCommands stream per store.
+
+#[cfg(not(target_arch = "wasm32"))]
+mod batch;
 
 use std::collections::HashMap;
+#[cfg(not(target_arch = "wasm32"))]
+use std::sync::Arc;
 use std::sync::{Mutex, PoisonError};
 
 use tonic::codec::CompressionEncoding;
@@ -13,6 +19,11 @@ use crate::{Config, Result};
 pub(crate) struct Stores {
     config: Config,
     clients: Mutex<HashMap<String, TikvClient<Channel>>>,
+    #[cfg(not(target_arch = "wasm32"))]
+    batches: Mutex<HashMap<String, Arc<batch::BatchStream>>>,
+    /// Held while a stream opens, so that concurrent first requests share one.
+    #[cfg(not(target_arch = "wasm32"))]
+    opening: futures::lock::Mutex<()>,
 }
 
 impl Stores {
@@ -20,7 +31,48 @@ impl Stores {
         Stores {
             config,
             clients: Mutex::new(HashMap::new()),
+            #[cfg(not(target_arch = "wasm32"))]
+            batches: Mutex::new(HashMap::new()),
+            #[cfg(not(target_arch = "wasm32"))]
+            opening: futures::lock::Mutex::new(()),
         }
+    }
+
+    /// Sends `cmd` over the store's BatchCommands stream, opening one when there is none or
+    /// the last one broke.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) async fn call_batched(
+        &self,
+        address: &str,
+        cmd: crate::proto::tikvpb::batch_commands_request::request::Cmd,
+    ) -> Result<crate::proto::tikvpb::batch_commands_response::response::Cmd> {
+        let open = || {
+            self.batches
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(address)
+                .filter(|b| !b.is_closed())
+                .cloned()
+        };
+        let stream = match open() {
+            Some(stream) => stream,
+            None => {
+                let _opening = self.opening.lock().await;
+                match open() {
+                    Some(stream) => stream,
+                    None => {
+                        let client = self.client(address).await?;
+                        let stream = Arc::new(batch::BatchStream::open(client, address).await?);
+                        self.batches
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .insert(address.to_owned(), stream.clone());
+                        stream
+                    }
+                }
+            }
+        };
+        stream.call(cmd).await
     }
 
     /// The client for `address`, connecting on first use.
@@ -40,9 +92,14 @@ impl Stores {
         Ok(client)
     }
 
-    /// Drops the client for `address`, so the next request reconnects.
+    /// Drops the client (and batch stream) for `address`, so the next request reconnects.
     pub(crate) fn forget(&self, address: &str) {
         self.lock().remove(address);
+        #[cfg(not(target_arch = "wasm32"))]
+        self.batches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(address);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, TikvClient<Channel>>> {

@@ -168,6 +168,8 @@ pub struct Call {
     pub outcome: Outcome,
     /// Who sent it and how, from its context.
     pub labels: Labels,
+    /// Whether it came inside a BatchCommands stream.
+    pub batched: bool,
 }
 
 /// The context fields of a request that label its sender and its handling.

@@ -125,6 +125,7 @@ impl MockPd {
             store: 0,
             region: 0,
             labels: Labels::default(),
+            batched: false,
             outcome: match &verdict {
                 Ok(()) => Outcome::Ok,
                 Err(status) => Outcome::Status(GrpcCode::from(status.code())),

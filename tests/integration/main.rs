@@ -4,6 +4,7 @@
 // Native tests drive tokio directly; the disallowed list guards library code meant for wasm32.
 #![allow(clippy::disallowed_methods)]
 
+mod batch;
 mod mock;
 mod mock_batch;
 mod mock_pd;

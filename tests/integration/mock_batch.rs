@@ -148,11 +148,20 @@ async fn commands_are_answered_by_id_with_unary_semantics() {
     .unwrap();
     let second = answers(&mut responses, 1, Duration::from_millis(50)).await;
     assert!(matches!(&second[0], (6, Some(Resp::RawGet(r))) if r.value == b"v"));
-    let methods: Vec<&str> = cluster.calls().iter().map(|c| c.method).collect();
+    let logged: Vec<(&str, bool)> = cluster
+        .calls()
+        .iter()
+        .map(|c| (c.method, c.batched))
+        .collect();
     assert_eq!(
-        methods,
-        vec!["RawPut", "RawGet", "RawGet"],
-        "each command is logged as its RPC"
+        logged,
+        vec![
+            ("BatchCommands", false),
+            ("RawPut", true),
+            ("RawGet", true),
+            ("RawGet", true)
+        ],
+        "the stream, then each command logged as its RPC"
     );
 
     // Closing the request side ends the stream once everything is answered.

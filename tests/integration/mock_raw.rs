@@ -591,6 +591,7 @@ async fn fault_rules_and_the_call_log() {
         region,
         outcome,
         labels: Labels::default(),
+        batched: false,
     };
     assert_eq!(
         cluster.calls(),

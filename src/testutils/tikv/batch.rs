@@ -30,7 +30,7 @@ macro_rules! commands {
         async fn dispatch(tikv: &MockTikv, cmd: ReqCmd) -> Result<RespCmd, Status> {
             Ok(match cmd {
                 $(ReqCmd::$variant(r) => {
-                    RespCmd::$variant(Tikv::$method(tikv, Request::new(r)).await?.into_inner())
+                    RespCmd::$variant(Tikv::$method(tikv, batched(r)).await?.into_inner())
                 })*
                 ReqCmd::Empty(e) => {
                     if e.delay_time >= MIN_EMPTY_DELAY_MS {
@@ -79,6 +79,16 @@ commands! {
     CheckSecondaryLocks => kv_check_secondary_locks,
 }
 
+/// Marks a request as one command of a BatchCommands stream (for the call log).
+#[derive(Clone, Copy)]
+pub(super) struct Batched;
+
+fn batched<T>(message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.extensions_mut().insert(Batched);
+    request
+}
+
 impl MockTikv {
     /// Serves one BatchCommands stream until the client closes it and every command is
     /// answered. A command whose handler fails at the gRPC level gets no answer (as in TiKV);
@@ -88,6 +98,7 @@ impl MockTikv {
         mut incoming: Streaming<BatchCommandsRequest>,
     ) -> BoxStream<BatchCommandsResponse> {
         let (tx, rx) = mpsc::unbounded_channel::<Result<(u64, Option<RespCmd>), Status>>();
+        self.record_stream_open();
         let tikv = self.clone();
         tokio::spawn(async move {
             while let Some(Ok(batch)) = incoming.next().await {

@@ -261,6 +261,7 @@ impl MockTikv {
         request: Request<Req>,
         exec: impl Fn(&Self, &Req, &Region, &mut Waiting) -> Exec<Resp>,
     ) -> Result<Response<Resp>, Status> {
+        let batched = request.extensions().get::<batch::Batched>().is_some();
         let req = request.into_inner();
         log::trace!("{method} to store {}: {req:?}", self.store);
         let region_id = req.context().map_or(0, |c| c.region_id);
@@ -271,6 +272,7 @@ impl MockTikv {
                 region: region_id,
                 outcome,
                 labels: Labels::of(req.context()),
+                batched,
             })
         };
         if let Some(ctx) = req.context() {
@@ -366,6 +368,7 @@ impl MockTikv {
                 region: 0,
                 outcome,
                 labels: Labels::of(req.context()),
+                batched: false,
             })
         };
         if let Some(Reaction::Status { code, message }) = self.node.faults.react(&info) {
@@ -379,6 +382,18 @@ impl MockTikv {
     }
 
     /// TiKV's raftstore checks, in its order: store, region, peer, leader, epoch (spec 2.2).
+    /// Logs the opening of a BatchCommands stream.
+    fn record_stream_open(&self) {
+        self.node.faults.record(Call {
+            method: "BatchCommands",
+            store: self.store,
+            region: 0,
+            outcome: Outcome::Ok,
+            labels: Labels::default(),
+            batched: false,
+        });
+    }
+
     /// TiKV's context checks in order (spec 2.2); `read_ts` marks reads a replica may serve.
     fn check_context(
         &self,
