@@ -68,6 +68,18 @@ pub enum Error {
     /// outcome is unknown and must be checked by reading.
     #[error("commit outcome undetermined: {0}")]
     CommitUndetermined(String),
+    /// The read timestamp is below the GC safe point: versions the read needs may already be
+    /// collected, so it is refused rather than answered wrongly (client-go's
+    /// `ErrTxnAbortedByGC`). Read at a newer timestamp.
+    #[error(
+        "read at {start_ts} refused: below the GC safe point {safe_point}, data may be collected"
+    )]
+    TxnAbortedByGc {
+        /// The read timestamp.
+        start_ts: u64,
+        /// The GC safe point in force.
+        safe_point: u64,
+    },
 
     /// The operation's retry budget is spent.
     #[error("{kind} backoff budget exhausted after {total_sleep:?} of sleep; last error: {last}")]

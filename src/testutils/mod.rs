@@ -326,12 +326,19 @@ impl MockCluster {
 
     /// Merges region `right` into its left neighbour `left`.
     pub fn merge(&self, left: u64, right: u64) -> Result<(), String> {
-        self.cluster().merge(left, right)
+        self.cluster().merge(left, right)?;
+        // The merged range's leader now answers for reads its store never saw: sync it.
+        if let Some(store) = self.leader_of(left) {
+            self.node.sync_max_ts(store);
+        }
+        Ok(())
     }
 
     /// Moves the leader of `region` to `store`.
     pub fn transfer_leader(&self, region: u64, store: u64) -> Result<(), String> {
-        self.cluster().transfer_leader(region, store)
+        self.cluster().transfer_leader(region, store)?;
+        self.node.sync_max_ts(store);
+        Ok(())
     }
 
     /// Stops a store's server: open connections fail and new ones are refused. Data is kept.

@@ -58,15 +58,64 @@ fn unbounded_upper() -> Vec<u8> {
     vec![0xFF; 8193]
 }
 
+/// How long the GC safe point read from PD is trusted (client-go's poll interval).
+const SAFE_POINT_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a cached safe point may still be used when PD cannot be asked (client-go: 90 s).
+const SAFE_POINT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(90);
+
 /// What every transaction and snapshot of one client shares.
 pub(crate) struct Core {
     exec: Arc<Executor>,
     pd: PdClient,
     resolver: LockResolver,
     keyspace: Option<Keyspace>,
+    /// The GC safe point last read from PD, and when.
+    safe_point: std::sync::Mutex<Option<(u64, crate::rt::Instant)>>,
 }
 
 impl Core {
+    /// Refuses a read at `ts` below the GC safe point, which is re-read from PD at most every
+    /// 10 s (a stale value serves for 90 s while PD cannot be reached).
+    async fn check_visibility(&self, ts: u64) -> Result<()> {
+        let now = self.pd.config().runtime.now();
+        let cached = *self
+            .safe_point
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let age = |at: crate::rt::Instant| now.saturating_duration_since(at);
+        let safe_point = match cached {
+            Some((sp, at)) if age(at) < SAFE_POINT_REFRESH => sp,
+            _ => match self.pd.get_gc_safe_point().await {
+                Ok(sp) => {
+                    self.remember_safe_point(sp);
+                    sp
+                }
+                Err(e) => match cached {
+                    Some((sp, at)) if age(at) < SAFE_POINT_MAX_AGE => {
+                        log::warn!("reading the GC safe point failed, using the last one: {e}");
+                        sp
+                    }
+                    _ => return Err(e),
+                },
+            },
+        };
+        if ts < safe_point {
+            return Err(Error::TxnAbortedByGc {
+                start_ts: ts,
+                safe_point,
+            });
+        }
+        Ok(())
+    }
+
+    fn remember_safe_point(&self, safe_point: u64) {
+        let now = self.pd.config().runtime.now();
+        *self
+            .safe_point
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((safe_point, now));
+    }
+
     fn encode(&self, key: Key) -> Vec<u8> {
         match &self.keyspace {
             Some(ks) => ks.encode_key(&key),
@@ -150,6 +199,7 @@ impl TransactionClient {
                 pd,
                 resolver,
                 keyspace,
+                safe_point: std::sync::Mutex::new(None),
             }),
             interceptors: Interceptors::default(),
         })
@@ -237,6 +287,7 @@ impl TransactionClient {
             .pd
             .update_gc_safe_point(safe_point.version())
             .await?;
+        self.core.remember_safe_point(new);
         Ok(Timestamp::from_version(new))
     }
 

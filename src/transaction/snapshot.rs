@@ -133,6 +133,7 @@ impl Snapshot {
 
     /// The value of `key` at this snapshot's timestamp.
     pub async fn get(&self, key: impl Into<Key>) -> Result<Option<Value>> {
+        self.core.check_visibility(self.ts.version()).await?;
         let key = self.core.encode(key.into());
         let mut backoffer = Backoffer::new(READ_BUDGET);
         let mut passes = Passes::default();
@@ -166,6 +167,7 @@ impl Snapshot {
         &self,
         keys: impl IntoIterator<Item = impl Into<Key>>,
     ) -> Result<Vec<KvPair>> {
+        self.core.check_visibility(self.ts.version()).await?;
         let mut pending: Vec<Vec<u8>> = keys
             .into_iter()
             .map(|k| self.core.encode(k.into()))
@@ -349,6 +351,7 @@ impl Snapshot {
                 "scan limit {limit} exceeds the maximum {MAX_SCAN_LIMIT}"
             )));
         }
+        self.core.check_visibility(self.ts.version()).await?;
         let mut out = Vec::new();
         let mut backoffer = Backoffer::new(READ_BUDGET);
         let mut passes = Passes::default();

@@ -1274,3 +1274,88 @@ async fn followers_serve_replica_reads_and_stale_reads_up_to_their_safe_ts() {
     let r = follower.get_flagged(ts(now_ms), false, true).await;
     assert!(r.region_error.unwrap().data_is_not_ready.is_some());
 }
+
+#[tokio::test]
+async fn max_ts_is_per_store_and_synced_by_a_new_leader() {
+    let cluster = MockCluster::builder().stores(3).start().await.unwrap();
+    let region = cluster.regions()[0].clone();
+    let stores = cluster.store_ids();
+    let first = cluster.leader_of(region.id).unwrap();
+    let others: Vec<u64> = stores.iter().copied().filter(|s| *s != first).collect();
+    let on = |store: u64| {
+        let region = region.clone();
+        let cluster = &cluster;
+        async move {
+            let region = cluster
+                .regions()
+                .into_iter()
+                .find(|r| r.id == region.id)
+                .unwrap();
+            Store {
+                client: tikv(cluster, store).await,
+                ctx: kvrpcpb::Context {
+                    region_id: region.id,
+                    region_epoch: region.region_epoch,
+                    peer: Some(peer_on(&region, store)),
+                    ..Default::default()
+                },
+            }
+        }
+    };
+    let async_prewrite = |key: &str, start: u64| kvrpcpb::PrewriteRequest {
+        mutations: vec![put(key, "v")],
+        primary_lock: key.as_bytes().to_vec(),
+        start_version: start,
+        lock_ttl: 3000,
+        use_async_commit: true,
+        min_commit_ts: start + 1,
+        ..Default::default()
+    };
+
+    // A read on the first leader raises its store's max_ts only.
+    let mut leader = on(first).await;
+    leader.get("k", ts(500)).await;
+    cluster.transfer_leader(region.id, others[0]).unwrap();
+    let mut second = on(others[0]).await;
+    let p = second
+        .prewrite_req(kvrpcpb::PrewriteRequest {
+            context: second.ctx(),
+            ..async_prewrite("a", ts(100))
+        })
+        .await;
+    assert!(
+        p.min_commit_ts < ts(500),
+        "another store's reads do not count"
+    );
+
+    // A replica read served by a follower raises the leader's max_ts.
+    let mut follower = on(others[1]).await;
+    follower.ctx.replica_read = true;
+    follower.get("k", ts(700)).await;
+    let p = second
+        .prewrite_req(kvrpcpb::PrewriteRequest {
+            context: second.ctx(),
+            ..async_prewrite("b", ts(100))
+        })
+        .await;
+    assert!(p.min_commit_ts > ts(700), "the read index carried the ts");
+
+    // A new leader syncs from PD: its max_ts covers every timestamp issued so far.
+    issue_timestamp(&cluster).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    cluster.transfer_leader(region.id, others[1]).unwrap();
+    let mut third = on(others[1]).await;
+    let p = third
+        .prewrite_req(kvrpcpb::PrewriteRequest {
+            context: third.ctx(),
+            ..async_prewrite("c", ts(100))
+        })
+        .await;
+    assert!(
+        p.min_commit_ts > ts(now - 1000),
+        "synced from PD on becoming leader"
+    );
+}

@@ -495,3 +495,38 @@ async fn stale_reads_fall_back_to_the_leader_when_a_replica_is_behind() {
         .filter(|c| !c.labels.stale_read)
         .all(|c| Some(c.store) == cluster.leader_of(c.region) && c.outcome == Outcome::Ok));
 }
+
+#[tokio::test]
+async fn reads_below_the_gc_safe_point_are_refused() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    put_all(&client, &[("a", "1")]).await;
+    let old = client.current_timestamp().await.unwrap();
+    let long_running = client.begin_optimistic().await.unwrap();
+    let safe_point = client.current_timestamp().await.unwrap();
+    client.gc(safe_point).await.unwrap();
+
+    let stale = client.snapshot(old, TransactionOptions::default());
+    let refused = |r: tikv_client::Result<_>| {
+        matches!(r, Err(Error::TxnAbortedByGc { start_ts, safe_point: sp })
+            if start_ts == old.version() && sp == safe_point.version())
+    };
+    assert!(refused(stale.get("a").await.map(|_| ())));
+    assert!(refused(stale.batch_get(["a"]).await.map(|_| ())));
+    assert!(refused(stale.scan(.., 10).await.map(|_| ())));
+    assert!(matches!(
+        long_running.get("a").await,
+        Err(Error::TxnAbortedByGc { .. })
+    ));
+    // At or above the safe point reads go on; a fresh client learns the safe point from PD.
+    let at = client.snapshot(safe_point, TransactionOptions::default());
+    assert_eq!(at.get("a").await.unwrap(), value("1"));
+    let other = super::txn::client(&cluster).await;
+    assert!(matches!(
+        other
+            .snapshot(old, TransactionOptions::default())
+            .get("a")
+            .await,
+        Err(Error::TxnAbortedByGc { .. })
+    ));
+}

@@ -4,6 +4,7 @@
 //! Every method returns a Promise. Keys and values are `Uint8Array`s or strings (strings are
 //! sent as UTF-8); values come back as `Uint8Array`. Errors are JS `Error`s with a stable `code`
 //! (`WriteConflict`, `KeyExists`, `Deadlock`, `LockWaitTimeout`, `CommitUndetermined`,
+//! `TxnAbortedByGc`,
 //! `Timeout`, `Unavailable`, `InvalidArgument`, `Unsupported`, `Unknown`).
 //!
 //! The crate is empty on native targets so that `cargo build --workspace` stays native-clean.
@@ -34,6 +35,7 @@ fn code(e: &Error) -> &'static str {
         Error::Deadlock(_) => "Deadlock",
         Error::LockWaitTimeout(_) => "LockWaitTimeout",
         Error::CommitUndetermined(_) => "CommitUndetermined",
+        Error::TxnAbortedByGc { .. } => "TxnAbortedByGc",
         Error::Timeout { .. } | Error::BackoffExhausted { .. } => "Timeout",
         Error::Transport(_) | Error::Pd(_) => "Unavailable",
         Error::Grpc { code, .. } if *code == tikv_client::GrpcCode::Unavailable => "Unavailable",

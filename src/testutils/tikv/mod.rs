@@ -36,6 +36,34 @@ pub(crate) struct Node {
     killers: Mutex<Vec<(u64, ConnectionKiller)>>,
     /// How far followers' safe ts trails the timestamp oracle (stale reads).
     safe_ts_lag: Mutex<std::time::Duration>,
+    /// Each store's max_ts (spec 1.5); the engine is shared, the concurrency managers are not.
+    max_ts: Mutex<std::collections::HashMap<u64, u64>>,
+}
+
+/// The shared engine as one store sees it: `max_ts` is that store's while the guard lives.
+pub(crate) struct StoreMvcc<'a> {
+    mvcc: MutexGuard<'a, Mvcc>,
+    node: &'a Node,
+    store: u64,
+}
+
+impl std::ops::Deref for StoreMvcc<'_> {
+    type Target = Mvcc;
+    fn deref(&self) -> &Mvcc {
+        &self.mvcc
+    }
+}
+
+impl std::ops::DerefMut for StoreMvcc<'_> {
+    fn deref_mut(&mut self) -> &mut Mvcc {
+        &mut self.mvcc
+    }
+}
+
+impl Drop for StoreMvcc<'_> {
+    fn drop(&mut self) {
+        self.node.raise_max_ts(self.store, self.mvcc.max_ts);
+    }
 }
 
 impl Node {
@@ -49,7 +77,41 @@ impl Node {
             waits: Mutex::new(std::collections::HashMap::new()),
             killers: Mutex::new(Vec::new()),
             safe_ts_lag: Mutex::new(std::time::Duration::ZERO),
+            max_ts: Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    /// The engine with `store`'s max_ts in `Mvcc::max_ts`.
+    pub(crate) fn store_mvcc(&self, store: u64) -> StoreMvcc<'_> {
+        let mut mvcc = self.mvcc();
+        mvcc.max_ts = self.max_ts_of(store);
+        StoreMvcc {
+            mvcc,
+            node: self,
+            store,
+        }
+    }
+
+    fn max_ts_of(&self, store: u64) -> u64 {
+        let map = self.max_ts.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(&store).copied().unwrap_or(0)
+    }
+
+    /// Raises `store`'s max_ts to `ts` (never lowers it).
+    pub(crate) fn raise_max_ts(&self, store: u64, ts: u64) {
+        if ts == u64::MAX {
+            return;
+        }
+        let mut map = self.max_ts.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = map.entry(store).or_insert(0);
+        *slot = (*slot).max(ts);
+    }
+
+    /// A new leader syncs its max_ts from PD's latest timestamp before serving async-commit
+    /// and 1PC prewrites (the mock syncs at once).
+    pub(crate) fn sync_max_ts(&self, store: u64) {
+        let (physical, logical) = self.cluster.last_ts();
+        self.raise_max_ts(store, ((physical as u64) << LOGICAL_BITS) | logical as u64);
     }
 
     pub(crate) fn set_safe_ts_lag(&self, lag: std::time::Duration) {

@@ -41,7 +41,7 @@ impl MockTikv {
             return Exec::Done(outside);
         }
         let start = req.start_version;
-        let mut mvcc = self.node.mvcc();
+        let mut mvcc = self.node.store_mvcc(self.store);
         let mut staged: Vec<(Vec<u8>, Lock)> = Vec::new();
         let mut values = Vec::new();
         let mut not_founds = Vec::new();
@@ -222,7 +222,7 @@ impl MockTikv {
         req: &kvrpcpb::PessimisticRollbackRequest,
         region: &Region,
     ) -> kvrpcpb::PessimisticRollbackResponse {
-        let mut mvcc = self.node.mvcc();
+        let mut mvcc = self.node.store_mvcc(self.store);
         let keys: Vec<Vec<u8>> = if req.keys.is_empty() {
             let (lo, hi) = self.user_bounds(region, DataKind::Txn);
             mvcc.keys_in(&lo, &hi)

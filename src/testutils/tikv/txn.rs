@@ -56,9 +56,16 @@ impl MockTikv {
         }
     }
 
-    fn mvcc(&self) -> std::sync::MutexGuard<'_, Mvcc> {
-        self.node.mvcc()
+    fn mvcc(&self) -> super::StoreMvcc<'_> {
+        self.node.store_mvcc(self.store)
     }
+}
+
+/// An SI replica read, which raises the leader's max_ts too (spec 1.5).
+fn replica_read_si(ctx: Option<&kvrpcpb::Context>) -> bool {
+    ctx.is_some_and(|c| {
+        c.replica_read && !c.stale_read && c.isolation_level == kvrpcpb::IsolationLevel::Si as i32
+    })
 }
 
 /// Stale reads leave max_ts alone (spec 3.5).
@@ -122,6 +129,10 @@ impl MockTikv {
         if !stale_read(req.context.as_ref()) {
             mvcc.observe_ts(ts);
         }
+        if replica_read_si(req.context.as_ref()) {
+            // The read index request carries the ts to the leader (spec 3.5).
+            self.node.raise_max_ts(region.leader_store, ts);
+        }
         let r = ReadCtx {
             ts,
             isolation,
@@ -155,6 +166,10 @@ impl MockTikv {
         let mut mvcc = self.mvcc();
         if !stale_read(req.context.as_ref()) {
             mvcc.observe_ts(ts);
+        }
+        if replica_read_si(req.context.as_ref()) {
+            // The read index request carries the ts to the leader (spec 3.5).
+            self.node.raise_max_ts(region.leader_store, ts);
         }
         let r = ReadCtx {
             ts,
@@ -251,6 +266,10 @@ impl MockTikv {
         let mut mvcc = self.mvcc();
         if !stale_read(req.context.as_ref()) {
             mvcc.observe_ts(ts);
+        }
+        if replica_read_si(req.context.as_ref()) {
+            // The read index request carries the ts to the leader (spec 3.5).
+            self.node.raise_max_ts(region.leader_store, ts);
         }
         let r = ReadCtx {
             ts,
