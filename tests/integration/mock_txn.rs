@@ -1359,3 +1359,49 @@ async fn max_ts_is_per_store_and_synced_by_a_new_leader() {
         "synced from PD on becoming leader"
     );
 }
+
+#[tokio::test]
+async fn whole_request_read_errors_are_repeated_in_the_first_pair() {
+    let cluster = MockCluster::builder()
+        .split_txn(["m"])
+        .start()
+        .await
+        .unwrap();
+    let mut s = region_store(&cluster, 1).await;
+    // An API version the store does not run: the request fails as a whole.
+    let r = s
+        .client
+        .kv_batch_get(kvrpcpb::BatchGetRequest {
+            context: Some(kvrpcpb::Context {
+                api_version: kvrpcpb::ApiVersion::V2 as i32,
+                ..s.ctx.clone()
+            }),
+            keys: vec![b"x".to_vec()],
+            version: ts(10),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let e = r.error.unwrap();
+    assert!(e.abort.contains("ApiVersionNotMatched"), "{e:?}");
+    assert_eq!(r.pairs.len(), 1);
+    assert_eq!(r.pairs[0].error.as_ref(), Some(&e));
+    // A scan range reaching below the region start: InvalidReqRange, the same way.
+    let r = s
+        .client
+        .kv_scan(kvrpcpb::ScanRequest {
+            context: s.ctx(),
+            start_key: b"a".to_vec(),
+            limit: 10,
+            version: ts(10),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let e = r.error.unwrap();
+    assert!(e.abort.contains("InvalidReqRange"), "{e:?}");
+    assert_eq!(r.pairs.len(), 1);
+    assert_eq!(r.pairs[0].error.as_ref(), Some(&e));
+}

@@ -101,6 +101,50 @@ macro_rules! prelude {
             }
         }
     };
+    // Reads answering pairs also repeat a whole-request error in `pairs[0]` (spec 2.5).
+    ($self:ident, $region:ident, $req:ident, $cmd:literal, $keys:expr, $resp:ident, pairs) => {
+        match $self.txn_prelude($region, $req.context.as_ref(), $cmd, $keys) {
+            Ok(()) => {}
+            Err(Reject::Region(e)) => {
+                return kvrpcpb::$resp {
+                    region_error: Some(*e),
+                    ..Default::default()
+                }
+            }
+            Err(Reject::Key(e)) => return PairsReply::failed(e.into_proto()),
+        }
+    };
+}
+
+/// Replies that carry pairs: failed as a whole, they hold `error` and the same in one pair.
+trait PairsReply {
+    fn failed(e: kvrpcpb::KeyError) -> Self;
+}
+
+impl PairsReply for kvrpcpb::BatchGetResponse {
+    fn failed(e: kvrpcpb::KeyError) -> Self {
+        kvrpcpb::BatchGetResponse {
+            pairs: vec![kvrpcpb::KvPair {
+                error: Some(e.clone()),
+                ..Default::default()
+            }],
+            error: Some(e),
+            ..Default::default()
+        }
+    }
+}
+
+impl PairsReply for kvrpcpb::ScanResponse {
+    fn failed(e: kvrpcpb::KeyError) -> Self {
+        kvrpcpb::ScanResponse {
+            pairs: vec![kvrpcpb::KvPair {
+                error: Some(e.clone()),
+                ..Default::default()
+            }],
+            error: Some(e),
+            ..Default::default()
+        }
+    }
 }
 
 impl MockTikv {
@@ -161,7 +205,7 @@ impl MockTikv {
         req: &kvrpcpb::BatchGetRequest,
         region: &Region,
     ) -> kvrpcpb::BatchGetResponse {
-        prelude!(self, region, req, "batch_get", &[], BatchGetResponse);
+        prelude!(self, region, req, "batch_get", &[], BatchGetResponse, pairs);
         let (ts, isolation, resolved, committed) = read_ctx(req.context.as_ref(), req.version);
         let mut mvcc = self.mvcc();
         if !stale_read(req.context.as_ref()) {
@@ -210,7 +254,7 @@ impl MockTikv {
         req: &kvrpcpb::ScanRequest,
         region: &Region,
     ) -> kvrpcpb::ScanResponse {
-        prelude!(self, region, req, "scan", &[], ScanResponse);
+        prelude!(self, region, req, "scan", &[], ScanResponse, pairs);
         let (r_start, r_end) = self.user_bounds(region, DataKind::Txn);
         // Forward: [start, end); reverse: start is the exclusive upper, end the inclusive lower.
         let (lower, upper) = if req.reverse {
@@ -226,10 +270,7 @@ impl MockTikv {
             let e = KeyErr::Abort(format!(
                 "Error(InvalidReqRange {{ start: {lower:?}, end: {upper:?} }})"
             ));
-            return kvrpcpb::ScanResponse {
-                error: Some(e.into_proto()),
-                ..Default::default()
-            };
+            return PairsReply::failed(e.into_proto());
         }
         if req.limit == 0 {
             return kvrpcpb::ScanResponse::default();
