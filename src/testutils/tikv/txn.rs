@@ -121,31 +121,24 @@ trait PairsReply {
     fn failed(e: kvrpcpb::KeyError) -> Self;
 }
 
-impl PairsReply for kvrpcpb::BatchGetResponse {
-    fn failed(e: kvrpcpb::KeyError) -> Self {
-        kvrpcpb::BatchGetResponse {
-            pairs: vec![kvrpcpb::KvPair {
-                error: Some(e.clone()),
-                ..Default::default()
-            }],
-            error: Some(e),
-            ..Default::default()
+macro_rules! pairs_reply {
+    ($($resp:ident),*) => {$(
+        impl PairsReply for kvrpcpb::$resp {
+            fn failed(e: kvrpcpb::KeyError) -> Self {
+                kvrpcpb::$resp {
+                    pairs: vec![kvrpcpb::KvPair {
+                        error: Some(e.clone()),
+                        ..Default::default()
+                    }],
+                    error: Some(e),
+                    ..Default::default()
+                }
+            }
         }
-    }
+    )*};
 }
 
-impl PairsReply for kvrpcpb::ScanResponse {
-    fn failed(e: kvrpcpb::KeyError) -> Self {
-        kvrpcpb::ScanResponse {
-            pairs: vec![kvrpcpb::KvPair {
-                error: Some(e.clone()),
-                ..Default::default()
-            }],
-            error: Some(e),
-            ..Default::default()
-        }
-    }
-}
+pairs_reply!(BatchGetResponse, ScanResponse);
 
 impl MockTikv {
     pub(super) fn kv_get(
