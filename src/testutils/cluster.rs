@@ -122,6 +122,9 @@ pub(crate) struct Cluster {
     tso: Mutex<(i64, i64)>,
 }
 
+/// The version the mock's PD and stores claim.
+pub(crate) const PD_VERSION: &str = "8.5.0";
+
 /// Logical bits of a TSO timestamp.
 pub(crate) const LOGICAL_BITS: u32 = 18;
 const MAX_LOGICAL: i64 = 1 << LOGICAL_BITS;
@@ -158,7 +161,7 @@ impl Cluster {
                     meta: metapb::Store {
                         id,
                         state: metapb::StoreState::Up as i32,
-                        version: super::pd_http::PD_VERSION.into(),
+                        version: PD_VERSION.into(),
                         node_state: metapb::NodeState::Serving as i32,
                         ..Default::default()
                     },

@@ -12,11 +12,8 @@ use serde_json::{json, Value};
 use tonic::body::Body;
 use tower::{Layer, Service};
 
-use super::cluster::{Cluster, Region};
+use super::cluster::{Cluster, Region, PD_VERSION};
 use crate::proto::metapb;
-
-/// The PD version the mock claims (the TiKV stores claim the same).
-pub(crate) const PD_VERSION: &str = "8.5.0";
 
 /// Answers PD's HTTP API paths from the cluster's metadata.
 #[derive(Debug, Clone)]
