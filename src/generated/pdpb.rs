@@ -82,6 +82,28 @@ pub struct GetClusterInfoResponse {
     pub tso_urls: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GcBarrierInfo {
+    #[prost(string, tag = "1")]
+    pub barrier_id: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "2")]
+    pub barrier_ts: u64,
+    #[prost(int64, tag = "3")]
+    pub ttl_seconds: i64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct GcState {
+    #[prost(message, optional, tag = "1")]
+    pub keyspace_scope: ::core::option::Option<KeyspaceScope>,
+    #[prost(bool, tag = "2")]
+    pub is_keyspace_level_gc: bool,
+    #[prost(uint64, tag = "3")]
+    pub txn_safe_point: u64,
+    #[prost(uint64, tag = "4")]
+    pub gc_safe_point: u64,
+    #[prost(message, repeated, tag = "5")]
+    pub gc_barriers: ::prost::alloc::vec::Vec<GcBarrierInfo>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct GetGcSafePointRequest {
     #[prost(message, optional, tag = "1")]
     pub header: ::core::option::Option<RequestHeader>,
@@ -92,6 +114,22 @@ pub struct GetGcSafePointResponse {
     pub header: ::core::option::Option<ResponseHeader>,
     #[prost(uint64, tag = "2")]
     pub safe_point: u64,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetGcStateRequest {
+    #[prost(message, optional, tag = "1")]
+    pub header: ::core::option::Option<RequestHeader>,
+    #[prost(message, optional, tag = "2")]
+    pub keyspace_scope: ::core::option::Option<KeyspaceScope>,
+    #[prost(bool, tag = "3")]
+    pub exclude_gc_barriers: bool,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct GetGcStateResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: ::core::option::Option<ResponseHeader>,
+    #[prost(message, optional, tag = "2")]
+    pub gc_state: ::core::option::Option<GcState>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct GetMembersRequest {
@@ -181,6 +219,19 @@ pub struct KeyRange {
     pub start_key: ::prost::alloc::vec::Vec<u8>,
     #[prost(bytes = "vec", tag = "2")]
     pub end_key: ::prost::alloc::vec::Vec<u8>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct KeyspaceScope {
+    #[prost(oneof = "keyspace_scope::Keyspace", tags = "1")]
+    pub keyspace: ::core::option::Option<keyspace_scope::Keyspace>,
+}
+/// Nested message and enum types in `KeyspaceScope`.
+pub mod keyspace_scope {
+    #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Oneof)]
+    pub enum Keyspace {
+        #[prost(uint32, tag = "1")]
+        KeyspaceId(u32),
+    }
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Member {
@@ -899,6 +950,27 @@ pub mod pd_client {
             req.extensions_mut().insert(GrpcMethod::new("pdpb.PD", "GetGCSafePoint"));
             self.inner.unary(req, path, codec).await
         }
+        pub async fn get_gc_state(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetGcStateRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetGcStateResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/pdpb.PD/GetGCState");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("pdpb.PD", "GetGCState"));
+            self.inner.unary(req, path, codec).await
+        }
         pub async fn update_gc_safe_point(
             &mut self,
             request: impl tonic::IntoRequest<super::UpdateGcSafePointRequest>,
@@ -1132,6 +1204,15 @@ pub mod pd_server {
             request: tonic::Request<super::GetGcSafePointRequest>,
         ) -> std::result::Result<
             tonic::Response<super::GetGcSafePointResponse>,
+            tonic::Status,
+        > {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
+        async fn get_gc_state(
+            &self,
+            request: tonic::Request<super::GetGcStateRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetGcStateResponse>,
             tonic::Status,
         > {
             Err(tonic::Status::unimplemented("Not yet implemented"))
@@ -1685,6 +1766,49 @@ pub mod pd_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = GetGCSafePointSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/pdpb.PD/GetGCState" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetGCStateSvc<T: Pd>(pub Arc<T>);
+                    impl<T: Pd> tonic::server::UnaryService<super::GetGcStateRequest>
+                    for GetGCStateSvc<T> {
+                        type Response = super::GetGcStateResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetGcStateRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Pd>::get_gc_state(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetGCStateSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

@@ -22,7 +22,7 @@ use crate::proto::pdpb::{self, pd_client::PdClient as PdGrpc};
 use crate::proto::{keyspacepb, metapb};
 use crate::timestamp::Timestamp;
 use crate::transport::{self, Channel};
-use crate::{Config, Error, Result};
+use crate::{Config, Error, GrpcCode, Result};
 
 /// A PD server as `GetMembers` describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -282,6 +282,29 @@ impl PdClient {
         Ok(resp.safe_point)
     }
 
+    /// The transaction safe point: reads below it may miss collected data. From PD's
+    /// `GetGCState` (newer PD), else its GC safe point (PD up to v8.5 answers Unimplemented).
+    pub async fn get_txn_safe_point(&self) -> Result<u64> {
+        let req = pdpb::GetGcStateRequest {
+            exclude_gc_barriers: true,
+            ..Default::default()
+        };
+        let state = self
+            .inner
+            .call("GetGCState", req, |mut c, r| async move {
+                c.get_gc_state(r).await
+            })
+            .await;
+        match state {
+            Ok(resp) => Ok(resp.gc_state.map_or(0, |s| s.txn_safe_point)),
+            Err(Error::Grpc {
+                code: GrpcCode::Unimplemented,
+                ..
+            }) => self.get_gc_safe_point().await,
+            Err(e) => Err(e),
+        }
+    }
+
     /// Raises the GC safe point (it never decreases); returns the value now in force.
     pub async fn update_gc_safe_point(&self, safe_point: u64) -> Result<u64> {
         let req = pdpb::UpdateGcSafePointRequest {
@@ -383,6 +406,7 @@ pd_requests! {
     pdpb::GetStoreRequest,
     pdpb::GetAllStoresRequest,
     pdpb::GetGcSafePointRequest,
+    pdpb::GetGcStateRequest,
     pdpb::UpdateGcSafePointRequest,
     pdpb::UpdateServiceGcSafePointRequest,
     pdpb::TsoRequest,
@@ -396,6 +420,7 @@ pd_responses! {
     pdpb::GetStoreResponse,
     pdpb::GetAllStoresResponse,
     pdpb::GetGcSafePointResponse,
+    pdpb::GetGcStateResponse,
     pdpb::UpdateGcSafePointResponse,
     pdpb::UpdateServiceGcSafePointResponse,
     pdpb::TsoResponse,
@@ -526,7 +551,19 @@ impl Inner {
                 Ok(resp) => return Ok(resp),
                 Err(err) => err,
             };
-            let fatal = matches!(&err, Error::Grpc { message, .. } if message.contains("mismatch cluster id"))
+            // Definite answers: retrying cannot change them (an old PD lacks a method, ...).
+            let definite = matches!(
+                &err,
+                Error::Grpc {
+                    code: GrpcCode::Unimplemented
+                        | GrpcCode::InvalidArgument
+                        | GrpcCode::PermissionDenied
+                        | GrpcCode::Unauthenticated,
+                    ..
+                }
+            );
+            let fatal = definite
+                || matches!(&err, Error::Grpc { message, .. } if message.contains("mismatch cluster id"))
                 || matches!(err, Error::Pd(_) | Error::UnexpectedResponse(_));
             if fatal {
                 return Err(err);

@@ -10,7 +10,7 @@ use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::cluster::{keyspace_id, unix_now, Cluster, Region, LOGICAL_BITS};
-use super::fault::{Call, Labels, Outcome};
+use super::fault::{tonic_code, Call, CallInfo, Labels, Outcome, Reaction};
 use super::router::Router;
 use super::tikv::Node;
 use crate::proto::keyspacepb::{self, keyspace_server::Keyspace, keyspace_server::KeyspaceServer};
@@ -109,8 +109,19 @@ impl MockPd {
 
     /// Every request but GetMembers must carry this cluster's id (0 included is a mismatch).
     /// Logs the call (as store 0) with whether it was accepted.
+    /// A fault rule's gRPC status applies to PD calls too (other reactions are TiKV's).
     fn check(&self, method: &'static str, header: Option<&impl ClusterIdOf>) -> Result<(), Status> {
-        let verdict = self.available().and_then(|()| {
+        let info = CallInfo {
+            method,
+            store: 0,
+            region: 0,
+            first_key: None,
+        };
+        let injected = match self.node.faults.react(&info) {
+            Some(Reaction::Status { code, message }) => Err(Status::new(tonic_code(code), message)),
+            _ => Ok(()),
+        };
+        let verdict = injected.and_then(|()| self.available()).and_then(|()| {
             let got = header.map_or(0, ClusterIdOf::cluster_id_of);
             if got != self.cluster.id {
                 return Err(Status::failed_precondition(format!(
@@ -396,6 +407,49 @@ impl Pd for MockPd {
         Ok(Response::new(pdpb::GetGcSafePointResponse {
             header: self.header(),
             safe_point: self.cluster.meta().gc_safe_point,
+        }))
+    }
+
+    /// The GC state newer clients read (client-go's read check uses `txn_safe_point`). The
+    /// mock keeps PD's classic model: one safe point serves as both, and the other services'
+    /// safe points are reported as GC barriers.
+    async fn get_gc_state(
+        &self,
+        request: Request<pdpb::GetGcStateRequest>,
+    ) -> Reply<pdpb::GetGcStateResponse> {
+        let req = request.into_inner();
+        self.check("GetGCState", req.header.as_ref())?;
+        let now = unix_now().as_secs() as i64;
+        let meta = self.cluster.meta();
+        let gc_barriers = if req.exclude_gc_barriers {
+            Vec::new()
+        } else {
+            let mut barriers: Vec<pdpb::GcBarrierInfo> = meta
+                .service_safe_points
+                .iter()
+                .filter(|(id, (_, expire_at))| id.as_slice() != b"gc_worker" && *expire_at > now)
+                .map(|(id, (ts, expire_at))| pdpb::GcBarrierInfo {
+                    barrier_id: String::from_utf8_lossy(id).into_owned(),
+                    barrier_ts: *ts,
+                    ttl_seconds: if *expire_at == i64::MAX {
+                        i64::MAX
+                    } else {
+                        expire_at - now
+                    },
+                })
+                .collect();
+            barriers.sort_by(|a, b| a.barrier_id.cmp(&b.barrier_id));
+            barriers
+        };
+        Ok(Response::new(pdpb::GetGcStateResponse {
+            header: self.header(),
+            gc_state: Some(pdpb::GcState {
+                keyspace_scope: req.keyspace_scope,
+                is_keyspace_level_gc: false,
+                txn_safe_point: meta.gc_safe_point,
+                gc_safe_point: meta.gc_safe_point,
+                gc_barriers,
+            }),
         }))
     }
 

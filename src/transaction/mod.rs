@@ -85,7 +85,7 @@ impl Core {
         let age = |at: crate::rt::Instant| now.saturating_duration_since(at);
         let safe_point = match cached {
             Some((sp, at)) if age(at) < SAFE_POINT_REFRESH => sp,
-            _ => match self.pd.get_gc_safe_point().await {
+            _ => match self.pd.get_txn_safe_point().await {
                 Ok(sp) => {
                     self.remember_safe_point(sp);
                     sp

@@ -509,3 +509,61 @@ async fn pd_http_api_reports_version_stores_and_regions() {
         cluster.cluster_id()
     );
 }
+
+#[tokio::test]
+async fn gc_state_reports_the_safe_points_and_service_barriers() {
+    let cluster = MockCluster::builder().start().await.unwrap();
+    let mut pd = pd_client(&cluster).await;
+    pd.update_gc_safe_point(pdpb::UpdateGcSafePointRequest {
+        header: header(&cluster),
+        safe_point: 100,
+    })
+    .await
+    .unwrap();
+    pd.update_service_gc_safe_point(pdpb::UpdateServiceGcSafePointRequest {
+        header: header(&cluster),
+        service_id: b"br".to_vec(),
+        ttl: 3600,
+        safe_point: 150,
+    })
+    .await
+    .unwrap();
+    let state = pd
+        .get_gc_state(pdpb::GetGcStateRequest {
+            header: header(&cluster),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(state.header.unwrap().error.is_none());
+    let gc = state.gc_state.unwrap();
+    assert_eq!((gc.txn_safe_point, gc.gc_safe_point), (100, 100));
+    assert!(!gc.is_keyspace_level_gc);
+    assert_eq!(gc.gc_barriers.len(), 1);
+    let barrier = &gc.gc_barriers[0];
+    assert_eq!(
+        (barrier.barrier_id.as_str(), barrier.barrier_ts),
+        ("br", 150)
+    );
+    assert!(barrier.ttl_seconds > 3500 && barrier.ttl_seconds <= 3600);
+    let bare = pd
+        .get_gc_state(pdpb::GetGcStateRequest {
+            header: header(&cluster),
+            exclude_gc_barriers: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(bare.gc_state.unwrap().gc_barriers.is_empty());
+    let status = pd
+        .get_gc_state(pdpb::GetGcStateRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        status.code(),
+        tonic::Code::FailedPrecondition,
+        "no cluster id"
+    );
+}

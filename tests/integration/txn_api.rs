@@ -9,7 +9,7 @@ use tikv_client::interceptor::Interceptor;
 use tikv_client::proto::{errorpb, kvrpcpb};
 use tikv_client::testutils::{Labels, Outcome, Rule};
 use tikv_client::transaction::{LockOptions, LockWait, ReplicaRead};
-use tikv_client::{Error, Key, KvPair, TransactionOptions};
+use tikv_client::{Error, GrpcCode, Key, KvPair, TransactionOptions};
 
 use super::txn::{abandoned_prewrite, client, cluster, put_all, remaining_locks, value};
 use super::util::calls_of;
@@ -529,4 +529,17 @@ async fn reads_below_the_gc_safe_point_are_refused() {
             .await,
         Err(Error::TxnAbortedByGc { .. })
     ));
+    assert!(!calls_of(&cluster, "GetGCState").is_empty());
+
+    // PD before v9 has no GetGCState: the GC safe point stands in for the txn safe point.
+    cluster.add_rule(Rule::on("GetGCState").status(GrpcCode::Unimplemented, "unknown method"));
+    let older = super::txn::client(&cluster).await;
+    assert!(matches!(
+        older
+            .snapshot(old, TransactionOptions::default())
+            .get("a")
+            .await,
+        Err(Error::TxnAbortedByGc { .. })
+    ));
+    assert!(!calls_of(&cluster, "GetGCSafePoint").is_empty());
 }
