@@ -1405,3 +1405,135 @@ async fn whole_request_read_errors_are_repeated_in_the_first_pair() {
     assert_eq!(r.pairs.len(), 1);
     assert_eq!(r.pairs[0].error.as_ref(), Some(&e));
 }
+
+#[tokio::test]
+async fn force_lock_mode_locks_behind_newer_commits_and_after_a_wake_up() {
+    use kvrpcpb::PessimisticLockKeyResultType as Result;
+    let cluster = MockCluster::builder().stores(1).start().await.unwrap();
+    let mut s = store(&cluster).await;
+    let ctx = s.ctx.clone();
+    s.prewrite(vec![put("k", "v0")], "k", ts(10)).await;
+    s.commit(&["k"], ts(10), ts(20)).await;
+    let force =
+        |keys: &[&str], start: u64, for_update: u64, wait: i64| kvrpcpb::PessimisticLockRequest {
+            wake_up_mode: kvrpcpb::PessimisticLockWakeUpMode::WakeUpModeForceLock as i32,
+            ..lock_req(&ctx, keys, keys[0], start, for_update, wait)
+        };
+
+    // Behind a newer commit: locked anyway, at the commit's ts, with the value.
+    let r = s
+        .client
+        .kv_pessimistic_lock(force(&["k"], ts(5), ts(15), -1))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.errors.is_empty(), "{r:?}");
+    let got = &r.results[0];
+    assert_eq!(
+        (
+            got.r#type,
+            got.locked_with_conflict_ts,
+            got.value.as_slice(),
+            got.existence
+        ),
+        (
+            Result::LockResultLockedWithConflict as i32,
+            ts(20),
+            &b"v0"[..],
+            true
+        )
+    );
+    let locks = s
+        .client
+        .kv_scan_lock(kvrpcpb::ScanLockRequest {
+            context: s.ctx(),
+            max_version: u64::MAX,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .locks;
+    assert_eq!(
+        locks[0].lock_for_update_ts,
+        ts(20),
+        "the lock carries the newer ts"
+    );
+    // Re-locking with an older for_update_ts reports the lock's.
+    let r = s
+        .client
+        .kv_pessimistic_lock(force(&["k"], ts(5), ts(18), -1))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.results[0].locked_with_conflict_ts, ts(20));
+    // No conflict: a normal result, existence only when asked.
+    let mut req = force(&["n"], ts(6), ts(30), -1);
+    req.check_existence = true;
+    let r = s
+        .client
+        .kv_pessimistic_lock(req)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.results[0].r#type, Result::LockResultNormal as i32);
+    assert!(!r.results[0].existence && r.results[0].value.is_empty());
+    // One key per request only.
+    let r = s
+        .client
+        .kv_pessimistic_lock(force(&["a", "b"], ts(7), ts(30), -1))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!r.errors[0].abort.is_empty());
+    // A failure is in `errors` and marks the key failed.
+    let r = s
+        .client
+        .kv_pessimistic_lock(force(&["k"], ts(8), ts(30), -1))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.errors[0].locked.is_some());
+    assert_eq!(r.results[0].r#type, Result::LockResultFailed as i32);
+
+    // A waiter in force mode locks by itself when the holder commits (normal mode would
+    // answer a write conflict).
+    s.client
+        .kv_pessimistic_lock(lock_req(&ctx, &["w"], "w", ts(200), ts(200), -1))
+        .await
+        .unwrap();
+    let waiter = {
+        let mut client = s.client.clone();
+        let req = force(&["w"], ts(300), ts(300), 5000);
+        tokio::spawn(async move { client.kv_pessimistic_lock(req).await.unwrap().into_inner() })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let holder = kvrpcpb::PrewriteRequest {
+        context: s.ctx(),
+        mutations: vec![put("w", "held")],
+        primary_lock: b"w".to_vec(),
+        start_version: ts(200),
+        for_update_ts: ts(200),
+        pessimistic_actions: vec![
+            kvrpcpb::prewrite_request::PessimisticAction::DoPessimisticCheck as i32,
+        ],
+        lock_ttl: 3000,
+        ..Default::default()
+    };
+    assert!(s.prewrite_req(holder).await.errors.is_empty());
+    assert!(s.commit(&["w"], ts(200), ts(310)).await.error.is_none());
+    let r = waiter.await.unwrap();
+    assert!(r.errors.is_empty(), "{r:?}");
+    assert_eq!(
+        (
+            r.results[0].r#type,
+            r.results[0].locked_with_conflict_ts,
+            r.results[0].value.as_slice()
+        ),
+        (
+            Result::LockResultLockedWithConflict as i32,
+            ts(310),
+            &b"held"[..]
+        )
+    );
+}

@@ -22,11 +22,77 @@ fn key_hash(key: &[u8]) -> u64 {
     h.finish()
 }
 
-fn failed(e: KeyErr) -> Exec<kvrpcpb::PessimisticLockResponse> {
+/// A failed lock request; force-lock mode also reports the key as failed in `results`.
+fn failure(e: KeyErr, force: bool) -> Exec<kvrpcpb::PessimisticLockResponse> {
+    let results = if force {
+        vec![kvrpcpb::PessimisticLockKeyResult {
+            r#type: kvrpcpb::PessimisticLockKeyResultType::LockResultFailed as i32,
+            ..Default::default()
+        }]
+    } else {
+        Vec::new()
+    };
     Exec::Done(kvrpcpb::PessimisticLockResponse {
         errors: vec![e.into_proto()],
+        results,
         ..Default::default()
     })
+}
+
+/// A NotExist assertion met an existing value: AlreadyExist, or in force mode a write
+/// conflict when that value is newer than the requested for_update_ts.
+fn not_exist_violated(
+    req: &kvrpcpb::PessimisticLockRequest,
+    key: &[u8],
+    commit_ts: u64,
+    force: bool,
+) -> KeyErr {
+    if force && commit_ts > req.for_update_ts {
+        KeyErr::Conflict(conflict(
+            key,
+            req.start_version,
+            0,
+            commit_ts,
+            &req.primary_lock,
+            kvrpcpb::write_conflict::Reason::PessimisticRetry,
+        ))
+    } else {
+        KeyErr::AlreadyExist(key.to_vec())
+    }
+}
+
+/// Force-lock mode's per-key results: a key locked despite a newer commit always carries its
+/// value and existence; others as `return_values` / `check_existence` ask.
+fn force_results(
+    req: &kvrpcpb::PessimisticLockRequest,
+    values: Vec<Vec<u8>>,
+    not_founds: Vec<bool>,
+    conflicts: Vec<u64>,
+) -> Vec<kvrpcpb::PessimisticLockKeyResult> {
+    values
+        .into_iter()
+        .zip(not_founds)
+        .zip(conflicts)
+        .map(|((value, not_found), conflict_ts)| {
+            let with_conflict = conflict_ts > 0;
+            kvrpcpb::PessimisticLockKeyResult {
+                r#type: if with_conflict {
+                    kvrpcpb::PessimisticLockKeyResultType::LockResultLockedWithConflict as i32
+                } else {
+                    kvrpcpb::PessimisticLockKeyResultType::LockResultNormal as i32
+                },
+                value: if with_conflict || req.return_values {
+                    value
+                } else {
+                    Vec::new()
+                },
+                existence: (with_conflict || req.return_values || req.check_existence)
+                    && !not_found,
+                locked_with_conflict_ts: conflict_ts,
+                ..Default::default()
+            }
+        })
+        .collect()
 }
 
 impl MockTikv {
@@ -41,10 +107,22 @@ impl MockTikv {
             return Exec::Done(outside);
         }
         let start = req.start_version;
+        // Force-lock mode (TiDB's fair locking): one key, locked even behind a newer commit.
+        let force =
+            req.wake_up_mode == kvrpcpb::PessimisticLockWakeUpMode::WakeUpModeForceLock as i32;
+        let failed = |e: KeyErr| failure(e, force);
+        if force && req.mutations.len() > 1 {
+            return failed(KeyErr::Abort(
+                "Error(Other(\"multiple keys in a single request with allowed_lock_with_conflict set is not allowed\"))"
+                    .into(),
+            ));
+        }
         let mut mvcc = self.node.store_mvcc(self.store);
         let mut staged: Vec<(Vec<u8>, Lock)> = Vec::new();
         let mut values = Vec::new();
         let mut not_founds = Vec::new();
+        // Per key: the newer for_update_ts it was locked with despite a conflict (force mode).
+        let mut conflicts: Vec<u64> = Vec::new();
         for m in &req.mutations {
             let key = &m.key;
             if req.lock_only_if_exists && !req.return_values {
@@ -58,8 +136,9 @@ impl MockTikv {
             if reading {
                 mvcc.observe_ts(req.for_update_ts);
             }
-            // Woken up: the lock waited for is gone; normal mode answers a write conflict.
-            if let Some((waited_key, holder)) = &waiting.on {
+            // Woken up: the lock waited for is gone; normal mode answers a write conflict,
+            // force-lock mode locks again at once.
+            if let Some((waited_key, holder)) = waiting.on.as_ref().filter(|_| !force) {
                 let still_held = mvcc.locks.get(waited_key).is_some_and(|l| l.ts == *holder);
                 if waiting.woken && !still_held && waited_key == key {
                     let commit_ts = match mvcc.txn_status(key, *holder) {
@@ -144,19 +223,30 @@ impl MockTikv {
                     relocked.ttl = relocked.ttl.max(req.lock_ttl);
                     relocked.min_commit_ts = relocked.min_commit_ts.max(req.min_commit_ts);
                 }
-                let existing = mvcc.read_committed(key, req.for_update_ts);
-                if m.assertion == kvrpcpb::Assertion::NotExist as i32 && existing.is_some() {
-                    return failed(KeyErr::AlreadyExist(key.clone()));
+                // Force mode keeps the lock's newer for_update_ts and says so.
+                let conflict_ts = if force && req.for_update_ts < lock.for_update_ts {
+                    lock.for_update_ts
+                } else {
+                    0
+                };
+                let read_ts = req.for_update_ts.max(conflict_ts);
+                let existing = mvcc.read_committed(key, read_ts);
+                if m.assertion == kvrpcpb::Assertion::NotExist as i32 {
+                    if let Some((_, commit_ts)) = existing {
+                        return failed(not_exist_violated(req, key, commit_ts, force));
+                    }
                 }
                 not_founds.push(existing.is_none());
                 values.push(existing.map(|(v, _)| v).unwrap_or_default());
+                conflicts.push(conflict_ts);
                 staged.push((key.clone(), relocked));
                 continue;
             }
-            if let Some(commit_ts) = mvcc
+            let newer = mvcc
                 .newest_commit_ts(key)
-                .filter(|c| *c > req.for_update_ts)
-            {
+                .filter(|c| *c > req.for_update_ts);
+            let conflict_ts = if force { newer.unwrap_or(0) } else { 0 };
+            if let Some(commit_ts) = newer.filter(|_| !force) {
                 let conflict_start = mvcc.writes[key][&commit_ts].start_ts;
                 let c = conflict(
                     key,
@@ -173,13 +263,17 @@ impl MockTikv {
                     "Error(PessimisticLockRolledBack {{ start_ts: {start}, key: {key:?} }})"
                 )));
             }
-            let existing = mvcc.read_committed(key, req.for_update_ts);
-            if m.assertion == kvrpcpb::Assertion::NotExist as i32 && existing.is_some() {
-                return failed(KeyErr::AlreadyExist(key.clone()));
+            let lock_for_update_ts = req.for_update_ts.max(conflict_ts);
+            let existing = mvcc.read_committed(key, lock_for_update_ts);
+            if m.assertion == kvrpcpb::Assertion::NotExist as i32 {
+                if let Some((_, commit_ts)) = existing {
+                    return failed(not_exist_violated(req, key, commit_ts, force));
+                }
             }
             let exists = existing.is_some();
             not_founds.push(!exists);
             values.push(existing.map(|(v, _)| v).unwrap_or_default());
+            conflicts.push(conflict_ts);
             if req.lock_only_if_exists && !exists {
                 continue;
             }
@@ -191,7 +285,7 @@ impl MockTikv {
                     ts: start,
                     ttl: req.lock_ttl,
                     value: Vec::new(),
-                    for_update_ts: req.for_update_ts,
+                    for_update_ts: lock_for_update_ts,
                     txn_size: 0,
                     min_commit_ts: req.min_commit_ts,
                     use_async_commit: false,
@@ -202,6 +296,12 @@ impl MockTikv {
         }
         for (key, lock) in staged {
             mvcc.locks.insert(key, lock);
+        }
+        if force {
+            return Exec::Done(kvrpcpb::PessimisticLockResponse {
+                results: force_results(req, values, not_founds, conflicts),
+                ..Default::default()
+            });
         }
         let (values, not_founds) = if req.return_values {
             (values, not_founds)
