@@ -67,6 +67,28 @@ impl Store {
         self.prewrite_req(req).await
     }
 
+    /// A pessimistic prewrite of `key`, which the transaction locked at its start ts.
+    async fn prewrite_locked(
+        &mut self,
+        key: &str,
+        value: &str,
+        start: u64,
+    ) -> kvrpcpb::PrewriteResponse {
+        let req = kvrpcpb::PrewriteRequest {
+            context: self.ctx(),
+            mutations: vec![put(key, value)],
+            primary_lock: key.as_bytes().to_vec(),
+            start_version: start,
+            for_update_ts: start,
+            pessimistic_actions: vec![
+                kvrpcpb::prewrite_request::PessimisticAction::DoPessimisticCheck as i32,
+            ],
+            lock_ttl: 3000,
+            ..Default::default()
+        };
+        self.prewrite_req(req).await
+    }
+
     async fn prewrite_req(&mut self, req: kvrpcpb::PrewriteRequest) -> kvrpcpb::PrewriteResponse {
         let resp = self.client.kv_prewrite(req).await.unwrap().into_inner();
         assert!(resp.region_error.is_none(), "{resp:?}");
@@ -754,19 +776,11 @@ async fn pessimistic_locks_values_no_wait_timeout_and_prewrite() {
     assert!(started.elapsed() >= std::time::Duration::from_millis(190));
 
     // The holder prewrites with the pessimistic check and commits.
-    let prewrite = kvrpcpb::PrewriteRequest {
-        context: Some(ctx.clone()),
-        mutations: vec![put("k", "v1")],
-        primary_lock: b"k".to_vec(),
-        start_version: ts(100),
-        for_update_ts: ts(100),
-        pessimistic_actions: vec![
-            kvrpcpb::prewrite_request::PessimisticAction::DoPessimisticCheck as i32,
-        ],
-        lock_ttl: 3000,
-        ..Default::default()
-    };
-    assert!(s.prewrite_req(prewrite).await.errors.is_empty());
+    assert!(s
+        .prewrite_locked("k", "v1", ts(100))
+        .await
+        .errors
+        .is_empty());
     // "absent" was locked but not written: a pessimistic lock committed leaves nothing.
     assert!(s
         .commit(&["k", "absent"], ts(100), ts(300))
@@ -1508,19 +1522,11 @@ async fn force_lock_mode_locks_behind_newer_commits_and_after_a_wake_up() {
         tokio::spawn(async move { client.kv_pessimistic_lock(req).await.unwrap().into_inner() })
     };
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let holder = kvrpcpb::PrewriteRequest {
-        context: s.ctx(),
-        mutations: vec![put("w", "held")],
-        primary_lock: b"w".to_vec(),
-        start_version: ts(200),
-        for_update_ts: ts(200),
-        pessimistic_actions: vec![
-            kvrpcpb::prewrite_request::PessimisticAction::DoPessimisticCheck as i32,
-        ],
-        lock_ttl: 3000,
-        ..Default::default()
-    };
-    assert!(s.prewrite_req(holder).await.errors.is_empty());
+    assert!(s
+        .prewrite_locked("w", "held", ts(200))
+        .await
+        .errors
+        .is_empty());
     assert!(s.commit(&["w"], ts(200), ts(310)).await.error.is_none());
     let r = waiter.await.unwrap();
     assert!(r.errors.is_empty(), "{r:?}");
