@@ -1543,3 +1543,58 @@ async fn force_lock_mode_locks_behind_newer_commits_and_after_a_wake_up() {
         )
     );
 }
+
+#[tokio::test]
+async fn a_release_wakes_the_oldest_waiter_first_and_the_rest_a_little_later() {
+    let cluster = MockCluster::builder().stores(1).start().await.unwrap();
+    let s = store(&cluster).await;
+    let ctx = s.ctx.clone();
+    let mut client = s.client.clone();
+    client
+        .kv_pessimistic_lock(lock_req(&ctx, &["q"], "q", ts(100), ts(100), -1))
+        .await
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for start in [300u64, 200, 400] {
+        let mut client = s.client.clone();
+        let req = lock_req(&ctx, &["q"], "q2", ts(start), ts(start), 5000);
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let r = client.kv_pessimistic_lock(req).await.unwrap().into_inner();
+            tx.send((start, std::time::Instant::now(), r)).unwrap();
+        });
+        // Queue them in this order.
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    let released = std::time::Instant::now();
+    client
+        .kv_pessimistic_rollback(kvrpcpb::PessimisticRollbackRequest {
+            context: Some(ctx.clone()),
+            start_version: ts(100),
+            for_update_ts: ts(100),
+            keys: vec![b"q".to_vec()],
+        })
+        .await
+        .unwrap();
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        answers.push(rx.recv().await.unwrap());
+    }
+    assert_eq!(answers[0].0, 200, "the smallest start ts first");
+    for (_, _, r) in &answers {
+        let c = r.errors[0].conflict.as_ref().unwrap();
+        assert_eq!(c.conflict_ts, ts(100));
+        assert_eq!(
+            c.reason,
+            kvrpcpb::write_conflict::Reason::PessimisticRetry as i32
+        );
+    }
+    let head = answers[0].1.duration_since(released);
+    for (start, at, _) in &answers[1..] {
+        let after = at.duration_since(released);
+        assert!(
+            after >= head + std::time::Duration::from_millis(15),
+            "txn {start} woken {after:?} after the release, the head {head:?}"
+        );
+    }
+}

@@ -29,8 +29,9 @@ pub(crate) struct Node {
     pub faults: Faults,
     raw: Mutex<RawStore>,
     mvcc: Mutex<Mvcc>,
-    /// Notified whenever a request that may release locks finishes.
-    pub released: tokio::sync::Notify,
+    /// Per key, the pessimistic lock requests waiting for its lock (spec 4.13).
+    queues: Mutex<std::collections::HashMap<Vec<u8>, Vec<Queued>>>,
+    next_waiter: std::sync::atomic::AtomicU64,
     /// The wait-for graph: waiting txn -> (txn waited for, key).
     waits: Mutex<std::collections::HashMap<u64, (u64, Vec<u8>)>>,
     killers: Mutex<Vec<(u64, ConnectionKiller)>>,
@@ -38,6 +39,19 @@ pub(crate) struct Node {
     safe_ts_lag: Mutex<std::time::Duration>,
     /// Each store's max_ts (spec 1.5); the engine is shared, the concurrency managers are not.
     max_ts: Mutex<std::collections::HashMap<u64, u64>>,
+}
+
+/// TiKV's `wake-up-delay-duration`: how long after waking the head of a key's queue the
+/// other waiters queued then are woken.
+const WAKE_UP_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// A lock request waiting in a key's queue.
+struct Queued {
+    id: u64,
+    start_ts: u64,
+    /// The transaction whose lock it waits for.
+    holder: u64,
+    wake: Arc<tokio::sync::Notify>,
 }
 
 /// The shared engine as one store sees it: `max_ts` is that store's while the guard lives.
@@ -73,12 +87,89 @@ impl Node {
             faults: Faults::new(seed),
             raw: Mutex::new(RawStore::default()),
             mvcc: Mutex::new(Mvcc::default()),
-            released: tokio::sync::Notify::new(),
+            queues: Mutex::new(std::collections::HashMap::new()),
+            next_waiter: std::sync::atomic::AtomicU64::new(1),
             waits: Mutex::new(std::collections::HashMap::new()),
             killers: Mutex::new(Vec::new()),
             safe_ts_lag: Mutex::new(std::time::Duration::ZERO),
             max_ts: Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    /// Queues a request of txn `start_ts` behind `holder`'s lock on `key` (replacing its
+    /// earlier place, if any). Called under the engine lock, so no release is missed.
+    pub(crate) fn enqueue(
+        &self,
+        key: &[u8],
+        holder: u64,
+        start_ts: u64,
+        earlier: Option<u64>,
+    ) -> (u64, Arc<tokio::sync::Notify>) {
+        let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(id) = earlier {
+            for waiters in queues.values_mut() {
+                waiters.retain(|w| w.id != id);
+            }
+        }
+        let id = self
+            .next_waiter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let wake = Arc::new(tokio::sync::Notify::new());
+        queues.entry(key.to_vec()).or_default().push(Queued {
+            id,
+            start_ts,
+            holder,
+            wake: wake.clone(),
+        });
+        (id, wake)
+    }
+
+    /// Takes a finished request out of the queues.
+    pub(crate) fn dequeue(&self, id: u64) {
+        let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+        for waiters in queues.values_mut() {
+            waiters.retain(|w| w.id != id);
+        }
+        queues.retain(|_, waiters| !waiters.is_empty());
+    }
+
+    /// After a request that may have released locks: for each key whose awaited lock is gone,
+    /// wakes the waiter with the smallest start ts at once and the others queued now after
+    /// `WAKE_UP_DELAY` (TiKV's delayed wake-up); they answer a write conflict.
+    pub(crate) fn wake_released(&self) {
+        if self
+            .queues
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+        {
+            return;
+        }
+        // The engine lock first, as handlers take it before queueing.
+        let mvcc = self.mvcc();
+        let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+        for (key, waiters) in queues.iter_mut() {
+            let held_by = mvcc.locks.get(key).map(|l| l.ts);
+            let (mut released, still): (Vec<Queued>, Vec<Queued>) = std::mem::take(waiters)
+                .into_iter()
+                .partition(|w| Some(w.holder) != held_by);
+            *waiters = still;
+            if released.is_empty() {
+                continue;
+            }
+            released.sort_by_key(|w| w.start_ts);
+            let head = released.remove(0);
+            head.wake.notify_one();
+            if !released.is_empty() {
+                tokio::spawn(async move {
+                    tokio::time::sleep(WAKE_UP_DELAY).await;
+                    for w in released {
+                        w.wake.notify_one();
+                    }
+                });
+            }
+        }
+        queues.retain(|_, waiters| !waiters.is_empty());
     }
 
     /// The engine with `store`'s max_ts in `Mvcc::max_ts`.
@@ -213,6 +304,8 @@ pub(crate) struct Waiting {
     pub edge_of: Option<u64>,
     /// A lock was released since the wait began.
     pub woken: bool,
+    /// The request's place in a key's wait queue, and how it is woken.
+    pub queued: Option<(u64, Arc<tokio::sync::Notify>)>,
     /// The deadline passed.
     pub timed_out: bool,
 }
@@ -379,25 +472,32 @@ impl MockTikv {
             Ok(region) => {
                 let mut waiting = Waiting::default();
                 let resp = loop {
-                    // Subscribe before looking, so that a release between the look and the
-                    // wait is not missed.
-                    let released = self.node.released.notified();
-                    tokio::pin!(released);
-                    released.as_mut().enable();
                     match exec(self, &req, &region, &mut waiting) {
                         Exec::Done(resp) => break resp,
                         Exec::Wait(deadline) => {
+                            // Queued by the handler under the engine lock: a wake-up sent
+                            // before this await is kept as a permit.
+                            let wake = waiting.queued.as_ref().map(|(_, w)| w.clone());
+                            let woken = async {
+                                match wake {
+                                    Some(w) => w.notified().await,
+                                    None => std::future::pending().await,
+                                }
+                            };
                             tokio::select! {
-                                () = &mut released => waiting.woken = true,
+                                () = woken => waiting.woken = true,
                                 () = tokio::time::sleep_until(deadline) => waiting.timed_out = true,
                             }
                         }
                     }
                 };
+                if let Some((id, _)) = &waiting.queued {
+                    self.node.dequeue(*id);
+                }
                 if let Some(txn) = waiting.edge_of {
                     self.node.stop_waiting(txn);
                 }
-                self.node.released.notify_waiters();
+                self.node.wake_released();
                 resp
             }
         };
@@ -439,11 +539,10 @@ impl MockTikv {
         }
         let resp = exec(self, &req);
         record(Outcome::Ok);
-        self.node.released.notify_waiters();
+        self.node.wake_released();
         Ok(Response::new(resp))
     }
 
-    /// TiKV's raftstore checks, in its order: store, region, peer, leader, epoch (spec 2.2).
     /// Logs the opening of a BatchCommands stream.
     fn record_stream_open(&self) {
         self.node.faults.record(Call {
@@ -456,7 +555,8 @@ impl MockTikv {
         });
     }
 
-    /// TiKV's context checks in order (spec 2.2); `read_ts` marks reads a replica may serve.
+    /// TiKV's raftstore checks, in its order: store, region, peer, leader, epoch, then a
+    /// follower's safe ts for stale reads (spec 2.2); `read_ts` marks reads a replica may serve.
     fn check_context(
         &self,
         ctx: Option<&kvrpcpb::Context>,

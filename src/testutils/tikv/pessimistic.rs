@@ -210,6 +210,8 @@ impl MockTikv {
                         .get_or_insert_with(|| tokio::time::Instant::now() + wait);
                     waiting.on = Some((key.clone(), lock.ts));
                     waiting.woken = false;
+                    let earlier = waiting.queued.as_ref().map(|(id, _)| *id);
+                    waiting.queued = Some(self.node.enqueue(key, lock.ts, start, earlier));
                     return Exec::Wait(deadline);
                 }
                 if lock.lock_type != LockType::Pessimistic {
