@@ -5,7 +5,8 @@
 //! Three loads, each for a fixed time with many concurrent callers over loopback:
 //! 1. baseline: PD `GetMembers` through the raw stub (tonic's cost with a trivial handler);
 //! 2. the mock TiKV: `RawGet` through the raw stub (context checks, fault rules, call log);
-//! 3. the client: `RawClient::get` (region cache, execution loop, the same RPC);
+//! 3. the client with unary calls: `RawClient::get` (region cache, execution loop, the
+//!    same RPC);
 //! 4. the same client over BatchCommands (`Config::with_batch_commands`): one stream to the
 //!    store carries every caller's gets.
 //!    Results are RPCs per second and ratios to the baseline of the same run.
@@ -65,9 +66,12 @@ async fn main() {
         .start()
         .await
         .expect("mock starts");
-    let raw = RawClient::new(vec![cluster.pd_endpoint()])
-        .await
-        .expect("client connects");
+    let raw = RawClient::new_with_config(
+        vec![cluster.pd_endpoint()],
+        tikv_client::Config::default().with_batch_commands(false),
+    )
+    .await
+    .expect("client connects");
     raw.put("bench-key", vec![b'v'; 64]).await.expect("put");
     let region = cluster.region_of_raw_key(b"bench-key").expect("region");
     let ctx = kvrpcpb::Context {
@@ -148,7 +152,7 @@ async fn main() {
     for (name, rate) in [
         ("baseline: PD GetMembers via raw stub", baseline),
         ("mock TiKV: RawGet via raw stub", mock),
-        ("client: RawClient::get", client),
+        ("client, unary calls: RawClient::get", client),
         ("client over BatchCommands: RawClient::get", batched),
     ] {
         println!("{name:<44} {rate:>12.0} {:>7.2}x", rate / baseline);

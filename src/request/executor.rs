@@ -383,7 +383,7 @@ impl Executor {
         };
         let sent = async {
             #[cfg(not(target_arch = "wasm32"))]
-            let request = if self.config.batch_commands {
+            let request = if self.config.batch_commands && self.stores.batches_to(&address) {
                 match request.into_batch() {
                     Ok(cmd) => {
                         let answer = self.stores.call_batched(&address, cmd).await?;

@@ -31,12 +31,14 @@ pub(crate) struct BatchStream {
     waiting: Waiters,
     next_id: AtomicU64,
     closed: Arc<AtomicBool>,
+    unsupported: Arc<AtomicBool>,
     _receiver: rt::JoinHandle<()>,
 }
 
 impl BatchStream {
-    /// Opens a stream on `client`.
-    pub(crate) async fn open(mut client: TikvClient<Channel>, address: &str) -> Result<Self> {
+    /// Starts a stream on `client`. It does not wait for the store's response headers:
+    /// TiKV sends them with its first answer, so commands must be able to go out first.
+    pub(crate) fn open(mut client: TikvClient<Channel>, address: &str) -> Self {
         let (outgoing, queued) = mpsc::unbounded::<(u64, Cmd)>();
         let messages = queued.ready_chunks(MAX_BATCH).map(|commands| {
             let (request_ids, requests) = commands
@@ -49,27 +51,36 @@ impl BatchStream {
                 ..Default::default()
             }
         });
-        let answers = client
-            .batch_commands(messages)
-            .await
-            .map_err(|status| transport::status_to_error(status, address))?
-            .into_inner();
         let waiting: Waiters = Arc::default();
         let closed = Arc::new(AtomicBool::new(false));
-        let receiver = rt::spawn(receive(
-            answers,
+        let unsupported = Arc::new(AtomicBool::new(false));
+        let (w, c, u, addr) = (
             waiting.clone(),
             closed.clone(),
+            unsupported.clone(),
             address.to_owned(),
-        ));
-        Ok(BatchStream {
+        );
+        let receiver = rt::spawn(async move {
+            let ended = match client.batch_commands(messages).await {
+                Ok(answers) => receive(answers.into_inner(), &w, &addr).await,
+                Err(status) => Ending::Status(status),
+            };
+            finish(ended, &w, &c, &u, &addr);
+        });
+        BatchStream {
             address: address.to_owned(),
             outgoing,
             waiting,
             next_id: AtomicU64::new(1),
             closed,
+            unsupported,
             _receiver: receiver,
-        })
+        }
+    }
+
+    /// Whether the store refused BatchCommands altogether (send unary calls instead).
+    pub(crate) fn is_unsupported(&self) -> bool {
+        self.unsupported.load(Ordering::Acquire)
     }
 
     /// Whether the stream broke (a new one is needed).
@@ -128,17 +139,24 @@ fn broken(address: &str, message: &str, may_have_been_sent: bool) -> Error {
     .into()
 }
 
-/// Hands each answer to its waiter until the stream ends, then fails everyone still waiting.
+/// How a stream ended.
+enum Ending {
+    /// The store closed it.
+    Closed,
+    /// With a gRPC status.
+    Status(tonic::Status),
+}
+
+/// Hands each answer to its waiter until the stream ends.
 async fn receive(
     mut answers: tonic::Streaming<BatchCommandsResponse>,
-    waiting: Waiters,
-    closed: Arc<AtomicBool>,
-    address: String,
-) {
-    let why = loop {
+    waiting: &Waiters,
+    address: &str,
+) -> Ending {
+    loop {
         match answers.message().await {
             Ok(Some(message)) => {
-                let mut waiting = lock(&waiting);
+                let mut waiting = lock(waiting);
                 for (id, response) in message.request_ids.into_iter().zip(message.responses) {
                     // Unknown ids (callers that gave up) are ignored.
                     if let Some(waiter) = waiting.remove(&id) {
@@ -151,13 +169,49 @@ async fn receive(
                     }
                 }
             }
-            Ok(None) => break "the store closed the batch stream".to_owned(),
-            Err(status) => break transport::status_to_error(status, &address).to_string(),
+            Ok(None) => return Ending::Closed,
+            Err(status) => return Ending::Status(status),
+        }
+    }
+}
+
+/// Marks the stream closed and fails everyone still waiting: with the store's status when
+/// it is a definite refusal, else as a broken connection that may have delivered them.
+fn finish(
+    ended: Ending,
+    waiting: &Waiters,
+    closed: &AtomicBool,
+    unsupported: &AtomicBool,
+    address: &str,
+) {
+    closed.store(true, Ordering::Release);
+    let error = match ended {
+        Ending::Closed => broken(address, "the store closed the batch stream", true),
+        Ending::Status(status) if status.code() == tonic::Code::Unimplemented => {
+            // No BatchCommands here (an old store or a proxy): nothing was executed.
+            unsupported.store(true, Ordering::Release);
+            broken(address, "the store does not serve BatchCommands", false)
+        }
+        // A definite refusal from the store (a foreign cluster id, a message too large, no
+        // permission) is the callers' answer; anything else broke the connection.
+        Ending::Status(status)
+            if matches!(
+                status.code(),
+                tonic::Code::InvalidArgument
+                    | tonic::Code::ResourceExhausted
+                    | tonic::Code::PermissionDenied
+                    | tonic::Code::Unauthenticated
+            ) =>
+        {
+            transport::status_to_error(status, address)
+        }
+        Ending::Status(status) => {
+            let e = transport::status_to_error(status, address);
+            broken(address, &e.to_string(), true)
         }
     };
-    closed.store(true, Ordering::Release);
-    log::debug!("batch stream to {address} ended: {why}");
-    for (_, waiter) in lock(&waiting).drain() {
-        let _ = waiter.send(Err(broken(&address, &why, true)));
+    log::debug!("batch stream to {address} ended: {error}");
+    for (_, waiter) in lock(waiting).drain() {
+        let _ = waiter.send(Err(error.clone()));
     }
 }

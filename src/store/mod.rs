@@ -21,9 +21,10 @@ pub(crate) struct Stores {
     clients: Mutex<HashMap<String, TikvClient<Channel>>>,
     #[cfg(not(target_arch = "wasm32"))]
     batches: Mutex<HashMap<String, Arc<batch::BatchStream>>>,
-    /// Held while a stream opens, so that concurrent first requests share one.
+    /// Per address, held while a stream opens, so that concurrent first requests share one
+    /// and a slow store does not hold back the others.
     #[cfg(not(target_arch = "wasm32"))]
-    opening: futures::lock::Mutex<()>,
+    opening: Mutex<HashMap<String, Arc<futures::lock::Mutex<()>>>>,
 }
 
 impl Stores {
@@ -34,8 +35,20 @@ impl Stores {
             #[cfg(not(target_arch = "wasm32"))]
             batches: Mutex::new(HashMap::new()),
             #[cfg(not(target_arch = "wasm32"))]
-            opening: futures::lock::Mutex::new(()),
+            opening: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether requests to `address` may go over BatchCommands (not when the store refused
+    /// the stream with Unimplemented).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn batches_to(&self, address: &str) -> bool {
+        !self
+            .batches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(address)
+            .is_some_and(|b| b.is_unsupported())
     }
 
     /// Sends `cmd` over the store's BatchCommands stream, opening one when there is none or
@@ -57,12 +70,19 @@ impl Stores {
         let stream = match open() {
             Some(stream) => stream,
             None => {
-                let _opening = self.opening.lock().await;
+                let gate = self
+                    .opening
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .entry(address.to_owned())
+                    .or_default()
+                    .clone();
+                let _opening = gate.lock().await;
                 match open() {
                     Some(stream) => stream,
                     None => {
                         let client = self.client(address).await?;
-                        let stream = Arc::new(batch::BatchStream::open(client, address).await?);
+                        let stream = Arc::new(batch::BatchStream::open(client, address));
                         self.batches
                             .lock()
                             .unwrap_or_else(PoisonError::into_inner)
@@ -92,14 +112,22 @@ impl Stores {
         Ok(client)
     }
 
-    /// Drops the client (and batch stream) for `address`, so the next request reconnects.
+    /// Drops the client for `address`, so the next request reconnects. A batch stream goes
+    /// only once it has ended: one slow or lost answer does not end a healthy stream (a dead
+    /// connection ends it by itself), and a failed waiter must not drop a stream that
+    /// replaced the one it failed on.
     pub(crate) fn forget(&self, address: &str) {
         self.lock().remove(address);
         #[cfg(not(target_arch = "wasm32"))]
-        self.batches
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(address);
+        {
+            let mut batches = self.batches.lock().unwrap_or_else(PoisonError::into_inner);
+            if batches
+                .get(address)
+                .is_some_and(|b| b.is_closed() && !b.is_unsupported())
+            {
+                batches.remove(address);
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, TikvClient<Channel>>> {

@@ -838,9 +838,12 @@ impl Transaction {
                 let core = self.core.clone();
                 let interceptors = self.interceptors().clone();
                 let start = self.start_timestamp().version();
+                // Only locks of the failed attempt (not newer ones taken after it) may go.
+                let for_update_ts = self.for_update_ts;
                 rt::spawn(async move {
                     let released =
-                        pessimistic_rollback(&core, &interceptors, start, u64::MAX, granted).await;
+                        pessimistic_rollback(&core, &interceptors, start, for_update_ts, granted)
+                            .await;
                     if let Err(e) = released {
                         log::warn!(
                             "releasing partial pessimistic locks of txn {start} failed: {e}"
@@ -896,6 +899,8 @@ impl Transaction {
         let mut backoffer = Backoffer::new(LOCK_BUDGET);
         loop {
             let for_update_ts = self.core.pd.get_timestamp().await?.version();
+            // Recorded before sending: a failed attempt's locks are released up to it.
+            self.for_update_ts = self.for_update_ts.max(for_update_ts);
             // client-go skips deadlock detection only for a transaction's first, single-key lock.
             let is_first_lock = self.locked.is_empty() && keys.len() == 1;
             // TiKV measures the TTL from the start timestamp: add the transaction's age.
@@ -957,7 +962,6 @@ impl Transaction {
                     }
                 }
             }
-            self.for_update_ts = self.for_update_ts.max(for_update_ts);
             if !retry && locks.is_empty() {
                 let held = keys.into_iter().filter(|k| {
                     !options.lock_only_if_exists

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::future::try_join_all;
 use tikv_client::testutils::{MockCluster, Rule};
-use tikv_client::{Config, RawClient, TransactionClient, TransactionOptions};
+use tikv_client::{Config, GrpcCode, RawClient, TransactionClient, TransactionOptions};
 
 use super::util::calls_of;
 
@@ -132,4 +132,19 @@ async fn an_answer_that_never_comes_times_out_and_is_retried() {
         gets.len() >= 3 && gets.iter().all(|c| c.batched),
         "{gets:?}"
     );
+}
+
+#[tokio::test]
+async fn a_store_without_batch_commands_gets_unary_calls() {
+    let cluster = cluster().await;
+    cluster.add_rule(Rule::on("BatchCommands").status(GrpcCode::Unimplemented, "unknown method"));
+    let raw = RawClient::new_with_config(vec![cluster.pd_endpoint()], batched())
+        .await
+        .unwrap();
+    raw.put("k", "v").await.unwrap();
+    assert_eq!(raw.get("k").await.unwrap(), Some(b"v".to_vec()));
+    assert_eq!(raw.get("k").await.unwrap(), Some(b"v".to_vec()));
+    let gets = calls_of(&cluster, "RawGet");
+    assert_eq!(gets.len(), 2);
+    assert!(gets.iter().all(|c| !c.batched), "fell back to unary calls");
 }

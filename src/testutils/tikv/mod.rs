@@ -772,6 +772,15 @@ macro_rules! handlers {
                 Response<tonic::codegen::BoxStream<crate::proto::tikvpb::BatchCommandsResponse>>,
                 Status,
             > {
+                let info = CallInfo {
+                    method: "BatchCommands",
+                    store: self.store,
+                    region: 0,
+                    first_key: None,
+                };
+                if let Some(Reaction::Status { code, message }) = self.node.faults.react(&info) {
+                    return Err(Status::new(tonic_code(code), message));
+                }
                 Ok(Response::new(self.serve_batch_commands(request.into_inner())))
             }
             $(
