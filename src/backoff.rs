@@ -195,6 +195,8 @@ pub struct Backoffer {
     excluded: Duration,
     kinds: Vec<(BackoffKind, KindState)>,
     rng: SplitMix64,
+    /// An attempt failed after possibly reaching the server.
+    uncertain: bool,
 }
 
 impl Backoffer {
@@ -206,6 +208,7 @@ impl Backoffer {
             excluded: Duration::ZERO,
             kinds: Vec::new(),
             rng: SplitMix64::from_entropy(),
+            uncertain: false,
         }
     }
 
@@ -242,6 +245,10 @@ impl Backoffer {
     /// is already spent, [`Error::BackoffExhausted`] carrying `cause` and naming the
     /// longest-sleeping kind.
     pub fn next_delay(&mut self, kind: BackoffKind, cause: Error) -> Result<Duration> {
+        self.uncertain |= matches!(
+            cause,
+            Error::Transport(_) | Error::Timeout { .. } | Error::Grpc { .. }
+        ) && cause.may_have_been_sent();
         if !self.budget.is_zero() && self.slept.saturating_sub(self.excluded) >= self.budget {
             let (longest, _) = self.longest().unwrap_or((kind, Duration::ZERO));
             log::warn!(
@@ -253,6 +260,7 @@ impl Backoffer {
                 kind: longest,
                 total_sleep: self.slept,
                 last: Box::new(cause),
+                uncertain: self.uncertain,
             });
         }
         let cfg = kind.config();
@@ -474,12 +482,14 @@ mod tests {
                         kind,
                         total_sleep,
                         last,
+                        uncertain,
                     } = err
                     else {
                         panic!("unexpected {err}");
                     };
                     assert_eq!(kind, BackoffKind::RegionMiss);
                     assert_eq!(total_sleep, Duration::from_millis(126));
+                    assert!(!uncertain, "region errors are definite answers");
                     assert!(
                         matches!(*last, Error::Region(ref r) if r.message == "epoch not match")
                     );
@@ -573,5 +583,36 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn exhaustion_remembers_an_attempt_that_may_have_reached_the_server() {
+        let mut bo = Backoffer::new(Duration::from_millis(50)).with_seed(1);
+        let broken = |sent| -> Error {
+            crate::TransportError {
+                kind: crate::TransportErrorKind::Broken,
+                address: "127.0.0.1:1".into(),
+                message: "cut".into(),
+                may_have_been_sent: sent,
+            }
+            .into()
+        };
+        bo.next_delay(BackoffKind::TikvRpc, broken(true)).unwrap();
+        let err = loop {
+            if let Err(e) = bo.next_delay(BackoffKind::TikvRpc, broken(false)) {
+                break e;
+            }
+        };
+        let Error::BackoffExhausted {
+            last, uncertain, ..
+        } = err
+        else {
+            panic!("unexpected {err}");
+        };
+        assert!(
+            !last.may_have_been_sent(),
+            "the last attempt was never sent"
+        );
+        assert!(uncertain, "but the first may have been applied");
     }
 }

@@ -90,6 +90,10 @@ pub enum Error {
         total_sleep: Duration,
         /// The error that triggered the last backoff.
         last: Box<Error>,
+        /// Whether some attempt failed after the request may have reached the server (a
+        /// broken connection or a timeout), so it may have taken effect even if `last` says
+        /// the final attempt was never sent.
+        uncertain: bool,
     },
     /// A region error that is not retried (for example `RaftEntryTooLarge`, flashback), or one
     /// that outlived the retry budget.

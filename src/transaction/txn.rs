@@ -1430,7 +1430,9 @@ fn is_undetermined(e: &Error) -> bool {
     match e {
         Error::Transport(_) | Error::Timeout { .. } | Error::Grpc { .. } => e.may_have_been_sent(),
         Error::Region(r) => r.undetermined_result.is_some(),
-        Error::BackoffExhausted { last, .. } => is_undetermined(last),
+        Error::BackoffExhausted {
+            last, uncertain, ..
+        } => *uncertain || is_undetermined(last),
         _ => false,
     }
 }

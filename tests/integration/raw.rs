@@ -487,6 +487,7 @@ async fn an_exhausted_budget_names_the_backoff_kind_and_the_last_error() {
         kind,
         total_sleep,
         last,
+        ..
     } = err
     else {
         panic!("expected an exhausted budget, got {err:?}");
