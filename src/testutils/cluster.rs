@@ -241,9 +241,10 @@ impl Cluster {
     }
 
     /// `count` timestamps: returns the last of them (physical ms, logical).
-    /// The last timestamp issued, as (physical, logical).
-    pub(crate) fn last_ts(&self) -> (i64, i64) {
-        *self.tso.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The last timestamp issued.
+    pub(crate) fn last_ts(&self) -> crate::timestamp::Timestamp {
+        let (physical, logical) = *self.tso.lock().unwrap_or_else(PoisonError::into_inner);
+        crate::timestamp::Timestamp::new(physical, logical)
     }
 
     pub(crate) fn tso(&self, count: u32) -> (i64, i64) {

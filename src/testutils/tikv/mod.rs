@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tonic::{Request, Response, Status};
 
-use super::cluster::{unix_now, ApiVersion, Cluster, DataKind, Region, LOGICAL_BITS};
+use super::cluster::{unix_now, ApiVersion, Cluster, DataKind, Region};
 use super::fault::{
     region_error_kind, tonic_code, Call, CallInfo, Faults, Labels, Outcome, Reaction,
 };
@@ -22,6 +22,7 @@ use super::mvcc::{KeyErr, Mvcc};
 use super::raw::RawStore;
 use super::server::ConnectionKiller;
 use crate::proto::{errorpb, kvrpcpb};
+use crate::timestamp::Timestamp;
 
 /// The state every store shares: cluster metadata, data, faults.
 pub(crate) struct Node {
@@ -201,8 +202,7 @@ impl Node {
     /// A new leader syncs its max_ts from PD's latest timestamp before serving async-commit
     /// and 1PC prewrites (the mock syncs at once).
     pub(crate) fn sync_max_ts(&self, store: u64) {
-        let (physical, logical) = self.cluster.last_ts();
-        self.raise_max_ts(store, ((physical as u64) << LOGICAL_BITS) | logical as u64);
+        self.raise_max_ts(store, self.cluster.last_ts().version());
     }
 
     pub(crate) fn set_safe_ts_lag(&self, lag: std::time::Duration) {
@@ -219,12 +219,12 @@ impl Node {
             .safe_ts_lag
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let (physical, logical) = self.cluster.last_ts();
+        let last = self.cluster.last_ts();
         let lag_ms = i64::try_from(lag.as_millis()).unwrap_or(i64::MAX);
         let behind = if lag.is_zero() {
-            ((physical as u64) << LOGICAL_BITS) | logical as u64
+            last.version()
         } else {
-            (physical.saturating_sub(lag_ms).max(0) as u64) << LOGICAL_BITS
+            Timestamp::new(last.physical.saturating_sub(lag_ms).max(0), 0).version()
         };
         let oldest_lock = self.mvcc().min_lock_ts(lo, hi);
         oldest_lock.map_or(behind, |ts| behind.min(ts.saturating_sub(1)))

@@ -59,6 +59,23 @@ impl MockTikv {
     fn mvcc(&self) -> super::StoreMvcc<'_> {
         self.node.store_mvcc(self.store)
     }
+
+    /// A read at `ts` raises this store's max_ts (not for stale reads), and an SI replica
+    /// read the leader's as well: its read index request carries the ts (spec 1.5, 3.5).
+    fn observe_read(
+        &self,
+        mvcc: &mut Mvcc,
+        ctx: Option<&kvrpcpb::Context>,
+        region: &Region,
+        ts: u64,
+    ) {
+        if !stale_read(ctx) {
+            mvcc.observe_ts(ts);
+        }
+        if replica_read_si(ctx) {
+            self.node.raise_max_ts(region.leader_store, ts);
+        }
+    }
 }
 
 /// An SI replica read, which raises the leader's max_ts too (spec 1.5).
@@ -163,13 +180,7 @@ impl MockTikv {
             };
         }
         let mut mvcc = self.mvcc();
-        if !stale_read(req.context.as_ref()) {
-            mvcc.observe_ts(ts);
-        }
-        if replica_read_si(req.context.as_ref()) {
-            // The read index request carries the ts to the leader (spec 3.5).
-            self.node.raise_max_ts(region.leader_store, ts);
-        }
+        self.observe_read(&mut mvcc, req.context.as_ref(), region, ts);
         let r = ReadCtx {
             ts,
             isolation,
@@ -201,13 +212,7 @@ impl MockTikv {
         prelude!(self, region, req, "batch_get", &[], BatchGetResponse, pairs);
         let (ts, isolation, resolved, committed) = read_ctx(req.context.as_ref(), req.version);
         let mut mvcc = self.mvcc();
-        if !stale_read(req.context.as_ref()) {
-            mvcc.observe_ts(ts);
-        }
-        if replica_read_si(req.context.as_ref()) {
-            // The read index request carries the ts to the leader (spec 3.5).
-            self.node.raise_max_ts(region.leader_store, ts);
-        }
+        self.observe_read(&mut mvcc, req.context.as_ref(), region, ts);
         let r = ReadCtx {
             ts,
             isolation,
@@ -298,13 +303,7 @@ impl MockTikv {
         };
         let (ts, isolation, resolved, committed) = read_ctx(req.context.as_ref(), req.version);
         let mut mvcc = self.mvcc();
-        if !stale_read(req.context.as_ref()) {
-            mvcc.observe_ts(ts);
-        }
-        if replica_read_si(req.context.as_ref()) {
-            // The read index request carries the ts to the leader (spec 3.5).
-            self.node.raise_max_ts(region.leader_store, ts);
-        }
+        self.observe_read(&mut mvcc, req.context.as_ref(), region, ts);
         let r = ReadCtx {
             ts,
             isolation,
