@@ -11,8 +11,9 @@ pub enum Action {
     RetryOnLeader(metapb::Peer),
     /// Retry the same request on the same region after backing off.
     Retry(BackoffKind),
-    /// Retry the same request at once.
-    RetryNow,
+    /// A replica is behind for a stale read: read the same at once on the leader, not stale
+    /// (client-go retries on the leader without backoff).
+    ReadFromLeader,
     /// Cache the regions the error carries, then re-split the request without sleeping.
     EpochNotMatch(Vec<metapb::Region>),
     /// Drop the region from the cache, back off, then re-split the request.
@@ -88,7 +89,7 @@ pub fn classify(e: &errorpb::Error) -> Action {
         return Action::Retry(B::TikvDiskFull);
     }
     if e.data_is_not_ready.is_some() {
-        return Action::RetryNow;
+        return Action::ReadFromLeader;
     }
     if e.recovery_in_progress.is_some() {
         return reshard(R::Other, B::RegionRecoveryInProgress);
@@ -235,7 +236,7 @@ mod tests {
             (
                 "DataIsNotReady",
                 e(|e| e.data_is_not_ready = Some(Default::default())),
-                Action::RetryNow,
+                Action::ReadFromLeader,
             ),
             (
                 "RecoveryInProgress",

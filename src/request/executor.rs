@@ -33,7 +33,8 @@ enum Step<T> {
     Retry,
     /// Locate the region(s) again and rebuild the request.
     Relocate,
-    /// A replica could not serve a stale read: read the same on the leader, not stale.
+    /// A replica could not serve a stale read: send the same read to the leader, not stale,
+    /// as an in-place retry.
     LeaderRead,
 }
 
@@ -103,13 +104,17 @@ impl Executor {
                 let step = self.attempt(&request, &region, interceptors, backoffer, resent);
                 let step = Box::pin(step).await?;
                 resent = true;
+                if let Step::LeaderRead = step {
+                    request.context_mut().stale_read = false;
+                }
                 match step {
                     Step::Done(resp) => return Ok((resp, region)),
-                    Step::LeaderRead => request.context_mut().stale_read = false,
-                    Step::Retry => match self.retry_on(&region, &mut retries, backoffer).await? {
-                        Some(updated) => region = updated,
-                        None => break,
-                    },
+                    Step::Retry | Step::LeaderRead => {
+                        match self.retry_on(&region, &mut retries, backoffer).await? {
+                            Some(updated) => region = updated,
+                            None => break,
+                        }
+                    }
                     Step::Relocate => break,
                 }
             }
@@ -195,10 +200,12 @@ impl Executor {
                             self.attempt(&request, &region, interceptors, &mut backoffer, resent);
                         let step = Box::pin(step).await?;
                         resent = true;
+                        if let Step::LeaderRead = step {
+                            request.context_mut().stale_read = false;
+                        }
                         match step {
                             Step::Done(resp) => return Ok::<_, Error>(Outcome::Done(group, resp)),
-                            Step::LeaderRead => request.context_mut().stale_read = false,
-                            Step::Retry => {
+                            Step::Retry | Step::LeaderRead => {
                                 match self.retry_on(&region, &mut retries, &mut backoffer).await? {
                                     Some(updated) => region = updated,
                                     None => return Ok(Outcome::Relocated(group, backoffer)),
@@ -382,8 +389,9 @@ impl Executor {
             self.config.timeout
         };
         let sent = async {
-            #[cfg(not(target_arch = "wasm32"))]
-            let request = if self.config.batch_commands && self.stores.batches_to(&address) {
+            // gRPC-web cannot stream requests: the browser build always sends unary calls.
+            let batch = transport::STREAMING_REQUESTS && self.config.batch_commands;
+            let request = if batch && self.stores.batches_to(&address) {
                 match request.into_batch() {
                     Ok(cmd) => {
                         let answer = self.stores.call_batched(&address, cmd).await?;
@@ -438,11 +446,6 @@ impl Executor {
         let Some(region_error) = resp.take_region_error() else {
             return Ok(Step::Done(resp));
         };
-        if stale_read && region_error.data_is_not_ready.is_some() {
-            // client-go: the replica's safe ts is behind the read; the leader can serve it.
-            log::debug!("region {}: {}", region.id, region_error.message);
-            return Ok(Step::LeaderRead);
-        }
         self.on_region_error(region, peer.store_id, region_error, backoffer)
             .await
     }
@@ -465,7 +468,7 @@ impl Executor {
                     Ok(Step::Relocate)
                 }
             }
-            Action::RetryNow => Ok(Step::Retry),
+            Action::ReadFromLeader => Ok(Step::LeaderRead),
             Action::Retry(kind) => {
                 backoffer.backoff(rt, kind, Error::from(e)).await?;
                 Ok(Step::Retry)

@@ -1,13 +1,10 @@
-//! One TiKV client per store address, reconnected after a failure, and (natively, when
-//! configured) one BatchCommands stream per store.
+//! One TiKV client per store address, reconnected after a failure, and (where the transport
+//! can stream requests, when configured) one BatchCommands stream per store.
 
-#[cfg(not(target_arch = "wasm32"))]
 mod batch;
 
 use std::collections::HashMap;
-#[cfg(not(target_arch = "wasm32"))]
-use std::sync::Arc;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tonic::codec::CompressionEncoding;
 
@@ -19,11 +16,9 @@ use crate::{Config, Result};
 pub(crate) struct Stores {
     config: Config,
     clients: Mutex<HashMap<String, TikvClient<Channel>>>,
-    #[cfg(not(target_arch = "wasm32"))]
     batches: Mutex<HashMap<String, Arc<batch::BatchStream>>>,
     /// Per address, held while a stream opens, so that concurrent first requests share one
     /// and a slow store does not hold back the others.
-    #[cfg(not(target_arch = "wasm32"))]
     opening: Mutex<HashMap<String, Arc<futures::lock::Mutex<()>>>>,
 }
 
@@ -32,16 +27,13 @@ impl Stores {
         Stores {
             config,
             clients: Mutex::new(HashMap::new()),
-            #[cfg(not(target_arch = "wasm32"))]
             batches: Mutex::new(HashMap::new()),
-            #[cfg(not(target_arch = "wasm32"))]
             opening: Mutex::new(HashMap::new()),
         }
     }
 
     /// Whether requests to `address` may go over BatchCommands (not when the store refused
     /// the stream with Unimplemented).
-    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn batches_to(&self, address: &str) -> bool {
         !self
             .batches
@@ -53,7 +45,6 @@ impl Stores {
 
     /// Sends `cmd` over the store's BatchCommands stream, opening one when there is none or
     /// the last one broke.
-    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) async fn call_batched(
         &self,
         address: &str,
@@ -112,22 +103,11 @@ impl Stores {
         Ok(client)
     }
 
-    /// Drops the client for `address`, so the next request reconnects. A batch stream goes
-    /// only once it has ended: one slow or lost answer does not end a healthy stream (a dead
-    /// connection ends it by itself), and a failed waiter must not drop a stream that
-    /// replaced the one it failed on.
+    /// Drops the client for `address`, so the next request reconnects. Its batch stream
+    /// stays until it ends (then the next batched request replaces it): one slow or lost
+    /// answer does not end a healthy stream, and a dead connection ends it by itself.
     pub(crate) fn forget(&self, address: &str) {
         self.lock().remove(address);
-        #[cfg(not(target_arch = "wasm32"))]
-        {
-            let mut batches = self.batches.lock().unwrap_or_else(PoisonError::into_inner);
-            if batches
-                .get(address)
-                .is_some_and(|b| b.is_closed() && !b.is_unsupported())
-            {
-                batches.remove(address);
-            }
-        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, TikvClient<Channel>>> {
