@@ -52,8 +52,18 @@ pub enum Error {
     #[error("key {key:?} already exists", key = KeyDisplay(&.0.key))]
     KeyExists(Box<kvrpcpb::AlreadyExist>),
     /// Waiting for a pessimistic lock would close a cycle of waiting transactions.
-    #[error("deadlock: waiting for lock on key {key:?} held by txn {holder}", key = KeyDisplay(&.0.lock_key), holder = .0.lock_ts)]
-    Deadlock(Box<kvrpcpb::Deadlock>),
+    ///
+    /// `lock_retryable` says the cycle runs through a key of the failed lock request itself
+    /// (client-go's `IsRetryable`): that request's locks have been released, so the same lock
+    /// may be tried again. Otherwise the other transaction waits for a key this one locked
+    /// earlier, and only rolling back breaks the cycle.
+    #[error("deadlock: waiting for lock on key {key:?} held by txn {holder}", key = KeyDisplay(&deadlock.lock_key), holder = deadlock.lock_ts)]
+    Deadlock {
+        /// What TiKV reported: the awaited lock, the key hash closing the cycle, the wait chain.
+        deadlock: Box<kvrpcpb::Deadlock>,
+        /// Retrying the failed lock request may succeed without rolling back.
+        lock_retryable: bool,
+    },
     /// A mutation's assertion (the key exists / does not exist) did not hold.
     #[error("assertion failed on key {key:?}: {assertion:?}", key = KeyDisplay(&.0.key), assertion = .0.assertion)]
     AssertionFailed(Box<kvrpcpb::AssertionFailed>),
@@ -152,7 +162,7 @@ impl Error {
             | Error::Transport(_)
             | Error::Pd(_)
             | Error::WriteConflict(_)
-            | Error::Deadlock(_)
+            | Error::Deadlock { .. }
             | Error::LockWaitTimeout(_) => true,
             Error::Grpc { code, .. } => matches!(
                 code,
@@ -185,7 +195,10 @@ impl Error {
         } else if let Some(a) = e.already_exist.take() {
             Error::KeyExists(Box::new(a))
         } else if let Some(d) = e.deadlock.take() {
-            Error::Deadlock(Box::new(d))
+            Error::Deadlock {
+                deadlock: Box::new(d),
+                lock_retryable: false,
+            }
         } else if let Some(a) = e.assertion_failed.take() {
             Error::AssertionFailed(Box::new(a))
         } else {

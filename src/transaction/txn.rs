@@ -958,7 +958,7 @@ impl Transaction {
                     } else if let Some(lock) = e.locked {
                         locks.push(lock);
                     } else {
-                        return Err(Error::from_key_error(e));
+                        return Err(mark_deadlock(Error::from_key_error(e), &keys));
                     }
                 }
             }
@@ -1571,4 +1571,21 @@ fn observe(
         out.insert(key.clone(), Observed { exists, value });
     }
     Ok(())
+}
+
+/// Marks a deadlock as retryable when the key closing the cycle is one of the lock request's
+/// keys (TiKV hashes keys with farmhash `Fingerprint64`, as they were sent).
+fn mark_deadlock(e: Error, keys: &[Vec<u8>]) -> Error {
+    match e {
+        Error::Deadlock { deadlock, .. } => {
+            let lock_retryable = keys
+                .iter()
+                .any(|k| farmhash::fingerprint64(k) == deadlock.deadlock_key_hash);
+            Error::Deadlock {
+                deadlock,
+                lock_retryable,
+            }
+        }
+        e => e,
+    }
 }

@@ -892,6 +892,11 @@ async fn deadlocks_are_detected_with_their_wait_chain() {
         chain,
         vec![(t1, t2, b"b".to_vec()), (t2, t1, b"a".to_vec())]
     );
+    // Key hashes are farmhash Fingerprint64; the deadlock's names the key t1 waits for.
+    for entry in &d.wait_chain {
+        assert_eq!(entry.key_hash, farmhash::fingerprint64(&entry.key));
+    }
+    assert_eq!(d.deadlock_key_hash, farmhash::fingerprint64(b"b"));
     assert!(!t1_waits.is_finished(), "the other member keeps waiting");
     let rollback = kvrpcpb::PessimisticRollbackRequest {
         context: Some(ctx),

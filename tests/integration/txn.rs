@@ -612,10 +612,17 @@ async fn a_two_transaction_deadlock_is_reported_to_one_of_them() {
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let err = t2.put("a", "t2").await.unwrap_err();
-    let Error::Deadlock(d) = &err else {
+    let Error::Deadlock {
+        deadlock,
+        lock_retryable,
+    } = &err
+    else {
         panic!("expected a deadlock, got {err:?}");
     };
-    assert_eq!(d.wait_chain.len(), 2);
+    assert_eq!(deadlock.wait_chain.len(), 2);
+    // t1 waits for "m", which t2 locked before this request: retrying the lock cannot help.
+    assert_eq!(deadlock.deadlock_key_hash, farmhash::fingerprint64(b"m"));
+    assert!(!lock_retryable);
     assert!(err.is_retryable());
     t2.rollback().await.unwrap();
     t1_task.await.unwrap();
@@ -623,6 +630,49 @@ async fn a_two_transaction_deadlock_is_reported_to_one_of_them() {
     assert_eq!(
         reader.batch_get_values(["a", "m"]).await.unwrap(),
         vec![value("t1"), value("t1")]
+    );
+}
+
+#[tokio::test]
+async fn a_deadlock_through_the_failed_lock_request_itself_is_lock_retryable() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    let mut t1 = client.begin_pessimistic().await.unwrap();
+    let mut t2 = client.begin_pessimistic().await.unwrap();
+    t1.put("a", "t1").await.unwrap();
+    // t2 locks "a" and "m" in one request; its part for "a" arrives late, after t1 has
+    // started waiting for the "m" that t2 has just locked, and closes the cycle.
+    cluster.add_rule(
+        Rule::on("KvPessimisticLock")
+            .key_prefix("a")
+            .times(1)
+            .delay(Duration::from_millis(300)),
+    );
+    let t2_task = tokio::spawn(async move {
+        let err = t2.lock_keys(["a", "m"]).await.unwrap_err();
+        (t2, err)
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    t1.put("m", "t1").await.unwrap();
+    let (mut t2, err) = t2_task.await.unwrap();
+    let Error::Deadlock {
+        deadlock,
+        lock_retryable,
+    } = &err
+    else {
+        panic!("expected a deadlock, got {err:?}");
+    };
+    assert_eq!(deadlock.deadlock_key_hash, farmhash::fingerprint64(b"m"));
+    assert!(lock_retryable);
+    // The failed request's lock on "m" was released, so t1 went on; t2's retry waits for t1.
+    t1.commit().await.unwrap();
+    t2.lock_keys(["a", "m"]).await.unwrap();
+    t2.put("a", "t2").await.unwrap();
+    t2.commit().await.unwrap();
+    let reader = client.begin_optimistic().await.unwrap();
+    assert_eq!(
+        reader.batch_get_values(["a", "m"]).await.unwrap(),
+        vec![value("t2"), value("t1")]
     );
 }
 

@@ -32,7 +32,7 @@ fn code(e: &Error) -> &'static str {
     match e {
         Error::WriteConflict(_) => "WriteConflict",
         Error::KeyExists(_) => "KeyExists",
-        Error::Deadlock(_) => "Deadlock",
+        Error::Deadlock { .. } => "Deadlock",
         Error::LockWaitTimeout(_) => "LockWaitTimeout",
         Error::CommitUndetermined(_) => "CommitUndetermined",
         Error::TxnAbortedByGc { .. } => "TxnAbortedByGc",
