@@ -296,7 +296,16 @@ impl MockCluster {
 
     /// The region holding a raw key (as a raw client sends it).
     pub fn region_of_raw_key(&self, key: &[u8]) -> Option<metapb::Region> {
-        let internal = self.cluster().internal_key(key, DataKind::Raw);
+        self.region_of(key, DataKind::Raw)
+    }
+
+    /// The region holding a transactional key (as a transaction client sends it).
+    pub fn region_of_txn_key(&self, key: &[u8]) -> Option<metapb::Region> {
+        self.region_of(key, DataKind::Txn)
+    }
+
+    fn region_of(&self, key: &[u8], kind: DataKind) -> Option<metapb::Region> {
+        let internal = self.cluster().internal_key(key, kind);
         self.cluster()
             .meta()
             .region_containing(&internal)
@@ -328,8 +337,9 @@ impl MockCluster {
     pub fn merge(&self, left: u64, right: u64) -> Result<(), String> {
         self.cluster().merge(left, right)?;
         // The merged range's leader now answers for reads its store never saw: sync it.
+        self.node.region_gone(right);
         if let Some(store) = self.leader_of(left) {
-            self.node.sync_max_ts(store);
+            self.node.new_leader(left, store);
         }
         Ok(())
     }
@@ -337,8 +347,16 @@ impl MockCluster {
     /// Moves the leader of `region` to `store`.
     pub fn transfer_leader(&self, region: u64, store: u64) -> Result<(), String> {
         self.cluster().transfer_leader(region, store)?;
-        self.node.sync_max_ts(store);
+        self.node.new_leader(region, store);
         Ok(())
+    }
+
+    /// How long a new leader (after a leader transfer or a merge) takes to sync its max_ts
+    /// from PD. Until it has, it answers async-commit and 1PC prewrites, and raw writes under
+    /// API v2, with `MaxTimestampNotSynced`, as TiKV does after an election. Zero (sync at
+    /// once) by default; applies to leader changes from now on.
+    pub fn set_max_ts_sync_delay(&self, delay: std::time::Duration) {
+        self.node.set_max_ts_sync_delay(delay);
     }
 
     /// Stops a store's server: open connections fail and new ones are refused. Data is kept.

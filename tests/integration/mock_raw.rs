@@ -524,6 +524,80 @@ async fn api_v2_validates_key_mode_and_version() {
 }
 
 #[tokio::test]
+async fn api_v2_raw_writes_wait_for_a_new_leader_to_sync_its_max_ts() {
+    let cluster = MockCluster::builder()
+        .api_version(ApiVersion::V2)
+        .stores(2)
+        .start()
+        .await
+        .unwrap();
+    cluster.set_max_ts_sync_delay(Duration::from_millis(300));
+    let key = b"r\0\0\0user".to_vec();
+    let (_, old) = ctx_for(&cluster, &key);
+    let region = cluster.region_of_raw_key(&key).unwrap();
+    let new = cluster.store_ids().into_iter().find(|s| *s != old).unwrap();
+    cluster.transfer_leader(region.id, new).unwrap();
+    let (mut ctx, leader) = ctx_for(&cluster, &key);
+    assert_eq!(leader, new);
+    ctx.api_version = kvrpcpb::ApiVersion::V2 as i32;
+    let mut client = tikv(&cluster, new).await;
+    let write = |ctx: &kvrpcpb::Context| kvrpcpb::RawPutRequest {
+        context: Some(ctx.clone()),
+        key: key.clone(),
+        value: b"v".to_vec(),
+        ..Default::default()
+    };
+    let resp = client.raw_put(write(&ctx)).await.unwrap().into_inner();
+    let e = resp.region_error.expect("refused while not synced");
+    assert!(e.max_timestamp_not_synced.is_some(), "{e:?}");
+    let delete = client
+        .raw_batch_delete(kvrpcpb::RawBatchDeleteRequest {
+            context: Some(ctx.clone()),
+            keys: vec![key.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(delete
+        .region_error
+        .unwrap()
+        .max_timestamp_not_synced
+        .is_some());
+    // Reads and delete-range carry no causal timestamp: served.
+    let read = client
+        .raw_get(kvrpcpb::RawGetRequest {
+            context: Some(ctx.clone()),
+            key: key.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(read.region_error.is_none() && read.not_found, "{read:?}");
+    let range = client
+        .raw_delete_range(kvrpcpb::RawDeleteRangeRequest {
+            context: Some(ctx.clone()),
+            start_key: b"r\0\0\0a".to_vec(),
+            end_key: b"r\0\0\0z".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        range.region_error.is_none() && range.error.is_empty(),
+        "{range:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let resp = client.raw_put(write(&ctx)).await.unwrap().into_inner();
+    assert!(
+        resp.region_error.is_none() && resp.error.is_empty(),
+        "{resp:?}"
+    );
+}
+
+#[tokio::test]
 async fn fault_rules_and_the_call_log() {
     let cluster = MockCluster::builder().start().await.unwrap();
     let (ctx, leader) = ctx_for(&cluster, b"k");

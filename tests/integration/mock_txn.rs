@@ -1175,7 +1175,8 @@ async fn a_reverse_scan_from_an_empty_start_key_reads_only_below_the_first_regio
 }
 
 /// Takes one timestamp from PD, which is what a stale read's safe ts trails.
-async fn issue_timestamp(cluster: &MockCluster) {
+/// Asks PD for one timestamp and returns it.
+async fn issue_timestamp(cluster: &MockCluster) -> u64 {
     let mut pd = super::util::pd_client(cluster).await;
     let request = tikv_client::proto::pdpb::TsoRequest {
         header: Some(tikv_client::proto::pdpb::RequestHeader {
@@ -1190,7 +1191,8 @@ async fn issue_timestamp(cluster: &MockCluster) {
         .await
         .unwrap()
         .into_inner();
-    replies.message().await.unwrap().unwrap();
+    let ts = replies.message().await.unwrap().unwrap().timestamp.unwrap();
+    ((ts.physical as u64) << 18) | ts.logical as u64
 }
 
 #[tokio::test]
@@ -1377,6 +1379,68 @@ async fn max_ts_is_per_store_and_synced_by_a_new_leader() {
         p.min_commit_ts > ts(now - 1000),
         "synced from PD on becoming leader"
     );
+}
+
+#[tokio::test]
+async fn a_new_leader_refuses_async_prewrites_until_its_max_ts_is_synced() {
+    let cluster = MockCluster::builder().stores(2).start().await.unwrap();
+    cluster.set_max_ts_sync_delay(std::time::Duration::from_millis(300));
+    let region = cluster.regions()[0].clone();
+    let old = cluster.leader_of(region.id).unwrap();
+    let new = cluster.store_ids().into_iter().find(|s| *s != old).unwrap();
+    cluster.transfer_leader(region.id, new).unwrap();
+    let mut s = Store {
+        client: tikv(&cluster, new).await,
+        ctx: kvrpcpb::Context {
+            region_id: region.id,
+            region_epoch: region.region_epoch,
+            peer: Some(peer_on(&region, new)),
+            ..Default::default()
+        },
+    };
+    let start = issue_timestamp(&cluster).await;
+    let ctx = s.ctx();
+    let prewrite = |key: &str, async_commit: bool, one_pc: bool| kvrpcpb::PrewriteRequest {
+        context: ctx.clone(),
+        mutations: vec![put(key, "v")],
+        primary_lock: key.as_bytes().to_vec(),
+        start_version: start,
+        lock_ttl: 3000,
+        use_async_commit: async_commit,
+        try_one_pc: one_pc,
+        min_commit_ts: start + 1,
+        ..Default::default()
+    };
+    for (key, async_commit, one_pc) in [("a", true, false), ("b", false, true)] {
+        let r = s
+            .client
+            .kv_prewrite(prewrite(key, async_commit, one_pc))
+            .await;
+        let e = r
+            .unwrap()
+            .into_inner()
+            .region_error
+            .expect("refused while not synced");
+        assert!(e.max_timestamp_not_synced.is_some(), "{e:?}");
+        assert!(
+            e.message.contains("potentially stale max timestamp"),
+            "{e:?}"
+        );
+        assert!(
+            s.get(key, u64::MAX - 1).await.error.is_none(),
+            "nothing locked"
+        );
+    }
+    // Plain two-phase prewrites do not depend on max_ts.
+    let r = s.prewrite_req(prewrite("c", false, false)).await;
+    assert!(r.region_error.is_none() && r.errors.is_empty(), "{r:?}");
+
+    // Once synced, the new leader's max_ts covers every timestamp PD issued before.
+    let later = issue_timestamp(&cluster).await;
+    tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+    let r = s.prewrite_req(prewrite("a", true, false)).await;
+    assert!(r.region_error.is_none() && r.errors.is_empty(), "{r:?}");
+    assert!(r.min_commit_ts > later, "{} <= {later}", r.min_commit_ts);
 }
 
 #[tokio::test]

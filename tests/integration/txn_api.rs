@@ -236,6 +236,41 @@ async fn async_commit_is_linearizable_unless_causal_consistency_is_chosen() {
     }
 }
 
+#[tokio::test]
+async fn async_commit_waits_for_a_new_leader_to_sync_its_max_ts() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    cluster.set_max_ts_sync_delay(Duration::from_millis(300));
+    // Causal consistency leaves min_commit_ts to TiKV's max_ts alone.
+    let options = TransactionOptions::new_optimistic()
+        .use_async_commit(true)
+        .causal_consistency(true);
+    let mut writer = client.begin_with_options(options).await.unwrap();
+    // A later snapshot reads "k" on the old leader, raising that store's max_ts only.
+    let reader = client.begin_optimistic().await.unwrap();
+    assert_eq!(reader.get("k").await.unwrap(), None);
+    let region = cluster.region_of_txn_key(b"k").unwrap();
+    let old = cluster.leader_of(region.id).unwrap();
+    let new = cluster.store_ids().into_iter().find(|s| *s != old).unwrap();
+    cluster.transfer_leader(region.id, new).unwrap();
+    cluster.clear_calls();
+
+    writer.put("k", "v").await.unwrap();
+    let commit_ts = writer.commit().await.unwrap().unwrap();
+    let outcomes: Vec<Outcome> = calls_of(&cluster, "KvPrewrite")
+        .into_iter()
+        .map(|c| c.outcome)
+        .collect();
+    assert!(
+        outcomes.contains(&Outcome::RegionError("MaxTimestampNotSynced")),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes.last(), Some(&Outcome::Ok));
+    // The synced max_ts covers the reader: its snapshot cannot see the commit.
+    assert!(commit_ts > reader.start_timestamp(), "{commit_ts:?}");
+    assert_eq!(reader.get("k").await.unwrap(), None);
+}
+
 /// Keys spread over every region: `a000`..`z..`.
 fn spread(n: usize) -> Vec<String> {
     (0..n)

@@ -40,6 +40,10 @@ pub(crate) struct Node {
     safe_ts_lag: Mutex<std::time::Duration>,
     /// Each store's max_ts (spec 1.5); the engine is shared, the concurrency managers are not.
     max_ts: Mutex<std::collections::HashMap<u64, u64>>,
+    /// How long a new leader takes to sync its max_ts from PD.
+    max_ts_sync_delay: Mutex<std::time::Duration>,
+    /// Regions whose new leader has not synced its max_ts yet: region -> (store, synced at).
+    unsynced: Mutex<std::collections::HashMap<u64, (u64, std::time::Instant)>>,
 }
 
 /// TiKV's `wake-up-delay-duration`: how long after waking the head of a key's queue the
@@ -53,6 +57,11 @@ struct Queued {
     /// The transaction whose lock it waits for.
     holder: u64,
     wake: Arc<tokio::sync::Notify>,
+}
+
+/// Locks a mutex, ignoring poisoning: a panicked handler leaves consistent data behind.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The shared engine as one store sees it: `max_ts` is that store's while the guard lives.
@@ -94,6 +103,8 @@ impl Node {
             killers: Mutex::new(Vec::new()),
             safe_ts_lag: Mutex::new(std::time::Duration::ZERO),
             max_ts: Mutex::new(std::collections::HashMap::new()),
+            max_ts_sync_delay: Mutex::new(std::time::Duration::ZERO),
+            unsynced: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -199,10 +210,45 @@ impl Node {
         *slot = (*slot).max(ts);
     }
 
-    /// A new leader syncs its max_ts from PD's latest timestamp before serving async-commit
-    /// and 1PC prewrites (the mock syncs at once).
-    pub(crate) fn sync_max_ts(&self, store: u64) {
-        self.raise_max_ts(store, self.cluster.last_ts().version());
+    /// `store` now leads `region`: it syncs its max_ts from PD's latest timestamp, at once or
+    /// after the sync delay, refusing async-commit and 1PC prewrites until then (spec 1.5).
+    pub(crate) fn new_leader(&self, region: u64, store: u64) {
+        let delay = *lock(&self.max_ts_sync_delay);
+        let mut unsynced = lock(&self.unsynced);
+        if delay.is_zero() {
+            unsynced.remove(&region);
+            drop(unsynced);
+            self.raise_max_ts(store, self.cluster.last_ts().version());
+        } else {
+            unsynced.insert(region, (store, std::time::Instant::now() + delay));
+        }
+    }
+
+    /// A region merged away needs no sync any more.
+    pub(crate) fn region_gone(&self, region: u64) {
+        lock(&self.unsynced).remove(&region);
+    }
+
+    pub(crate) fn set_max_ts_sync_delay(&self, delay: std::time::Duration) {
+        *lock(&self.max_ts_sync_delay) = delay;
+    }
+
+    /// Whether `store`, leading `region`, has synced its max_ts; a sync whose delay has
+    /// passed completes here, taking PD's latest timestamp (every one issued until then).
+    pub(crate) fn max_ts_synced(&self, region: u64, store: u64) -> bool {
+        let mut unsynced = lock(&self.unsynced);
+        match unsynced.get(&region) {
+            Some(&(leader, at)) if leader == store => {
+                if std::time::Instant::now() < at {
+                    return false;
+                }
+                unsynced.remove(&region);
+                drop(unsynced);
+                self.raise_max_ts(store, self.cluster.last_ts().version());
+                true
+            }
+            _ => true,
+        }
     }
 
     pub(crate) fn set_safe_ts_lag(&self, lag: std::time::Duration) {
@@ -684,6 +730,19 @@ impl MockTikv {
     fn seekable(&self, region: &Region, key: &[u8], kind: DataKind) -> bool {
         let k = self.cluster().internal_key(key, kind);
         k >= region.meta.start_key && (region.meta.end_key.is_empty() || k <= region.meta.end_key)
+    }
+
+    /// `MaxTimestampNotSynced` while this store, a new leader of `region`, has not synced its
+    /// max_ts from PD (spec 1.5, 2.3); `message` is TiKV's text for the storage error.
+    fn unsynced_max_ts(&self, region: &Region, message: String) -> Option<Box<errorpb::Error>> {
+        if self.node.max_ts_synced(region.meta.id, self.store) {
+            return None;
+        }
+        Some(Box::new(errorpb::Error {
+            message,
+            max_timestamp_not_synced: Some(errorpb::MaxTimestampNotSynced::default()),
+            ..Default::default()
+        }))
     }
 
     fn key_not_in_region(&self, region: &Region, key: &[u8]) -> Box<errorpb::Error> {

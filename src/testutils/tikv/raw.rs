@@ -117,6 +117,22 @@ impl MockTikv {
         }
     }
 
+    /// API v2 writes stamp a causal timestamp, refused until a new leader has synced its
+    /// max_ts; other API versions and delete-range do not check (spec 2.3).
+    fn check_causal_ts_synced(&self, region: &Region) -> Result<(), Reject> {
+        if self.api_version() != ApiVersion::V2 {
+            return Ok(());
+        }
+        let message = format!(
+            "RawKV write fails due to potentially stale max timestamp, region_id: {}",
+            region.meta.id
+        );
+        match self.unsynced_max_ts(region, message) {
+            Some(e) => Err(Reject::Region(e)),
+            None => Ok(()),
+        }
+    }
+
     fn check_ttl(&self, ttls: impl IntoIterator<Item = u64>) -> Result<(), Reject> {
         if !self.api_version().ttl_enabled() && ttls.into_iter().any(|t| t > 0) {
             return Err(Reject::Text(
@@ -205,6 +221,7 @@ impl MockTikv {
                 .map_err(Reject::Text)?;
             self.check_write_keys(region, &[&req.key])?;
             self.check_ttl([req.ttl])?;
+            self.check_causal_ts_synced(region)?;
             self.node.raw().put(
                 cf,
                 req.key.clone(),
@@ -243,6 +260,7 @@ impl MockTikv {
                     ))
                 }
             };
+            self.check_causal_ts_synced(region)?;
             let now = self.now_secs();
             let mut store = self.node.raw();
             for (pair, ttl) in req.pairs.iter().zip(ttls) {
@@ -266,6 +284,7 @@ impl MockTikv {
                 .raw_prelude(req.context.as_ref(), "raw_delete", &[&req.key], &req.cf)
                 .map_err(Reject::Text)?;
             self.check_write_keys(region, &[&req.key])?;
+            self.check_causal_ts_synced(region)?;
             self.node.raw().delete(cf, &req.key);
             Ok(())
         };
@@ -286,6 +305,7 @@ impl MockTikv {
                 .raw_prelude(req.context.as_ref(), "raw_batch_delete", &keys, &req.cf)
                 .map_err(Reject::Text)?;
             self.check_write_keys(region, &keys)?;
+            self.check_causal_ts_synced(region)?;
             let mut store = self.node.raw();
             keys.iter().for_each(|k| store.delete(cf, k));
             Ok(())
@@ -563,6 +583,7 @@ impl MockTikv {
                 .map_err(Reject::Text)?;
             self.check_write_keys(region, &[&req.key])?;
             self.check_ttl([req.ttl])?;
+            self.check_causal_ts_synced(region)?;
             let now = self.now_secs();
             let mut store = self.node.raw();
             let previous = store.get(cf, &req.key, now).map(<[u8]>::to_vec);

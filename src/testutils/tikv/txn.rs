@@ -380,6 +380,18 @@ impl MockTikv {
                 ..Default::default()
             };
         }
+        if req.use_async_commit || req.try_one_pc {
+            let message = format!(
+                "Prewrite for async commit fails due to potentially stale max timestamp, start_ts: {}, region_id: {}",
+                req.start_version, region.meta.id
+            );
+            if let Some(e) = self.unsynced_max_ts(region, message) {
+                return kvrpcpb::PrewriteResponse {
+                    region_error: Some(*e),
+                    ..Default::default()
+                };
+            }
+        }
         let mut mvcc = self.mvcc();
         match prewrite(&mut mvcc, req) {
             Ok((min_commit_ts, one_pc_commit_ts)) => kvrpcpb::PrewriteResponse {
