@@ -1490,6 +1490,64 @@ async fn whole_request_read_errors_are_repeated_in_the_first_pair() {
 }
 
 #[tokio::test]
+async fn a_lock_wait_timeout_says_how_long_ago_the_awaited_lock_changed() {
+    let cluster = MockCluster::builder().stores(1).start().await.unwrap();
+    let mut s = store(&cluster).await;
+    let ctx = s.ctx.clone();
+    let (a, w1, w2) = (ts(100), ts(200), ts(300));
+    s.client
+        .kv_pessimistic_lock(lock_req(&ctx, &["k"], "k", a, a, -1))
+        .await
+        .unwrap();
+    // A wait that times out on the lock it started on reports 0.
+    let r = s
+        .client
+        .kv_pessimistic_lock(lock_req(&ctx, &["k"], "x", ts(50), ts(50), 100))
+        .await
+        .unwrap()
+        .into_inner();
+    let info = r.errors[0].locked.clone().expect("locked");
+    assert_eq!((info.lock_version, info.duration_to_last_update_ms), (a, 0));
+
+    // Two force-mode waiters; after the release, w1 takes the lock and w2 waits on w1's.
+    let waiter = |start: u64| {
+        let mut client = s.client.clone();
+        let req = kvrpcpb::PessimisticLockRequest {
+            wake_up_mode: kvrpcpb::PessimisticLockWakeUpMode::WakeUpModeForceLock as i32,
+            ..lock_req(&ctx, &["k"], "k", start, start, 600)
+        };
+        tokio::spawn(async move { client.kv_pessimistic_lock(req).await.unwrap().into_inner() })
+    };
+    let (first, second) = (waiter(w1), waiter(w2));
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let released = std::time::Instant::now();
+    s.client
+        .kv_pessimistic_rollback(kvrpcpb::PessimisticRollbackRequest {
+            context: s.ctx(),
+            start_version: a,
+            for_update_ts: a,
+            keys: vec![b"k".to_vec()],
+        })
+        .await
+        .unwrap();
+    assert!(first.await.unwrap().errors.is_empty(), "w1 locked the key");
+    let r = second.await.unwrap();
+    let waited_since_change = released.elapsed().as_millis() as u64;
+    let info = r.errors[0].locked.clone().expect("w2 timed out");
+    assert_eq!(info.lock_version, w1, "the lock that replaced a's");
+    assert!(
+        (1..=waited_since_change).contains(&info.duration_to_last_update_ms),
+        "{} not in 1..={waited_since_change}",
+        info.duration_to_last_update_ms
+    );
+    assert!(
+        info.duration_to_last_update_ms >= 300,
+        "the change came ~500 ms before the timeout: {}",
+        info.duration_to_last_update_ms
+    );
+}
+
+#[tokio::test]
 async fn force_lock_mode_locks_behind_newer_commits_and_after_a_wake_up() {
     use kvrpcpb::PessimisticLockKeyResultType as Result;
     let cluster = MockCluster::builder().stores(1).start().await.unwrap();

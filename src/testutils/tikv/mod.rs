@@ -346,6 +346,8 @@ pub(crate) struct Waiting {
     pub deadline: Option<tokio::time::Instant>,
     /// The key and the transaction waited for.
     pub on: Option<(Vec<u8>, u64)>,
+    /// When the lock waited for was last replaced by another one during the wait.
+    pub updated: Option<tokio::time::Instant>,
     /// The waiting transaction, if it holds an edge in the wait-for graph.
     pub edge_of: Option<u64>,
     /// A lock was released since the wait began.

@@ -156,7 +156,12 @@ impl MockTikv {
             if let Some(lock) = mvcc.locks.get(key).cloned() {
                 if lock.ts != start {
                     if req.wait_timeout < 0 || waiting.timed_out {
-                        return failed(KeyErr::Locked(lock.info(key)));
+                        let mut info = lock.info(key);
+                        // TiKV: ms since the awaited lock was replaced (at least 1), else 0.
+                        info.duration_to_last_update_ms = waiting
+                            .updated
+                            .map_or(0, |t| (t.elapsed().as_millis() as u64).max(1));
+                        return failed(KeyErr::Locked(info));
                     }
                     if !req.is_first_lock && waiting.edge_of.is_none() {
                         if let Err(chain) = self.node.wait_for(start, lock.ts, key) {
@@ -205,7 +210,11 @@ impl MockTikv {
                     let deadline = *waiting
                         .deadline
                         .get_or_insert_with(|| tokio::time::Instant::now() + wait);
-                    waiting.on = Some((key.clone(), lock.ts));
+                    let awaited = (key.clone(), lock.ts);
+                    if waiting.on.as_ref().is_some_and(|on| *on != awaited) {
+                        waiting.updated = Some(tokio::time::Instant::now());
+                    }
+                    waiting.on = Some(awaited);
                     waiting.woken = false;
                     let earlier = waiting.queued.as_ref().map(|(id, _)| *id);
                     waiting.queued = Some(self.node.enqueue(key, lock.ts, start, earlier));
