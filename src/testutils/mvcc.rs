@@ -155,6 +155,8 @@ pub(crate) struct Mvcc {
     /// key -> commit ts -> record (iterate `.rev()` for newest first).
     pub writes: BTreeMap<Vec<u8>, BTreeMap<u64, Write>>,
     pub max_ts: u64,
+    /// The safe point the last garbage collection ran up to.
+    pub gc_safe_point: u64,
 }
 
 /// What a read sees in a key's lock (spec 3.1).
@@ -197,6 +199,29 @@ fn self_rollback(
 }
 
 impl Mvcc {
+    /// MVCC garbage collection up to `safe_point` (spec 1.6): per key, records committed after
+    /// it stay; below it, Lock and Rollback records go up to the newest Put or Delete, which
+    /// is kept if a Put; everything older goes. Locks are not touched.
+    pub(crate) fn gc(&mut self, safe_point: u64) {
+        if safe_point <= self.gc_safe_point {
+            return;
+        }
+        self.gc_safe_point = safe_point;
+        self.writes.retain(|_, records| {
+            let newest_data = records
+                .range(..=safe_point)
+                .rev()
+                .find(|(_, w)| matches!(w.kind, WriteKind::Put | WriteKind::Delete))
+                .map(|(ts, w)| (*ts, w.kind));
+            records.retain(|ts, _| match newest_data {
+                _ if *ts > safe_point => true,
+                Some((kept, WriteKind::Put)) => *ts == kept,
+                _ => false,
+            });
+            !records.is_empty()
+        });
+    }
+
     pub(crate) fn observe_ts(&mut self, ts: u64) {
         if ts != u64::MAX {
             self.max_ts = self.max_ts.max(ts);
@@ -648,6 +673,71 @@ mod tests {
         assert!(
             matches!(m.check_lock(b"p", &si(20)), LockCheck::Clear),
             "pessimistic locks never block"
+        );
+    }
+
+    #[test]
+    fn gc_keeps_the_newest_version_below_the_safe_point_and_everything_above() {
+        let mut m = Mvcc::default();
+        let record = |kind, start_ts| Write {
+            kind,
+            start_ts,
+            value: if kind == WriteKind::Put {
+                format!("v{start_ts}").into_bytes()
+            } else {
+                Vec::new()
+            },
+            protected: true,
+            overlapped_rollback: false,
+        };
+        let history = [
+            (20, WriteKind::Put),
+            (30, WriteKind::Rollback),
+            (40, WriteKind::Put),
+            (45, WriteKind::Lock),
+            (60, WriteKind::Delete),
+            (80, WriteKind::Put),
+        ];
+        for (ts, kind) in history {
+            m.writes
+                .entry(b"k".to_vec())
+                .or_default()
+                .insert(ts, record(kind, ts - 1));
+        }
+        m.writes
+            .entry(b"gone".to_vec())
+            .or_default()
+            .insert(10, record(WriteKind::Delete, 9));
+        m.locks
+            .insert(b"locked".to_vec(), lock(5, b"locked", LockType::Put));
+
+        m.gc(50);
+        let left: Vec<u64> = m.writes[&b"k"[..]].keys().copied().collect();
+        assert_eq!(
+            left,
+            vec![40, 60, 80],
+            "the newest Put below 50 and all above"
+        );
+        assert_eq!(m.read_committed(b"k", 50), Some((b"v39".to_vec(), 40)));
+        assert_eq!(m.read_committed(b"k", 25), None, "older versions are gone");
+        assert!(
+            !m.writes.contains_key(&b"gone"[..]),
+            "a Delete below goes with its key"
+        );
+        assert!(m.locks.contains_key(&b"locked"[..]), "locks stay");
+
+        m.gc(40);
+        assert_eq!(
+            m.writes[&b"k"[..]].len(),
+            3,
+            "a lower safe point does nothing"
+        );
+        m.gc(70);
+        let left: Vec<u64> = m.writes[&b"k"[..]].keys().copied().collect();
+        assert_eq!(
+            left,
+            vec![80],
+            "a Delete below the safe point goes with all older"
         );
     }
 

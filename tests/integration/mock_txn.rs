@@ -1444,6 +1444,53 @@ async fn a_new_leader_refuses_async_prewrites_until_its_max_ts_is_synced() {
 }
 
 #[tokio::test]
+async fn versions_below_pd_gc_safe_point_are_collected() {
+    let cluster = MockCluster::builder().stores(1).start().await.unwrap();
+    let mut s = store(&cluster).await;
+    for (value, start, commit) in [("v1", 10, 20), ("v2", 30, 40)] {
+        s.prewrite(vec![put("k", value)], "k", ts(start)).await;
+        s.commit(&["k"], ts(start), ts(commit)).await;
+    }
+    s.prewrite(vec![put("gone", "x")], "gone", ts(11)).await;
+    s.commit(&["gone"], ts(11), ts(12)).await;
+    let delete = kvrpcpb::Mutation {
+        op: Op::Del as i32,
+        key: b"gone".to_vec(),
+        ..Default::default()
+    };
+    s.prewrite(vec![delete], "gone", ts(13)).await;
+    s.commit(&["gone"], ts(13), ts(14)).await;
+    s.prewrite(vec![put("locked", "x")], "locked", ts(15)).await;
+    assert_eq!(s.get("k", ts(25)).await.value, b"v1");
+
+    let mut pd = super::util::pd_client(&cluster).await;
+    pd.update_gc_safe_point(tikv_client::proto::pdpb::UpdateGcSafePointRequest {
+        header: Some(tikv_client::proto::pdpb::RequestHeader {
+            cluster_id: cluster.cluster_id(),
+            ..Default::default()
+        }),
+        safe_point: ts(50),
+    })
+    .await
+    .unwrap();
+    // TiKV does not refuse reads below the safe point: they miss collected versions.
+    let old = s.get("k", ts(25)).await;
+    assert!(old.not_found && old.error.is_none(), "{old:?}");
+    assert_eq!(
+        s.get("k", ts(45)).await.value,
+        b"v2",
+        "the newest version stays"
+    );
+    assert!(s.get("gone", ts(12)).await.not_found);
+    let lock = s
+        .get("locked", ts(60))
+        .await
+        .error
+        .expect("locks are not collected");
+    assert_eq!(lock.locked.unwrap().lock_version, ts(15));
+}
+
+#[tokio::test]
 async fn whole_request_read_errors_are_repeated_in_the_first_pair() {
     let cluster = MockCluster::builder()
         .split_txn(["m"])
