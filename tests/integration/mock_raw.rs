@@ -598,6 +598,29 @@ async fn api_v2_raw_writes_wait_for_a_new_leader_to_sync_its_max_ts() {
 }
 
 #[tokio::test]
+async fn raw_writes_refuse_keys_over_8_kib() {
+    let cluster = MockCluster::builder().start().await.unwrap();
+    let big = vec![b'k'; 8193];
+    let (ctx, leader) = ctx_for(&cluster, &big);
+    let mut client = tikv(&cluster, leader).await;
+    let write = |key: &[u8]| kvrpcpb::RawPutRequest {
+        context: Some(ctx.clone()),
+        key: key.to_vec(),
+        value: b"v".to_vec(),
+        ..Default::default()
+    };
+    let resp = client.raw_put(write(&big)).await.unwrap().into_inner();
+    assert_eq!(resp.error, "max key size exceeded, size: 8193, limit: 8192");
+    assert!(get(&cluster, &big).await.not_found, "nothing written");
+    let resp = client
+        .raw_put(write(&big[..8192]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(resp.error.is_empty(), "8192 bytes fit: {resp:?}");
+}
+
+#[tokio::test]
 async fn fault_rules_and_the_call_log() {
     let cluster = MockCluster::builder().start().await.unwrap();
     let (ctx, leader) = ctx_for(&cluster, b"k");

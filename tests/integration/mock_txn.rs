@@ -1490,6 +1490,259 @@ async fn versions_below_pd_gc_safe_point_are_collected() {
     assert_eq!(lock.locked.unwrap().lock_version, ts(15));
 }
 
+/// The abort text of a transactional response's (first) key error.
+fn abort_of(e: Option<&kvrpcpb::KeyError>) -> &str {
+    e.map_or("", |e| e.abort.as_str())
+}
+
+#[tokio::test]
+async fn api_v2_checks_transactional_keys_and_admits_tidb_keys_from_v1_requests() {
+    let cluster = MockCluster::builder()
+        .api_version(tikv_client::testutils::ApiVersion::V2)
+        .start()
+        .await
+        .unwrap();
+    let v2 = kvrpcpb::ApiVersion::V2 as i32;
+    let key = b"x\0\0\0k".to_vec();
+    let (mut ctx, leader) = super::util::txn_ctx_for(&cluster, &key);
+    ctx.api_version = v2;
+    let mut client = tikv(&cluster, leader).await;
+    let get = |ctx: &kvrpcpb::Context, key: &[u8]| kvrpcpb::GetRequest {
+        context: Some(ctx.clone()),
+        key: key.to_vec(),
+        version: ts(10),
+        ..Default::default()
+    };
+    let r = client.kv_get(get(&ctx, &key)).await.unwrap().into_inner();
+    assert!(r.error.is_none() && r.not_found, "{r:?}");
+    // Reads check the mode byte too: a raw-mode key is refused, not read.
+    let r = client
+        .kv_get(get(&ctx, b"r\0\0\0k"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        abort_of(r.error.as_ref()).contains("InvalidKeyMode"),
+        "{r:?}"
+    );
+    let r = client
+        .kv_batch_get(kvrpcpb::BatchGetRequest {
+            context: Some(ctx.clone()),
+            keys: vec![key.clone(), Vec::new()],
+            version: ts(10),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        abort_of(r.error.as_ref()).contains("InvalidKeyMode"),
+        "the empty key: {r:?}"
+    );
+    // Ranges need two bounds in one mode.
+    let scan = |end: &[u8]| kvrpcpb::ScanRequest {
+        context: Some(ctx.clone()),
+        start_key: key.clone(),
+        end_key: end.to_vec(),
+        limit: 10,
+        version: ts(10),
+        ..Default::default()
+    };
+    let r = client.kv_scan(scan(b"")).await.unwrap().into_inner();
+    assert!(
+        abort_of(r.error.as_ref()).contains("InvalidKeyRangeMode"),
+        "{r:?}"
+    );
+    let r = client
+        .kv_scan(scan(b"x\0\0\x01"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.error.is_none(), "{r:?}");
+    let r = client
+        .kv_delete_range(kvrpcpb::DeleteRangeRequest {
+            context: Some(ctx.clone()),
+            start_key: key.clone(),
+            end_key: b"r\0\0\x01".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.error.contains("InvalidKeyRangeMode"), "{r:?}");
+    let r = client
+        .kv_pessimistic_lock(kvrpcpb::PessimisticLockRequest {
+            context: Some(ctx.clone()),
+            ..lock_req(&ctx, &["r\0\0\0k"], "r\0\0\0k", ts(10), ts(10), -1)
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        abort_of(r.errors.first()).contains("InvalidKeyMode"),
+        "{r:?}"
+    );
+
+    // V1 requests reach a V2 store only with TiDB keys ('m', 't'), whole transactions of them.
+    let tidb = b"t\x80\0\0\0\0\0\0\x01_r1".to_vec();
+    let (mut v1, leader) = super::util::txn_ctx_for(&cluster, &tidb);
+    v1.api_version = kvrpcpb::ApiVersion::V1 as i32;
+    let mut s = Store {
+        client: tikv(&cluster, leader).await,
+        ctx: v1.clone(),
+    };
+    s.prewrite(
+        vec![kvrpcpb::Mutation {
+            op: Op::Put as i32,
+            key: tidb.clone(),
+            value: b"row".to_vec(),
+            ..Default::default()
+        }],
+        std::str::from_utf8(&tidb).unwrap_or_default(),
+        ts(20),
+    )
+    .await;
+    let commit = s
+        .client
+        .kv_commit(kvrpcpb::CommitRequest {
+            context: Some(v1.clone()),
+            start_version: ts(20),
+            keys: vec![tidb.clone()],
+            commit_version: ts(21),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        commit.error.is_none() && commit.region_error.is_none(),
+        "{commit:?}"
+    );
+    let r = s.client.kv_get(get(&v1, &tidb)).await.unwrap().into_inner();
+    assert!(
+        r.error.is_none() && r.not_found,
+        "read below the commit: {r:?}"
+    );
+    let mut at = get(&v1, &tidb);
+    at.version = ts(30);
+    assert_eq!(
+        s.client.kv_get(at).await.unwrap().into_inner().value,
+        b"row"
+    );
+    let r = client.kv_get(get(&v1, &key)).await.unwrap().into_inner();
+    assert!(
+        abort_of(r.error.as_ref()).contains("InvalidKeyMode"),
+        "{r:?}"
+    );
+    // Commands TiKV does not check take any API version.
+    let status = client
+        .kv_check_txn_status(kvrpcpb::CheckTxnStatusRequest {
+            context: Some(kvrpcpb::Context {
+                api_version: kvrpcpb::ApiVersion::V1 as i32,
+                ..ctx.clone()
+            }),
+            primary_key: key.clone(),
+            lock_ts: ts(5),
+            caller_start_ts: ts(6),
+            current_ts: ts(6),
+            rollback_if_not_exist: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        status.error.is_none() && status.region_error.is_none(),
+        "{status:?}"
+    );
+}
+
+#[tokio::test]
+async fn oversized_keys_and_unknown_mutation_ops_are_refused() {
+    let cluster = MockCluster::builder().stores(1).start().await.unwrap();
+    let mut s = store(&cluster).await;
+    // 7,600 bytes are 8,559 once memcomparable-encoded: over TiKV's 8 KiB limit.
+    let big = "k".repeat(7600);
+    let r = s
+        .client
+        .kv_prewrite(kvrpcpb::PrewriteRequest {
+            context: s.ctx(),
+            mutations: vec![put(&big, "v")],
+            primary_lock: big.clone().into_bytes(),
+            start_version: ts(10),
+            lock_ttl: 3000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let text = abort_of(r.errors.first());
+    assert!(
+        text.contains("KeyTooLarge { size: 8559, limit: 8192 }"),
+        "{text}"
+    );
+    let r = s
+        .client
+        .kv_pessimistic_lock(lock_req(&s.ctx.clone(), &[&big], &big, ts(10), ts(10), -1))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(abort_of(r.errors.first()).contains("KeyTooLarge"), "{r:?}");
+    // 7,000 bytes encode to 7,884: accepted.
+    let fits = "k".repeat(7000);
+    let r = s
+        .prewrite_req(kvrpcpb::PrewriteRequest {
+            context: s.ctx(),
+            mutations: vec![put(&fits, "v")],
+            primary_lock: fits.clone().into_bytes(),
+            start_version: ts(10),
+            lock_ttl: 3000,
+            ..Default::default()
+        })
+        .await;
+    assert!(r.errors.is_empty(), "{r:?}");
+
+    // Ops TiKV would panic on are refused, and nothing is written.
+    let odd = |op: i32| kvrpcpb::Mutation {
+        op,
+        key: b"odd".to_vec(),
+        value: b"v".to_vec(),
+        ..Default::default()
+    };
+    for op in [Op::PessimisticLock as i32, Op::Rollback as i32, 99] {
+        let r = s
+            .prewrite_req(kvrpcpb::PrewriteRequest {
+                context: s.ctx(),
+                mutations: vec![odd(op)],
+                primary_lock: b"odd".to_vec(),
+                start_version: ts(20),
+                lock_ttl: 3000,
+                ..Default::default()
+            })
+            .await;
+        assert!(
+            abort_of(r.errors.first()).contains("unsupported mutation"),
+            "{op}: {r:?}"
+        );
+    }
+    let mut lock = lock_req(&s.ctx.clone(), &["odd"], "odd", ts(20), ts(20), -1);
+    lock.mutations[0].op = Op::Put as i32;
+    let r = s
+        .client
+        .kv_pessimistic_lock(lock)
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        abort_of(r.errors.first()).contains("unsupported mutation"),
+        "{r:?}"
+    );
+    assert!(
+        s.get("odd", ts(30)).await.error.is_none(),
+        "no lock was left"
+    );
+}
+
 #[tokio::test]
 async fn whole_request_read_errors_are_repeated_in_the_first_pair() {
     let cluster = MockCluster::builder()

@@ -37,9 +37,16 @@ pub async fn tikv(
 
 /// The context a correct client sends for a raw key: its region, epoch and leader peer.
 pub fn ctx_for(cluster: &MockCluster, key: &[u8]) -> (kvrpcpb::Context, u64) {
-    let region = cluster
-        .region_of_raw_key(key)
-        .expect("every key has a region");
+    ctx_in(cluster, cluster.region_of_raw_key(key))
+}
+
+/// The context and leader store for a transactional key.
+pub fn txn_ctx_for(cluster: &MockCluster, key: &[u8]) -> (kvrpcpb::Context, u64) {
+    ctx_in(cluster, cluster.region_of_txn_key(key))
+}
+
+fn ctx_in(cluster: &MockCluster, region: Option<metapb::Region>) -> (kvrpcpb::Context, u64) {
+    let region = region.expect("every key has a region");
     let leader = cluster.leader_of(region.id).unwrap();
     let peer = peer_on(&region, leader);
     (

@@ -99,15 +99,31 @@ impl MockTikv {
         region: &Region,
         waiting: &mut Waiting,
     ) -> Exec<kvrpcpb::PessimisticLockResponse> {
-        if let Some(outside) = self.outside_region(region, req.mutations.iter().map(|m| &m.key[..]))
-        {
-            return Exec::Done(outside);
-        }
         let start = req.start_version;
         // Force-lock mode (TiDB's fair locking): one key, locked even behind a newer commit.
         let force =
             req.wake_up_mode == kvrpcpb::PessimisticLockWakeUpMode::WakeUpModeForceLock as i32;
         let failed = |e: KeyErr| failure(e, force);
+        let keys: Vec<&[u8]> = req.mutations.iter().map(|m| &m.key[..]).collect();
+        if let Err(e) =
+            self.check_txn_write(req.context.as_ref(), "acquire_pessimistic_lock", &keys)
+        {
+            return failed(e);
+        }
+        // TiKV panics on other ops (spec 2.6); the mock refuses them.
+        if let Some(m) = req
+            .mutations
+            .iter()
+            .find(|m| m.op != kvrpcpb::Op::PessimisticLock as i32)
+        {
+            return failed(KeyErr::Abort(format!(
+                "unsupported mutation op {} in a pessimistic lock request",
+                m.op
+            )));
+        }
+        if let Some(outside) = self.outside_region(region, keys) {
+            return Exec::Done(outside);
+        }
         if force && req.mutations.len() > 1 {
             return failed(KeyErr::Abort(
                 "Error(Other(\"multiple keys in a single request with allowed_lock_with_conflict set is not allowed\"))"

@@ -11,47 +11,86 @@ use crate::testutils::mvcc::{KeyErr, Lock, LockType, Mvcc, ReadCtx, TxnStatus};
 /// TiKV's default `storage.max-key-size`, checked on encoded transactional keys.
 const MAX_KEY_SIZE: usize = 8192;
 
-/// Before a request runs: the region a key must lie in, and API version checks.
-enum Reject {
-    Key(KeyErr),
-    Region(Box<crate::proto::errorpb::Error>),
+/// What a transactional command's API-version check looks at (spec 6.2): its keys, or its
+/// range (an empty end is unbounded). Commands outside that list are not checked at all.
+#[derive(Clone, Copy)]
+enum ApiCheck<'a> {
+    Keys(&'a [&'a [u8]]),
+    Range(&'a [u8], &'a [u8]),
+}
+
+/// API v2's key mode of a transactional key: the first byte of its memcomparable encoding,
+/// which is its own first byte, or 0 for the empty key.
+fn mode_byte(key: &[u8]) -> u8 {
+    key.first().copied().unwrap_or(0)
 }
 
 impl MockTikv {
-    /// Every key in the region, and of the right mode for the API version (spec 6.2).
-    fn txn_prelude(
+    /// TiKV's API-version check of a transactional command (spec 6.2): V1 storage takes V1
+    /// requests; V2 storage takes V2 requests whose keys are in txn mode (`x`) and V1
+    /// requests whose keys are all TiDB keys (`m`, `t`); anything else is a mismatch.
+    fn check_txn_api(
         &self,
-        region: &Region,
+        ctx: Option<&kvrpcpb::Context>,
+        cmd: &str,
+        check: ApiCheck<'_>,
+    ) -> Result<(), String> {
+        let storage = self.api_version();
+        let requested = ctx.map_or(0, |c| c.api_version);
+        let modes: &[u8] = match storage {
+            ApiVersion::V1 if requested == kvrpcpb::ApiVersion::V1 as i32 => return Ok(()),
+            ApiVersion::V2 if requested == kvrpcpb::ApiVersion::V2 as i32 => b"x",
+            ApiVersion::V2 if requested == kvrpcpb::ApiVersion::V1 as i32 => b"mt",
+            _ => {
+                return Err(format!(
+                    "Error(ApiVersionNotMatched {{ cmd: {cmd}, storage: {}, req: {requested} }})",
+                    storage.storage_name()
+                ))
+            }
+        };
+        let storage_name = storage.storage_name();
+        match check {
+            ApiCheck::Keys(keys) => match keys.iter().find(|k| !modes.contains(&mode_byte(k))) {
+                Some(k) => Err(format!(
+                    "Error(InvalidKeyMode {{ cmd: {cmd}, storage_api_version: {storage_name}, key: {:?} }})",
+                    super::hex(k)
+                )),
+                None => Ok(()),
+            },
+            ApiCheck::Range(start, end) => {
+                // Both bounds present and in one mode (memcomparable keys are never one byte,
+                // so TiKV's `[start[0] + 1]` end never applies to them).
+                let mode = mode_byte(start);
+                if !end.is_empty() && mode == mode_byte(end) && modes.contains(&mode) {
+                    return Ok(());
+                }
+                Err(format!(
+                    "Error(InvalidKeyRangeMode {{ cmd: {cmd}, storage_api_version: {storage_name}, range: ({:?}, {:?}) }})",
+                    super::hex(start),
+                    super::hex(end)
+                ))
+            }
+        }
+    }
+
+    /// What TiKV checks of a write's keys before scheduling it: the API version, then the
+    /// size of each key's memcomparable encoding (spec 2.6).
+    pub(super) fn check_txn_write(
+        &self,
         ctx: Option<&kvrpcpb::Context>,
         cmd: &str,
         keys: &[&[u8]],
-    ) -> Result<(), Reject> {
-        let storage = self.api_version();
-        let requested = ctx.map_or(0, |c| c.api_version);
-        let ok = match storage {
-            ApiVersion::V1 => requested == kvrpcpb::ApiVersion::V1 as i32,
-            ApiVersion::V1Ttl => false,
-            ApiVersion::V2 => requested == kvrpcpb::ApiVersion::V2 as i32,
-        };
-        if !ok {
-            return Err(Reject::Key(KeyErr::Abort(format!(
-                "Error(ApiVersionNotMatched {{ cmd: {cmd:?}, storage: {}, req: {requested} }})",
-                storage.storage_name()
-            ))));
-        }
-        if storage == ApiVersion::V2 {
-            if let Some(k) = keys.iter().find(|k| k.first() != Some(&b'x')) {
-                return Err(Reject::Key(KeyErr::Abort(format!(
-                    "Error(InvalidKeyMode {{ cmd: {cmd:?}, storage_api_version: V2, key: {:?} }})",
-                    super::hex(k)
-                ))));
-            }
-        }
-        match keys
+    ) -> Result<(), KeyErr> {
+        self.check_txn_api(ctx, cmd, ApiCheck::Keys(keys))
+            .map_err(KeyErr::Abort)?;
+        let too_large = keys
             .iter()
-            .find(|k| !self.in_region(region, k, DataKind::Txn))
-        {
-            Some(k) => Err(Reject::Region(self.key_not_in_region(region, k))),
+            .map(|k| crate::kv::memcomparable::encoded_len(k.len()))
+            .find(|size| *size > MAX_KEY_SIZE);
+        match too_large {
+            Some(size) => Err(KeyErr::Abort(format!(
+                "Error(KeyTooLarge {{ size: {size}, limit: {MAX_KEY_SIZE} }})"
+            ))),
             None => Ok(()),
         }
     }
@@ -100,35 +139,20 @@ fn read_ctx(
     (ts, isolation, ctx.resolved_locks, ctx.committed_locks)
 }
 
-macro_rules! prelude {
-    ($self:ident, $region:ident, $req:ident, $cmd:literal, $keys:expr, $resp:ident) => {
-        match $self.txn_prelude($region, $req.context.as_ref(), $cmd, $keys) {
-            Ok(()) => {}
-            Err(Reject::Region(e)) => {
-                return kvrpcpb::$resp {
-                    region_error: Some(*e),
-                    ..Default::default()
-                }
-            }
-            Err(Reject::Key(e)) => {
-                return kvrpcpb::$resp {
-                    error: Some(e.into_proto()),
-                    ..Default::default()
-                }
-            }
+/// The API-version check of a read; a failure answers the whole request.
+macro_rules! api_check {
+    ($self:ident, $req:ident, $cmd:literal, $check:expr, $resp:ident) => {
+        if let Err(text) = $self.check_txn_api($req.context.as_ref(), $cmd, $check) {
+            return kvrpcpb::$resp {
+                error: Some(KeyErr::Abort(text).into_proto()),
+                ..Default::default()
+            };
         }
     };
     // Reads answering pairs also repeat a whole-request error in `pairs[0]` (spec 2.5).
-    ($self:ident, $region:ident, $req:ident, $cmd:literal, $keys:expr, $resp:ident, pairs) => {
-        match $self.txn_prelude($region, $req.context.as_ref(), $cmd, $keys) {
-            Ok(()) => {}
-            Err(Reject::Region(e)) => {
-                return kvrpcpb::$resp {
-                    region_error: Some(*e),
-                    ..Default::default()
-                }
-            }
-            Err(Reject::Key(e)) => return PairsReply::failed(e.into_proto()),
+    ($self:ident, $req:ident, $cmd:literal, $check:expr, $resp:ident, pairs) => {
+        if let Err(text) = $self.check_txn_api($req.context.as_ref(), $cmd, $check) {
+            return PairsReply::failed(KeyErr::Abort(text).into_proto());
         }
     };
 }
@@ -163,7 +187,7 @@ impl MockTikv {
         req: &kvrpcpb::GetRequest,
         region: &Region,
     ) -> kvrpcpb::GetResponse {
-        prelude!(self, region, req, "get", &[], GetResponse);
+        api_check!(self, req, "get", ApiCheck::Keys(&[&req.key]), GetResponse);
         let (ts, isolation, resolved, committed) = read_ctx(req.context.as_ref(), req.version);
         if !self.in_region(region, &req.key, DataKind::Txn) {
             // SI and RCCheckTS look the lock up first and fail there; RC seeks the write CF.
@@ -209,7 +233,15 @@ impl MockTikv {
         req: &kvrpcpb::BatchGetRequest,
         region: &Region,
     ) -> kvrpcpb::BatchGetResponse {
-        prelude!(self, region, req, "batch_get", &[], BatchGetResponse, pairs);
+        let keys: Vec<&[u8]> = req.keys.iter().map(|k| &k[..]).collect();
+        api_check!(
+            self,
+            req,
+            "batch_get",
+            ApiCheck::Keys(&keys),
+            BatchGetResponse,
+            pairs
+        );
         let (ts, isolation, resolved, committed) = read_ctx(req.context.as_ref(), req.version);
         let mut mvcc = self.mvcc();
         self.observe_read(&mut mvcc, req.context.as_ref(), region, ts);
@@ -252,7 +284,14 @@ impl MockTikv {
         req: &kvrpcpb::ScanRequest,
         region: &Region,
     ) -> kvrpcpb::ScanResponse {
-        prelude!(self, region, req, "scan", &[], ScanResponse, pairs);
+        api_check!(
+            self,
+            req,
+            "scan",
+            ApiCheck::Range(&req.start_key, &req.end_key),
+            ScanResponse,
+            pairs
+        );
         let (r_start, r_end) = self.user_bounds(region, DataKind::Txn);
         // Forward: [start, end); reverse: start is the exclusive upper, end the inclusive lower.
         let (lower, upper) = if req.reverse {
@@ -351,34 +390,14 @@ impl MockTikv {
         region: &Region,
     ) -> kvrpcpb::PrewriteResponse {
         let keys: Vec<&[u8]> = req.mutations.iter().map(|m| &m.key[..]).collect();
-        match self.txn_prelude(region, req.context.as_ref(), "prewrite", &keys) {
-            Ok(()) => {}
-            Err(Reject::Region(e)) => {
-                return kvrpcpb::PrewriteResponse {
-                    region_error: Some(*e),
-                    ..Default::default()
-                }
-            }
-            Err(Reject::Key(e)) => {
-                return kvrpcpb::PrewriteResponse {
-                    errors: vec![e.into_proto()],
-                    ..Default::default()
-                }
-            }
-        }
-        if let Some(m) = req
-            .mutations
-            .iter()
-            .find(|m| crate::kv::memcomparable::encoded_len(m.key.len()) > MAX_KEY_SIZE)
-        {
-            let e = KeyErr::Abort(format!(
-                "Error(KeyTooLarge {{ size: {}, limit: {MAX_KEY_SIZE} }})",
-                m.key.len()
-            ));
+        if let Err(e) = self.check_txn_write(req.context.as_ref(), "prewrite", &keys) {
             return kvrpcpb::PrewriteResponse {
                 errors: vec![e.into_proto()],
                 ..Default::default()
             };
+        }
+        if let Some(outside) = self.outside_region(region, keys) {
+            return outside;
         }
         if req.use_async_commit || req.try_one_pc {
             let message = format!(
@@ -412,16 +431,6 @@ impl MockTikv {
         region: &Region,
     ) -> kvrpcpb::CommitResponse {
         let keys: Vec<&[u8]> = req.keys.iter().map(|k| &k[..]).collect();
-        match self.txn_prelude(region, req.context.as_ref(), "commit", &[]) {
-            Ok(()) => {}
-            Err(Reject::Region(e)) => {
-                return kvrpcpb::CommitResponse {
-                    region_error: Some(*e),
-                    ..Default::default()
-                }
-            }
-            Err(Reject::Key(_)) => {}
-        }
         if let Some(outside) = self.outside_region(region, keys.iter().map(|k| &k[..])) {
             return outside;
         }
@@ -762,7 +771,13 @@ fn prewrite(mvcc: &mut Mvcc, req: &kvrpcpb::PrewriteRequest) -> Result<(u64, u64
     };
     for (m, action, expected_for_update) in mutations {
         let key = &m.key;
-        let op = kvrpcpb::Op::try_from(m.op).unwrap_or(kvrpcpb::Op::Put);
+        // TiKV panics on other ops (spec 2.6); the mock refuses them.
+        let Ok(op) = kvrpcpb::Op::try_from(m.op) else {
+            return Err(vec![KeyErr::Abort(format!(
+                "unsupported mutation op {} in prewrite",
+                m.op
+            ))]);
+        };
         let lock_type = match op {
             kvrpcpb::Op::Put | kvrpcpb::Op::Insert => LockType::Put,
             kvrpcpb::Op::Del => LockType::Delete,
@@ -1111,6 +1126,13 @@ impl MockTikv {
         req: &kvrpcpb::DeleteRangeRequest,
         region: &Region,
     ) -> kvrpcpb::DeleteRangeResponse {
+        let api = ApiCheck::Range(&req.start_key, &req.end_key);
+        if let Err(text) = self.check_txn_api(req.context.as_ref(), "delete_range", api) {
+            return kvrpcpb::DeleteRangeResponse {
+                error: text,
+                ..Default::default()
+            };
+        }
         let start = crate::kv::memcomparable::encode(&req.start_key);
         let end = crate::kv::memcomparable::encode(&req.end_key);
         let region_error = |e: crate::proto::errorpb::Error| kvrpcpb::DeleteRangeResponse {
