@@ -1490,6 +1490,123 @@ async fn versions_below_pd_gc_safe_point_are_collected() {
     assert_eq!(lock.locked.unwrap().lock_version, ts(15));
 }
 
+#[tokio::test]
+async fn pessimistic_prewrites_zip_actions_and_report_other_locks_with_ttl_0() {
+    use kvrpcpb::prewrite_request::{ForUpdateTsConstraint, PessimisticAction as A};
+    let cluster = MockCluster::builder().stores(1).start().await.unwrap();
+    let mut s = store(&cluster).await;
+    let ctx = s.ctx.clone();
+    let pessimistic =
+        |keys: &[&str], actions: &[A], start: u64, for_update: u64| kvrpcpb::PrewriteRequest {
+            context: Some(ctx.clone()),
+            mutations: keys.iter().map(|k| put(k, "v")).collect(),
+            pessimistic_actions: actions.iter().map(|a| *a as i32).collect(),
+            primary_lock: keys[0].as_bytes().to_vec(),
+            start_version: start,
+            for_update_ts: for_update,
+            lock_ttl: 3000,
+            ..Default::default()
+        };
+    let locks = |s: &mut Store| {
+        let mut client = s.client.clone();
+        let context = s.ctx();
+        async move {
+            let resp = client
+                .kv_scan_lock(kvrpcpb::ScanLockRequest {
+                    context,
+                    max_version: u64::MAX,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            resp.locks
+                .into_iter()
+                .map(|l| (String::from_utf8(l.key).unwrap(), l.lock_type))
+                .collect::<Vec<_>>()
+        }
+    };
+
+    // Three mutations, two actions: the third is silently dropped.
+    let (t, t_for_update) = (ts(100), ts(110));
+    s.client
+        .kv_pessimistic_lock(lock_req(&ctx, &["a", "b"], "a", t, t_for_update, -1))
+        .await
+        .unwrap();
+    let check = [A::DoPessimisticCheck, A::DoPessimisticCheck];
+    let r = s
+        .prewrite_req(pessimistic(&["a", "b", "c"], &check, t, t_for_update))
+        .await;
+    assert!(r.errors.is_empty(), "{r:?}");
+    let put_lock = Op::Put as i32;
+    assert_eq!(
+        locks(&mut s).await,
+        vec![("a".into(), put_lock), ("b".into(), put_lock)],
+        "no lock on c"
+    );
+
+    // for_update_ts 0 is optimistic whatever the actions say: no pessimistic lock needed.
+    let r = s
+        .prewrite_req(pessimistic(&["e"], &[A::DoPessimisticCheck], ts(150), 0))
+        .await;
+    assert!(r.errors.is_empty(), "{r:?}");
+
+    // Another transaction's lock: TTL 0 in a pessimistic prewrite, the real TTL otherwise.
+    s.prewrite(vec![put("d", "u")], "d", ts(200)).await;
+    let r = s
+        .prewrite_req(pessimistic(
+            &["d"],
+            &[A::SkipPessimisticCheck],
+            ts(300),
+            ts(310),
+        ))
+        .await;
+    let info = r.errors[0].locked.clone().expect("locked");
+    assert_eq!((info.lock_version, info.lock_ttl), (ts(200), 0));
+    let r = s
+        .prewrite_req(kvrpcpb::PrewriteRequest {
+            context: s.ctx(),
+            mutations: vec![put("d", "w")],
+            primary_lock: b"d".to_vec(),
+            start_version: ts(320),
+            lock_ttl: 3000,
+            ..Default::default()
+        })
+        .await;
+    let info = r.errors[0].locked.clone().expect("locked");
+    assert_eq!((info.lock_version, info.lock_ttl), (ts(200), 3000));
+
+    // Expected for_update_ts constraints: a mismatch is PessimisticLockNotFound; an index
+    // past the zipped mutations is refused.
+    let (f, f_for_update) = (ts(400), ts(410));
+    s.client
+        .kv_pessimistic_lock(lock_req(&ctx, &["f"], "f", f, f_for_update, -1))
+        .await
+        .unwrap();
+    for (index, expected, text) in [
+        (0, ts(405), "PessimisticLockNotFound"),
+        (1, f_for_update, "exceeds mutation count 1"),
+    ] {
+        let req = kvrpcpb::PrewriteRequest {
+            for_update_ts_constraints: vec![ForUpdateTsConstraint {
+                index,
+                expected_for_update_ts: expected,
+            }],
+            ..pessimistic(&["f"], &[A::DoPessimisticCheck], f, f_for_update)
+        };
+        let r = s.prewrite_req(req).await;
+        assert!(abort_of(r.errors.first()).contains(text), "{text}: {r:?}");
+    }
+    let req = kvrpcpb::PrewriteRequest {
+        for_update_ts_constraints: vec![ForUpdateTsConstraint {
+            index: 0,
+            expected_for_update_ts: f_for_update,
+        }],
+        ..pessimistic(&["f"], &[A::DoPessimisticCheck], f, f_for_update)
+    };
+    assert!(s.prewrite_req(req).await.errors.is_empty());
+}
+
 /// The abort text of a transactional response's (first) key error.
 fn abort_of(e: Option<&kvrpcpb::KeyError>) -> &str {
     e.map_or("", |e| e.abort.as_str())

@@ -737,6 +737,17 @@ impl MvccTrial {
 fn prewrite(mvcc: &mut Mvcc, req: &kvrpcpb::PrewriteRequest) -> Result<(u64, u64), Vec<KeyErr>> {
     let start = req.start_version;
     let pessimistic = req.for_update_ts != 0;
+    let zipped = req.mutations.len().min(req.pessimistic_actions.len());
+    if let Some(c) = req
+        .for_update_ts_constraints
+        .iter()
+        .find(|c| pessimistic && c.index as usize >= zipped)
+    {
+        return Err(vec![KeyErr::Abort(format!(
+            "prewrite request invalid: for_update_ts constraint index {} exceeds mutation count {zipped}",
+            c.index
+        ))]);
+    }
     let mut mutations: Vec<(&kvrpcpb::Mutation, Option<PessimisticAction>, Option<u64>)> =
         if pessimistic {
             req.mutations
