@@ -60,6 +60,26 @@ pub struct BatchRollbackResponse {
     pub exec_details_v2: ::core::option::Option<ExecDetailsV2>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
+pub struct BufferBatchGetRequest {
+    #[prost(message, optional, tag = "1")]
+    pub context: ::core::option::Option<Context>,
+    #[prost(bytes = "vec", repeated, tag = "2")]
+    pub keys: ::prost::alloc::vec::Vec<::prost::alloc::vec::Vec<u8>>,
+    #[prost(uint64, tag = "3")]
+    pub version: u64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct BufferBatchGetResponse {
+    #[prost(message, optional, tag = "1")]
+    pub region_error: ::core::option::Option<super::errorpb::Error>,
+    #[prost(message, optional, tag = "2")]
+    pub error: ::core::option::Option<KeyError>,
+    #[prost(message, repeated, tag = "3")]
+    pub pairs: ::prost::alloc::vec::Vec<KvPair>,
+    #[prost(message, optional, tag = "4")]
+    pub exec_details_v2: ::core::option::Option<ExecDetailsV2>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CheckSecondaryLocksRequest {
     #[prost(message, optional, tag = "1")]
     pub context: ::core::option::Option<Context>,
@@ -335,6 +355,34 @@ pub struct ExecutorInputs {
     pub tikv_coprocessor_executor_work_total_batch_simple_aggr: u64,
     #[prost(uint64, tag = "7")]
     pub tikv_coprocessor_executor_work_total_batch_fast_hash_aggr: u64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct FlushRequest {
+    #[prost(message, optional, tag = "1")]
+    pub context: ::core::option::Option<Context>,
+    #[prost(message, repeated, tag = "2")]
+    pub mutations: ::prost::alloc::vec::Vec<Mutation>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub primary_key: ::prost::alloc::vec::Vec<u8>,
+    #[prost(uint64, tag = "4")]
+    pub start_ts: u64,
+    #[prost(uint64, tag = "5")]
+    pub min_commit_ts: u64,
+    #[prost(uint64, tag = "6")]
+    pub generation: u64,
+    #[prost(uint64, tag = "7")]
+    pub lock_ttl: u64,
+    #[prost(enumeration = "AssertionLevel", tag = "8")]
+    pub assertion_level: i32,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct FlushResponse {
+    #[prost(message, optional, tag = "1")]
+    pub region_error: ::core::option::Option<super::errorpb::Error>,
+    #[prost(message, repeated, tag = "2")]
+    pub errors: ::prost::alloc::vec::Vec<KeyError>,
+    #[prost(message, optional, tag = "3")]
+    pub exec_details_v2: ::core::option::Option<ExecDetailsV2>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct GcRequest {

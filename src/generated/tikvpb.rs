@@ -26,7 +26,7 @@ pub mod batch_commands_request {
     pub struct Request {
         #[prost(
             oneof = "request::Cmd",
-            tags = "1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 23, 24, 25, 26, 33, 255"
+            tags = "1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 23, 24, 25, 26, 33, 37, 38, 255"
         )]
         pub cmd: ::core::option::Option<request::Cmd>,
     }
@@ -88,6 +88,10 @@ pub mod batch_commands_request {
             CheckSecondaryLocks(
                 super::super::super::kvrpcpb::CheckSecondaryLocksRequest,
             ),
+            #[prost(message, tag = "37")]
+            Flush(super::super::super::kvrpcpb::FlushRequest),
+            #[prost(message, tag = "38")]
+            BufferBatchGet(super::super::super::kvrpcpb::BufferBatchGetRequest),
             #[prost(message, tag = "255")]
             Empty(super::super::BatchCommandsEmptyRequest),
         }
@@ -112,7 +116,7 @@ pub mod batch_commands_response {
     pub struct Response {
         #[prost(
             oneof = "response::Cmd",
-            tags = "1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 23, 24, 25, 26, 33, 255"
+            tags = "1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 23, 24, 25, 26, 33, 37, 38, 255"
         )]
         pub cmd: ::core::option::Option<response::Cmd>,
     }
@@ -174,6 +178,10 @@ pub mod batch_commands_response {
             CheckSecondaryLocks(
                 super::super::super::kvrpcpb::CheckSecondaryLocksResponse,
             ),
+            #[prost(message, tag = "37")]
+            Flush(super::super::super::kvrpcpb::FlushResponse),
+            #[prost(message, tag = "38")]
+            BufferBatchGet(super::super::super::kvrpcpb::BufferBatchGetResponse),
             #[prost(message, tag = "255")]
             Empty(super::super::BatchCommandsEmptyResponse),
         }
@@ -890,6 +898,53 @@ pub mod tikv_client {
             req.extensions_mut().insert(GrpcMethod::new("tikvpb.Tikv", "KvDeleteRange"));
             self.inner.unary(req, path, codec).await
         }
+        pub async fn kv_flush(
+            &mut self,
+            request: impl tonic::IntoRequest<super::super::kvrpcpb::FlushRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::super::kvrpcpb::FlushResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/tikvpb.Tikv/KvFlush");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("tikvpb.Tikv", "KvFlush"));
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn kv_buffer_batch_get(
+            &mut self,
+            request: impl tonic::IntoRequest<
+                super::super::kvrpcpb::BufferBatchGetRequest,
+            >,
+        ) -> std::result::Result<
+            tonic::Response<super::super::kvrpcpb::BufferBatchGetResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/tikvpb.Tikv/KvBufferBatchGet",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("tikvpb.Tikv", "KvBufferBatchGet"));
+            self.inner.unary(req, path, codec).await
+        }
         pub async fn unsafe_destroy_range(
             &mut self,
             request: impl tonic::IntoRequest<
@@ -1226,6 +1281,24 @@ pub mod tikv_server {
             request: tonic::Request<super::super::kvrpcpb::DeleteRangeRequest>,
         ) -> std::result::Result<
             tonic::Response<super::super::kvrpcpb::DeleteRangeResponse>,
+            tonic::Status,
+        > {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
+        async fn kv_flush(
+            &self,
+            request: tonic::Request<super::super::kvrpcpb::FlushRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::super::kvrpcpb::FlushResponse>,
+            tonic::Status,
+        > {
+            Err(tonic::Status::unimplemented("Not yet implemented"))
+        }
+        async fn kv_buffer_batch_get(
+            &self,
+            request: tonic::Request<super::super::kvrpcpb::BufferBatchGetRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::super::kvrpcpb::BufferBatchGetResponse>,
             tonic::Status,
         > {
             Err(tonic::Status::unimplemented("Not yet implemented"))
@@ -2637,6 +2710,99 @@ pub mod tikv_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = KvDeleteRangeSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/tikvpb.Tikv/KvFlush" => {
+                    #[allow(non_camel_case_types)]
+                    struct KvFlushSvc<T: Tikv>(pub Arc<T>);
+                    impl<
+                        T: Tikv,
+                    > tonic::server::UnaryService<super::super::kvrpcpb::FlushRequest>
+                    for KvFlushSvc<T> {
+                        type Response = super::super::kvrpcpb::FlushResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::super::kvrpcpb::FlushRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Tikv>::kv_flush(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = KvFlushSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/tikvpb.Tikv/KvBufferBatchGet" => {
+                    #[allow(non_camel_case_types)]
+                    struct KvBufferBatchGetSvc<T: Tikv>(pub Arc<T>);
+                    impl<
+                        T: Tikv,
+                    > tonic::server::UnaryService<
+                        super::super::kvrpcpb::BufferBatchGetRequest,
+                    > for KvBufferBatchGetSvc<T> {
+                        type Response = super::super::kvrpcpb::BufferBatchGetResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<
+                                super::super::kvrpcpb::BufferBatchGetRequest,
+                            >,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as Tikv>::kv_buffer_batch_get(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = KvBufferBatchGetSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

@@ -44,6 +44,8 @@ pub(crate) struct Lock {
     pub use_async_commit: bool,
     pub secondaries: Vec<Vec<u8>>,
     pub rollback_ts: Vec<u64>,
+    /// The flush generation that wrote it (pipelined DML); 0 for prewrites.
+    pub generation: u64,
 }
 
 impl Lock {
@@ -607,6 +609,7 @@ mod tests {
             use_async_commit: false,
             secondaries: vec![],
             rollback_ts: vec![],
+            generation: 0,
         }
     }
 

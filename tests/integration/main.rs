@@ -8,6 +8,7 @@ mod batch;
 mod mock;
 mod mock_batch;
 mod mock_pd;
+mod mock_pipelined;
 mod mock_raw;
 mod mock_txn;
 mod pd;

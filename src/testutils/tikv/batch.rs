@@ -77,6 +77,8 @@ commands! {
     CheckTxnStatus => kv_check_txn_status,
     TxnHeartBeat => kv_txn_heart_beat,
     CheckSecondaryLocks => kv_check_secondary_locks,
+    Flush => kv_flush,
+    BufferBatchGet => kv_buffer_batch_get,
 }
 
 /// Marks a request as one command of a BatchCommands stream (for the call log).

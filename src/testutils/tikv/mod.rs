@@ -7,6 +7,7 @@
 
 mod batch;
 mod pessimistic;
+mod pipelined;
 mod raw;
 mod txn;
 
@@ -450,6 +451,8 @@ rpc! {
     PessimisticLockRequest => PessimisticLockResponse, |r| r.mutations.first().map(|m| &m.key[..]);
     PessimisticRollbackRequest => PessimisticRollbackResponse, |r| r.keys.first().map(|k| &k[..]);
     DeleteRangeRequest => DeleteRangeResponse, |r| Some(&r.start_key);
+    FlushRequest => FlushResponse, |r| r.mutations.first().map(|m| &m.key[..]);
+    BufferBatchGetRequest => BufferBatchGetResponse, |r| r.keys.first().map(|k| &k[..]);
     UnsafeDestroyRangeRequest => UnsafeDestroyRangeResponse, |r| Some(&r.start_key);
 }
 
@@ -890,7 +893,9 @@ handlers! {
     kv_txn_heart_beat, "KvTxnHeartBeat", TxnHeartBeatRequest => TxnHeartBeatResponse, kv_txn_heart_beat;
     kv_scan_lock, "KvScanLock", ScanLockRequest => ScanLockResponse, kv_scan_lock;
     kv_pessimistic_rollback, "KVPessimisticRollback", PessimisticRollbackRequest => PessimisticRollbackResponse, kv_pessimistic_rollback;
-    kv_delete_range, "KvDeleteRange", DeleteRangeRequest => DeleteRangeResponse, kv_delete_range;]
+    kv_delete_range, "KvDeleteRange", DeleteRangeRequest => DeleteRangeResponse, kv_delete_range;
+    kv_flush, "KvFlush", FlushRequest => FlushResponse, kv_flush;
+    kv_buffer_batch_get, "KvBufferBatchGet", BufferBatchGetRequest => BufferBatchGetResponse, kv_buffer_batch_get;]
     waiting [kv_pessimistic_lock, "KvPessimisticLock", PessimisticLockRequest => PessimisticLockResponse, kv_pessimistic_lock;]
     store_level [unsafe_destroy_range, "UnsafeDestroyRange", UnsafeDestroyRangeRequest => UnsafeDestroyRangeResponse, unsafe_destroy_range;]
 }

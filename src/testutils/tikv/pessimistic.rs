@@ -315,6 +315,7 @@ impl MockTikv {
                     use_async_commit: false,
                     secondaries: Vec::new(),
                     rollback_ts: Vec::new(),
+                    generation: 0,
                 },
             ));
         }

@@ -14,7 +14,7 @@ const MAX_KEY_SIZE: usize = 8192;
 /// What a transactional command's API-version check looks at (spec 6.2): its keys, or its
 /// range (an empty end is unbounded). Commands outside that list are not checked at all.
 #[derive(Clone, Copy)]
-enum ApiCheck<'a> {
+pub(super) enum ApiCheck<'a> {
     Keys(&'a [&'a [u8]]),
     Range(&'a [u8], &'a [u8]),
 }
@@ -29,7 +29,7 @@ impl MockTikv {
     /// TiKV's API-version check of a transactional command (spec 6.2): V1 storage takes V1
     /// requests; V2 storage takes V2 requests whose keys are in txn mode (`x`) and V1
     /// requests whose keys are all TiDB keys (`m`, `t`); anything else is a mismatch.
-    fn check_txn_api(
+    pub(super) fn check_txn_api(
         &self,
         ctx: Option<&kvrpcpb::Context>,
         cmd: &str,
@@ -101,7 +101,7 @@ impl MockTikv {
 
     /// A read at `ts` raises this store's max_ts (not for stale reads), and an SI replica
     /// read the leader's as well: its read index request carries the ts (spec 1.5, 3.5).
-    fn observe_read(
+    pub(super) fn observe_read(
         &self,
         mvcc: &mut Mvcc,
         ctx: Option<&kvrpcpb::Context>,
@@ -946,6 +946,7 @@ fn prewrite(mvcc: &mut Mvcc, req: &kvrpcpb::PrewriteRequest) -> Result<(u64, u64
             use_async_commit: false,
             secondaries: Vec::new(),
             rollback_ts: Vec::new(),
+            generation: 0,
         };
         if async_commit {
             let computed = (mvcc.max_ts.max(start).max(for_update_ts) + 1).max(min_commit);

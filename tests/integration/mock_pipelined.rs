@@ -1,0 +1,207 @@
+//! The mock TiKV's pipelined DML (spec 4.17): KvFlush generations and KvBufferBatchGet,
+//! through the raw generated stubs.
+
+use tikv_client::proto::kvrpcpb::{self, Op};
+use tikv_client::proto::tikvpb::tikv_client::TikvClient;
+use tikv_client::testutils::MockCluster;
+use tonic::transport::Channel;
+
+use super::util::{tikv, txn_ctx_for};
+
+fn ts(ms: u64) -> u64 {
+    ms << 18
+}
+
+fn mutation(op: Op, key: &str, value: &str) -> kvrpcpb::Mutation {
+    kvrpcpb::Mutation {
+        op: op as i32,
+        key: key.into(),
+        value: value.into(),
+        ..Default::default()
+    }
+}
+
+struct Txn {
+    client: TikvClient<Channel>,
+    ctx: kvrpcpb::Context,
+    start: u64,
+}
+
+impl Txn {
+    async fn flush(
+        &mut self,
+        generation: u64,
+        mutations: Vec<kvrpcpb::Mutation>,
+    ) -> kvrpcpb::FlushResponse {
+        let req = kvrpcpb::FlushRequest {
+            context: Some(self.ctx.clone()),
+            mutations,
+            primary_key: b"a".to_vec(),
+            start_ts: self.start,
+            generation,
+            lock_ttl: 3000,
+            ..Default::default()
+        };
+        let resp = self.client.kv_flush(req).await.unwrap().into_inner();
+        assert!(resp.region_error.is_none(), "{resp:?}");
+        resp
+    }
+
+    /// The transaction's own flushed writes, as (key, value) pairs.
+    async fn buffered(&mut self, keys: &[&str]) -> Vec<(String, String)> {
+        let req = kvrpcpb::BufferBatchGetRequest {
+            context: Some(self.ctx.clone()),
+            keys: keys.iter().map(|k| k.as_bytes().to_vec()).collect(),
+            version: self.start,
+        };
+        let resp = self
+            .client
+            .kv_buffer_batch_get(req)
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            resp.error.is_none() && resp.region_error.is_none(),
+            "{resp:?}"
+        );
+        resp.pairs
+            .into_iter()
+            .map(|p| {
+                assert!(p.error.is_none(), "{p:?}");
+                (
+                    String::from_utf8(p.key).unwrap(),
+                    String::from_utf8(p.value).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    async fn get(&mut self, key: &str, version: u64) -> kvrpcpb::GetResponse {
+        let req = kvrpcpb::GetRequest {
+            context: Some(self.ctx.clone()),
+            key: key.into(),
+            version,
+            ..Default::default()
+        };
+        self.client.kv_get(req).await.unwrap().into_inner()
+    }
+}
+
+fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+    expected
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn flushes_write_locks_by_generation_and_commit_like_prewrites() {
+    let cluster = MockCluster::builder().stores(1).start().await.unwrap();
+    let (ctx, leader) = txn_ctx_for(&cluster, b"a");
+    let client = tikv(&cluster, leader).await;
+    let mut t = Txn {
+        client: client.clone(),
+        ctx: ctx.clone(),
+        start: ts(10),
+    };
+
+    let r = t.flush(0, vec![mutation(Op::Put, "a", "v0")]).await;
+    assert!(
+        r.errors[0]
+            .abort
+            .contains("generation should be greater than 0"),
+        "{r:?}"
+    );
+
+    let r = t
+        .flush(
+            1,
+            vec![mutation(Op::Put, "a", "v1"), mutation(Op::Put, "b", "v1")],
+        )
+        .await;
+    assert!(r.errors.is_empty(), "{r:?}");
+    assert_eq!(
+        t.buffered(&["b", "a", "a", "c"]).await,
+        pairs(&[("a", "v1"), ("b", "v1")])
+    );
+
+    // A newer generation overwrites; an older one arriving late is ignored.
+    t.flush(
+        3,
+        vec![mutation(Op::Put, "a", "v3"), mutation(Op::Del, "b", "")],
+    )
+    .await;
+    t.flush(2, vec![mutation(Op::Put, "a", "v2")]).await;
+    assert_eq!(
+        t.buffered(&["a", "b"]).await,
+        pairs(&[("a", "v3"), ("b", "")]),
+        "a deletion reads as an empty value"
+    );
+    let locks = t
+        .client
+        .kv_scan_lock(kvrpcpb::ScanLockRequest {
+            context: Some(ctx.clone()),
+            max_version: u64::MAX,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .locks;
+    let a = &locks[0];
+    assert_eq!(
+        (a.key.as_slice(), a.txn_size, a.min_commit_ts, a.lock_ttl),
+        (&b"a"[..], u64::MAX, ts(10) + 1, 3000)
+    );
+
+    // Another transaction's lock is reported, and the other keys are written anyway.
+    let mut other = Txn {
+        client: client.clone(),
+        ctx: ctx.clone(),
+        start: ts(5),
+    };
+    other.flush(1, vec![mutation(Op::Put, "c", "theirs")]).await;
+    let r = t
+        .flush(
+            4,
+            vec![mutation(Op::Put, "c", "x"), mutation(Op::Put, "d", "x")],
+        )
+        .await;
+    assert_eq!(r.errors.len(), 1, "{r:?}");
+    assert_eq!(r.errors[0].locked.as_ref().unwrap().lock_version, ts(5));
+    assert_eq!(t.buffered(&["c", "d"]).await, pairs(&[("d", "x")]));
+    // An insert sees the transaction's own flushed value.
+    let r = t.flush(5, vec![mutation(Op::Insert, "a", "again")]).await;
+    assert!(r.errors[0].already_exist.is_some(), "{r:?}");
+
+    // Flushed locks commit like prewrite locks.
+    let commit = t
+        .client
+        .kv_commit(kvrpcpb::CommitRequest {
+            context: Some(ctx.clone()),
+            start_version: ts(10),
+            keys: vec![b"a".to_vec(), b"b".to_vec(), b"d".to_vec()],
+            commit_version: ts(20),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(commit.error.is_none(), "{commit:?}");
+    assert_eq!(t.get("a", ts(30)).await.value, b"v3");
+    assert!(t.get("b", ts(30)).await.not_found);
+    assert_eq!(t.get("d", ts(30)).await.value, b"x");
+    // A flush retried after the commit succeeds and writes nothing.
+    let r = t.flush(6, vec![mutation(Op::Put, "a", "late")]).await;
+    assert!(r.errors.is_empty(), "{r:?}");
+    assert_eq!(t.get("a", ts(30)).await.value, b"v3");
+    // A transaction that started before that commit conflicts.
+    let mut older = Txn {
+        client,
+        ctx,
+        start: ts(15),
+    };
+    let r = older.flush(1, vec![mutation(Op::Put, "a", "old")]).await;
+    let conflict = r.errors[0].conflict.clone().expect("write conflict");
+    assert_eq!(conflict.conflict_commit_ts, ts(20));
+}
