@@ -5,7 +5,7 @@
 // Key errors become protobuf messages at once; boxing them would only add noise here.
 #![allow(clippy::result_large_err)]
 
-use super::txn::ApiCheck;
+use super::txn::{assertion_failure, ApiCheck};
 use super::MockTikv;
 use crate::proto::kvrpcpb;
 use crate::testutils::cluster::{DataKind, Region};
@@ -161,23 +161,8 @@ fn flush(mvcc: &mut Mvcc, req: &kvrpcpb::FlushRequest) -> Result<Vec<KeyErr>, Ke
         if checks_existence && exists {
             return Err(KeyErr::AlreadyExist(key.clone()));
         }
-        let level = kvrpcpb::AssertionLevel::try_from(req.assertion_level)
-            .unwrap_or(kvrpcpb::AssertionLevel::Off);
-        let wanted = kvrpcpb::Assertion::try_from(m.assertion).unwrap_or(kvrpcpb::Assertion::None);
-        let violated = match wanted {
-            kvrpcpb::Assertion::Exist => !exists,
-            kvrpcpb::Assertion::NotExist => exists,
-            kvrpcpb::Assertion::None => false,
-        };
-        if level != kvrpcpb::AssertionLevel::Off && violated && assertion.is_none() {
-            let (existing_start_ts, existing_commit_ts) = mvcc.exists(key).unwrap_or((0, 0));
-            assertion = Some(KeyErr::Assertion(kvrpcpb::AssertionFailed {
-                start_ts: start,
-                key: key.clone(),
-                assertion: m.assertion,
-                existing_start_ts,
-                existing_commit_ts,
-            }));
+        if assertion.is_none() {
+            assertion = assertion_failure(mvcc, m, start, req.assertion_level, exists);
         }
         let Some(lock_type) = lock_type else {
             continue;

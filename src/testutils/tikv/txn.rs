@@ -903,29 +903,9 @@ fn prewrite(mvcc: &mut Mvcc, req: &kvrpcpb::PrewriteRequest) -> Result<(u64, u64
                 return Err(vec![KeyErr::AlreadyExist(key.clone())]);
             }
         }
-        let level = kvrpcpb::AssertionLevel::try_from(req.assertion_level)
-            .unwrap_or(kvrpcpb::AssertionLevel::Off);
-        let wanted = kvrpcpb::Assertion::try_from(m.assertion).unwrap_or(kvrpcpb::Assertion::None);
-        if level != kvrpcpb::AssertionLevel::Off
-            && wanted != kvrpcpb::Assertion::None
-            && assertion.is_none()
-        {
-            let existing = mvcc.exists(key);
-            let failed = match wanted {
-                kvrpcpb::Assertion::Exist => existing.is_none(),
-                kvrpcpb::Assertion::NotExist => existing.is_some(),
-                kvrpcpb::Assertion::None => false,
-            };
-            if failed {
-                let (existing_start_ts, existing_commit_ts) = existing.unwrap_or((0, 0));
-                assertion = Some(KeyErr::Assertion(kvrpcpb::AssertionFailed {
-                    start_ts: start,
-                    key: key.clone(),
-                    assertion: m.assertion,
-                    existing_start_ts,
-                    existing_commit_ts,
-                }));
-            }
+        if assertion.is_none() {
+            let exists = mvcc.exists(key).is_some();
+            assertion = assertion_failure(mvcc, m, start, req.assertion_level, exists);
         }
         if op == kvrpcpb::Op::CheckNotExists {
             continue;
@@ -988,6 +968,35 @@ fn prewrite(mvcc: &mut Mvcc, req: &kvrpcpb::PrewriteRequest) -> Result<(u64, u64
         },
         0,
     ))
+}
+
+/// A mutation's assertion checked against whether its key exists (spec 4.3): the failure to
+/// report, if the level asks for checks and the assertion does not hold.
+pub(super) fn assertion_failure(
+    mvcc: &Mvcc,
+    m: &kvrpcpb::Mutation,
+    start_ts: u64,
+    level: i32,
+    exists: bool,
+) -> Option<KeyErr> {
+    let checked =
+        kvrpcpb::AssertionLevel::try_from(level).is_ok_and(|l| l != kvrpcpb::AssertionLevel::Off);
+    let holds = match kvrpcpb::Assertion::try_from(m.assertion) {
+        Ok(kvrpcpb::Assertion::Exist) => exists,
+        Ok(kvrpcpb::Assertion::NotExist) => !exists,
+        _ => true,
+    };
+    if !checked || holds {
+        return None;
+    }
+    let (existing_start_ts, existing_commit_ts) = mvcc.exists(&m.key).unwrap_or((0, 0));
+    Some(KeyErr::Assertion(kvrpcpb::AssertionFailed {
+        start_ts,
+        key: m.key.clone(),
+        assertion: m.assertion,
+        existing_start_ts,
+        existing_commit_ts,
+    }))
 }
 
 fn committed_result(req: &kvrpcpb::PrewriteRequest, commit_ts: u64) -> (u64, u64) {
