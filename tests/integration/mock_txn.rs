@@ -1607,6 +1607,131 @@ async fn pessimistic_prewrites_zip_actions_and_report_other_locks_with_ttl_0() {
     assert!(s.prewrite_req(req).await.errors.is_empty());
 }
 
+#[tokio::test]
+async fn every_reader_and_checker_raises_max_ts() {
+    let cluster = MockCluster::builder().stores(1).start().await.unwrap();
+    let mut s = store(&cluster).await;
+    let ctx = s.ctx.clone();
+    // An async-commit prewrite's min_commit_ts shows the store's max_ts.
+    let mut probes = 0;
+    let mut max_ts = |s: &mut Store| {
+        probes += 1;
+        let key = format!("probe{probes}");
+        let req = kvrpcpb::PrewriteRequest {
+            context: s.ctx(),
+            mutations: vec![put(&key, "v")],
+            primary_lock: key.into_bytes(),
+            start_version: ts(1),
+            lock_ttl: 3000,
+            use_async_commit: true,
+            min_commit_ts: ts(1) + 1,
+            ..Default::default()
+        };
+        let mut client = s.client.clone();
+        async move {
+            let r = client.kv_prewrite(req).await.unwrap().into_inner();
+            assert!(r.errors.is_empty(), "{r:?}");
+            r.min_commit_ts - 1
+        }
+    };
+    let c = &ctx;
+    let expect = |label: &str, now: u64, ts: u64| {
+        assert_eq!(now, ts, "{label}: max_ts");
+    };
+
+    let mut client = s.client.clone();
+    client
+        .kv_batch_get(kvrpcpb::BatchGetRequest {
+            context: Some(c.clone()),
+            keys: vec![b"z".to_vec()],
+            version: ts(100),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    expect("KvBatchGet", max_ts(&mut s).await, ts(100));
+    client
+        .kv_scan(kvrpcpb::ScanRequest {
+            context: Some(c.clone()),
+            start_key: b"a".to_vec(),
+            limit: 1,
+            version: ts(200),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    expect("KvScan", max_ts(&mut s).await, ts(200));
+    client
+        .kv_scan_lock(kvrpcpb::ScanLockRequest {
+            context: Some(c.clone()),
+            max_version: ts(300),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    expect("KvScanLock", max_ts(&mut s).await, ts(300));
+    client
+        .kv_check_txn_status(kvrpcpb::CheckTxnStatusRequest {
+            context: Some(c.clone()),
+            primary_key: b"nolock".to_vec(),
+            lock_ts: ts(350),
+            caller_start_ts: ts(400),
+            current_ts: ts(380),
+            rollback_if_not_exist: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    expect("KvCheckTxnStatus", max_ts(&mut s).await, ts(400));
+    client
+        .kv_cleanup(kvrpcpb::CleanupRequest {
+            context: Some(c.clone()),
+            key: b"nolock2".to_vec(),
+            start_version: ts(500),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    expect("KvCleanup", max_ts(&mut s).await, ts(500));
+    client
+        .kv_check_secondary_locks(kvrpcpb::CheckSecondaryLocksRequest {
+            context: Some(c.clone()),
+            keys: vec![b"nolock3".to_vec()],
+            start_version: ts(600),
+        })
+        .await
+        .unwrap();
+    expect("KvCheckSecondaryLocks", max_ts(&mut s).await, ts(600));
+    let insert = kvrpcpb::Mutation {
+        op: Op::Insert as i32,
+        key: b"ins".to_vec(),
+        value: b"v".to_vec(),
+        ..Default::default()
+    };
+    s.prewrite(vec![insert], "ins", ts(700)).await;
+    expect("an Insert prewrite", max_ts(&mut s).await, ts(700));
+    let reading = kvrpcpb::PessimisticLockRequest {
+        return_values: true,
+        ..lock_req(c, &["pl"], "pl", ts(750), ts(800), -1)
+    };
+    client.kv_pessimistic_lock(reading).await.unwrap();
+    expect("a reading KvPessimisticLock", max_ts(&mut s).await, ts(800));
+    // A plain lock does not read, and u64::MAX is never taken.
+    client
+        .kv_pessimistic_lock(lock_req(c, &["pl2"], "pl2", ts(850), ts(900), -1))
+        .await
+        .unwrap();
+    client
+        .kv_scan_lock(kvrpcpb::ScanLockRequest {
+            context: Some(c.clone()),
+            max_version: u64::MAX,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    expect("neither", max_ts(&mut s).await, ts(800));
+}
+
 /// The abort text of a transactional response's (first) key error.
 fn abort_of(e: Option<&kvrpcpb::KeyError>) -> &str {
     e.map_or("", |e| e.abort.as_str())
