@@ -928,23 +928,35 @@ impl Transaction {
                 lock_only_if_exists: options.lock_only_if_exists,
                 ..Default::default()
             };
-            let limits: BatchLimits<Vec<u8>> = BatchLimits {
-                max_count: usize::MAX,
-                max_bytes: RAW_BATCH_BYTES,
-                size: Vec::len,
-            };
-            let responses = self
-                .core
-                .exec
-                .run_grouped_keyed(
-                    keys.clone(),
+            let run = |keys: Vec<Vec<u8>>| {
+                let limits: BatchLimits<Vec<u8>> = BatchLimits {
+                    max_count: usize::MAX,
+                    max_bytes: RAW_BATCH_BYTES,
+                    size: Vec::len,
+                };
+                self.core.exec.run_grouped_keyed(
+                    keys,
                     |k| k,
                     limits,
                     &interceptors,
                     &backoffer,
                     &build,
                 )
-                .await?;
+            };
+            // As client-go: until the primary is locked, its region's keys go first and the
+            // others only once they succeeded, so that no lock ever points to a primary that
+            // was never locked (a resolver would roll the transaction back).
+            let (first, rest): (Vec<Vec<u8>>, Vec<Vec<u8>>) = if self.primary.is_none() {
+                let region = self.core.exec.cache.locate(&primary).await?;
+                keys.iter().cloned().partition(|k| region.contains(k))
+            } else {
+                (keys.clone(), Vec::new())
+            };
+            let mut responses = run(first).await?;
+            let primary_done = responses.iter().all(|(_, r)| r.errors.is_empty());
+            if primary_done && !rest.is_empty() {
+                responses.extend(run(rest).await?);
+            }
             let mut retry = false;
             let mut locks = Vec::new();
             let mut observed = BTreeMap::new();

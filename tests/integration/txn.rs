@@ -640,8 +640,10 @@ async fn a_deadlock_through_the_failed_lock_request_itself_is_lock_retryable() {
     let mut t1 = client.begin_pessimistic().await.unwrap();
     let mut t2 = client.begin_pessimistic().await.unwrap();
     t1.put("a", "t1").await.unwrap();
-    // t2 locks "a" and "m" in one request; its part for "a" arrives late, after t1 has
-    // started waiting for the "m" that t2 has just locked, and closes the cycle.
+    // t2 has its primary; then it locks "a" and "m" in one request, whose part for "a"
+    // arrives late, after t1 has started waiting for the "m" that t2 has just locked, and
+    // closes the cycle.
+    t2.lock_keys(["z"]).await.unwrap();
     cluster.add_rule(
         Rule::on("KvPessimisticLock")
             .key_prefix("a")

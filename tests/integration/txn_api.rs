@@ -271,6 +271,45 @@ async fn async_commit_waits_for_a_new_leader_to_sync_its_max_ts() {
     assert_eq!(reader.get("k").await.unwrap(), None);
 }
 
+#[tokio::test]
+async fn a_first_lock_over_several_regions_takes_the_primary_first() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    let primary_region = cluster.region_of_txn_key(b"a").unwrap().id;
+    let mut holder = client.begin_pessimistic().await.unwrap();
+    holder.lock_keys(["a"]).await.unwrap();
+
+    // The primary is taken: the other key's region is never asked.
+    let options = TransactionOptions::new_pessimistic().lock_wait(LockWait::NoWait);
+    let mut txn = client.begin_with_options(options).await.unwrap();
+    cluster.clear_calls();
+    let err = txn.lock_keys(["a", "m"]).await.unwrap_err();
+    assert!(matches!(err, Error::LockWaitTimeout(_)), "{err:?}");
+    let regions: Vec<u64> = calls_of(&cluster, "KvPessimisticLock")
+        .into_iter()
+        .map(|c| c.region)
+        .collect();
+    assert_eq!(regions, vec![primary_region]);
+
+    // Once free, a slow primary region still answers before the other is asked.
+    holder.rollback().await.unwrap();
+    cluster.add_rule(
+        Rule::on("KvPessimisticLock")
+            .key_prefix("a")
+            .times(1)
+            .delay(Duration::from_millis(200)),
+    );
+    cluster.clear_calls();
+    txn.lock_keys(["a", "m"]).await.unwrap();
+    let regions: Vec<u64> = calls_of(&cluster, "KvPessimisticLock")
+        .into_iter()
+        .map(|c| c.region)
+        .collect();
+    assert_eq!(regions.len(), 2, "{regions:?}");
+    assert_eq!(regions[0], primary_region, "{regions:?}");
+    txn.rollback().await.unwrap();
+}
+
 /// Keys spread over every region: `a000`..`z..`.
 fn spread(n: usize) -> Vec<String> {
     (0..n)
