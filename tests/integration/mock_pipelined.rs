@@ -6,11 +6,8 @@ use tikv_client::proto::tikvpb::tikv_client::TikvClient;
 use tikv_client::testutils::MockCluster;
 use tonic::transport::Channel;
 
+use super::mock_txn::ts;
 use super::util::{tikv, txn_ctx_for};
-
-fn ts(ms: u64) -> u64 {
-    ms << 18
-}
 
 fn mutation(op: Op, key: &str, value: &str) -> kvrpcpb::Mutation {
     kvrpcpb::Mutation {

@@ -11,17 +11,17 @@ use tonic::transport::Channel;
 use super::util::{peer_on, tikv};
 
 /// A TSO-shaped timestamp at `ms` milliseconds.
-fn ts(ms: u64) -> u64 {
+pub(crate) fn ts(ms: u64) -> u64 {
     ms << 18
 }
 
-struct Store {
-    client: TikvClient<Channel>,
-    ctx: kvrpcpb::Context,
+pub(crate) struct Store {
+    pub(crate) client: TikvClient<Channel>,
+    pub(crate) ctx: kvrpcpb::Context,
 }
 
 /// A stub for the leader of the (single) region, with a filled context.
-async fn store(cluster: &MockCluster) -> Store {
+pub(crate) async fn store(cluster: &MockCluster) -> Store {
     let region = cluster.regions()[0].clone();
     let leader = cluster.leader_of(region.id).unwrap();
     Store {
@@ -35,7 +35,7 @@ async fn store(cluster: &MockCluster) -> Store {
     }
 }
 
-fn put(key: &str, value: &str) -> kvrpcpb::Mutation {
+pub(crate) fn put(key: &str, value: &str) -> kvrpcpb::Mutation {
     kvrpcpb::Mutation {
         op: Op::Put as i32,
         key: key.into(),
@@ -45,11 +45,11 @@ fn put(key: &str, value: &str) -> kvrpcpb::Mutation {
 }
 
 impl Store {
-    fn ctx(&self) -> Option<kvrpcpb::Context> {
+    pub(crate) fn ctx(&self) -> Option<kvrpcpb::Context> {
         Some(self.ctx.clone())
     }
 
-    async fn prewrite(
+    pub(crate) async fn prewrite(
         &mut self,
         mutations: Vec<kvrpcpb::Mutation>,
         primary: &str,
@@ -68,7 +68,7 @@ impl Store {
     }
 
     /// A pessimistic prewrite of `key`, which the transaction locked at its start ts.
-    async fn prewrite_locked(
+    pub(crate) async fn prewrite_locked(
         &mut self,
         key: &str,
         value: &str,
@@ -89,13 +89,21 @@ impl Store {
         self.prewrite_req(req).await
     }
 
-    async fn prewrite_req(&mut self, req: kvrpcpb::PrewriteRequest) -> kvrpcpb::PrewriteResponse {
+    pub(crate) async fn prewrite_req(
+        &mut self,
+        req: kvrpcpb::PrewriteRequest,
+    ) -> kvrpcpb::PrewriteResponse {
         let resp = self.client.kv_prewrite(req).await.unwrap().into_inner();
         assert!(resp.region_error.is_none(), "{resp:?}");
         resp
     }
 
-    async fn commit(&mut self, keys: &[&str], start: u64, commit: u64) -> kvrpcpb::CommitResponse {
+    pub(crate) async fn commit(
+        &mut self,
+        keys: &[&str],
+        start: u64,
+        commit: u64,
+    ) -> kvrpcpb::CommitResponse {
         let req = kvrpcpb::CommitRequest {
             context: self.ctx(),
             start_version: start,
@@ -106,7 +114,7 @@ impl Store {
         self.client.kv_commit(req).await.unwrap().into_inner()
     }
 
-    async fn get(&mut self, key: &str, version: u64) -> kvrpcpb::GetResponse {
+    pub(crate) async fn get(&mut self, key: &str, version: u64) -> kvrpcpb::GetResponse {
         let req = kvrpcpb::GetRequest {
             context: self.ctx(),
             key: key.into(),
@@ -117,7 +125,7 @@ impl Store {
     }
 
     /// A KvGet of "k" with the replica-read and stale-read flags as given.
-    async fn get_flagged(
+    pub(crate) async fn get_flagged(
         &mut self,
         version: u64,
         replica: bool,
@@ -137,7 +145,7 @@ impl Store {
     }
 
     /// A KvGet under read-committed isolation.
-    async fn get_rc(&mut self, key: &str, version: u64) -> kvrpcpb::GetResponse {
+    pub(crate) async fn get_rc(&mut self, key: &str, version: u64) -> kvrpcpb::GetResponse {
         let req = kvrpcpb::GetRequest {
             context: Some(kvrpcpb::Context {
                 isolation_level: kvrpcpb::IsolationLevel::Rc as i32,
@@ -150,7 +158,7 @@ impl Store {
         self.client.kv_get(req).await.unwrap().into_inner()
     }
 
-    async fn status(
+    pub(crate) async fn status(
         &mut self,
         req: kvrpcpb::CheckTxnStatusRequest,
     ) -> kvrpcpb::CheckTxnStatusResponse {
@@ -708,7 +716,7 @@ async fn region_keys_are_memcomparable_for_transactional_data() {
     assert!(ok.errors.is_empty());
 }
 
-fn lock_req(
+pub(crate) fn lock_req(
     ctx: &kvrpcpb::Context,
     keys: &[&str],
     primary: &str,
@@ -1008,7 +1016,7 @@ async fn a_retried_pessimistic_prewrite_checks_keys_it_did_not_lock() {
 }
 
 /// A stub and context for region `index` (in key order) of `cluster`.
-async fn region_store(cluster: &MockCluster, index: usize) -> Store {
+pub(crate) async fn region_store(cluster: &MockCluster, index: usize) -> Store {
     let region = cluster.regions()[index].clone();
     let leader = cluster.leader_of(region.id).unwrap();
     Store {
@@ -1176,7 +1184,7 @@ async fn a_reverse_scan_from_an_empty_start_key_reads_only_below_the_first_regio
 
 /// Takes one timestamp from PD, which is what a stale read's safe ts trails.
 /// Asks PD for one timestamp and returns it.
-async fn issue_timestamp(cluster: &MockCluster) -> u64 {
+pub(crate) async fn issue_timestamp(cluster: &MockCluster) -> u64 {
     let mut pd = super::util::pd_client(cluster).await;
     let request = tikv_client::proto::pdpb::TsoRequest {
         header: Some(tikv_client::proto::pdpb::RequestHeader {
@@ -1733,7 +1741,7 @@ async fn every_reader_and_checker_raises_max_ts() {
 }
 
 /// The abort text of a transactional response's (first) key error.
-fn abort_of(e: Option<&kvrpcpb::KeyError>) -> &str {
+pub(crate) fn abort_of(e: Option<&kvrpcpb::KeyError>) -> &str {
     e.map_or("", |e| e.abort.as_str())
 }
 

@@ -129,14 +129,22 @@ fn stale_read(ctx: Option<&kvrpcpb::Context>) -> bool {
     ctx.is_some_and(|c| c.stale_read)
 }
 
+/// A read's ts, isolation, resolved and committed locks. A read that needs commit ts cannot
+/// read lock data, which has none: it ignores `committed_locks` (spec 3.1 rule 7).
 fn read_ctx(
     ctx: Option<&kvrpcpb::Context>,
     ts: u64,
+    need_commit_ts: bool,
 ) -> (u64, kvrpcpb::IsolationLevel, Vec<u64>, Vec<u64>) {
     let ctx = ctx.cloned().unwrap_or_default();
     let isolation = kvrpcpb::IsolationLevel::try_from(ctx.isolation_level)
         .unwrap_or(kvrpcpb::IsolationLevel::Si);
-    (ts, isolation, ctx.resolved_locks, ctx.committed_locks)
+    let committed = if need_commit_ts {
+        Vec::new()
+    } else {
+        ctx.committed_locks
+    };
+    (ts, isolation, ctx.resolved_locks, committed)
 }
 
 /// The API-version check of a read; a failure answers the whole request.
@@ -188,7 +196,8 @@ impl MockTikv {
         region: &Region,
     ) -> kvrpcpb::GetResponse {
         api_check!(self, req, "get", ApiCheck::Keys(&[&req.key]), GetResponse);
-        let (ts, isolation, resolved, committed) = read_ctx(req.context.as_ref(), req.version);
+        let (ts, isolation, resolved, committed) =
+            read_ctx(req.context.as_ref(), req.version, req.need_commit_ts);
         if !self.in_region(region, &req.key, DataKind::Txn) {
             // SI and RCCheckTS look the lock up first and fail there; RC seeks the write CF.
             return if isolation == kvrpcpb::IsolationLevel::Rc {
@@ -242,7 +251,8 @@ impl MockTikv {
             BatchGetResponse,
             pairs
         );
-        let (ts, isolation, resolved, committed) = read_ctx(req.context.as_ref(), req.version);
+        let (ts, isolation, resolved, committed) =
+            read_ctx(req.context.as_ref(), req.version, req.need_commit_ts);
         let mut mvcc = self.mvcc();
         self.observe_read(&mut mvcc, req.context.as_ref(), region, ts);
         let r = ReadCtx {
@@ -340,7 +350,8 @@ impl MockTikv {
         } else {
             upper.clone()
         };
-        let (ts, isolation, resolved, committed) = read_ctx(req.context.as_ref(), req.version);
+        let (ts, isolation, resolved, committed) =
+            read_ctx(req.context.as_ref(), req.version, false);
         let mut mvcc = self.mvcc();
         self.observe_read(&mut mvcc, req.context.as_ref(), region, ts);
         let r = ReadCtx {
@@ -794,6 +805,12 @@ fn prewrite(mvcc: &mut Mvcc, req: &kvrpcpb::PrewriteRequest) -> Result<(u64, u64
             kvrpcpb::Op::Del => LockType::Delete,
             kvrpcpb::Op::Lock => LockType::Lock,
             kvrpcpb::Op::CheckNotExists if !pessimistic => LockType::Lock,
+            kvrpcpb::Op::CheckNotExists => {
+                return Err(vec![KeyErr::Abort(
+                    "Error(Txn(Error(Mvcc(Error(Other(\"cannot handle checkNotExists in pessimistic prewrite\"))))))"
+                        .into(),
+                )]);
+            }
             other => {
                 return Err(vec![KeyErr::Abort(format!(
                     "unsupported mutation {other:?} in prewrite"
@@ -815,6 +832,9 @@ fn prewrite(mvcc: &mut Mvcc, req: &kvrpcpb::PrewriteRequest) -> Result<(u64, u64
                     return Err(vec![KeyErr::Abort(format!(
                         "Error(PessimisticLockNotFound {{ start_ts: {start}, key: {key:?} }})"
                     ))]);
+                }
+                if let Some(c) = own_commit(mvcc, key) {
+                    return Ok(committed_result(req, c));
                 }
                 let mut info = existing.info(key);
                 if pessimistic {
@@ -1130,13 +1150,19 @@ fn resolve_lite(mvcc: &mut Mvcc, req: &kvrpcpb::ResolveLockRequest) -> Result<()
     if req.start_version == 0 {
         return Err(KeyErr::Abort("lite resolve needs a start version".into()));
     }
+    // All or nothing, like every command (spec 4.11).
+    let keys: Vec<&[u8]> = req.keys.iter().map(|k| &k[..]).collect();
+    let mut trial = MvccTrial::new(mvcc, &keys);
     for key in &req.keys {
         if req.commit_version != 0 {
-            mvcc.commit(key, req.start_version, req.commit_version)?;
-        } else if let Err(c) = mvcc.rollback(key, req.start_version, false, true) {
+            trial
+                .mvcc
+                .commit(key, req.start_version, req.commit_version)?;
+        } else if let Err(c) = trial.mvcc.rollback(key, req.start_version, false, true) {
             return Err(committed_abort(req.start_version, c, key));
         }
     }
+    trial.apply(mvcc);
     Ok(())
 }
 
