@@ -9,10 +9,11 @@ use futures::{Stream, StreamExt};
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::cluster::{keyspace_id, unix_now, Cluster, Region, LOGICAL_BITS};
+use super::cluster::{keyspace_id, unix_now, ApiVersion, Cluster, Meta, Region, LOGICAL_BITS};
 use super::fault::{tonic_code, Call, CallInfo, Labels, Outcome, Reaction};
 use super::router::Router;
 use super::tikv::Node;
+use crate::kv::memcomparable;
 use crate::proto::keyspacepb::{self, keyspace_server::Keyspace, keyspace_server::KeyspaceServer};
 use crate::proto::pdpb::{self, pd_server::Pd, pd_server::PdServer};
 use crate::GrpcCode;
@@ -31,23 +32,6 @@ pub(crate) struct MockPd {
 
 type Reply<T> = Result<Response<T>, Status>;
 type TsoStream = Pin<Box<dyn Stream<Item = Result<pdpb::TsoResponse, Status>> + Send>>;
-
-/// The cluster id a request carries. `GetClusterInfoRequest` upstream has a response header.
-trait ClusterIdOf {
-    fn cluster_id_of(&self) -> u64;
-}
-
-impl ClusterIdOf for pdpb::RequestHeader {
-    fn cluster_id_of(&self) -> u64 {
-        self.cluster_id
-    }
-}
-
-impl ClusterIdOf for pdpb::ResponseHeader {
-    fn cluster_id_of(&self) -> u64 {
-        self.cluster_id
-    }
-}
 
 impl MockPd {
     pub(crate) fn new(node: Arc<Node>, addr: SocketAddr) -> Self {
@@ -107,10 +91,20 @@ impl MockPd {
         }
     }
 
-    /// Every request but GetMembers must carry this cluster's id (0 included is a mismatch).
-    /// Logs the call (as store 0) with whether it was accepted.
-    /// A fault rule's gRPC status applies to PD calls too (other reactions are TiKV's).
-    fn check(&self, method: &'static str, header: Option<&impl ClusterIdOf>) -> Result<(), Status> {
+    /// Every request but GetMembers and GetClusterInfo must carry this cluster's id (0 included
+    /// is a mismatch).
+    fn check(
+        &self,
+        method: &'static str,
+        header: Option<&pdpb::RequestHeader>,
+    ) -> Result<(), Status> {
+        self.admit(method, Some(header.map_or(0, |h| h.cluster_id)))
+    }
+
+    /// Logs the call (as store 0) with whether it was accepted; `cluster_id: None` skips the
+    /// cluster id check. A fault rule's gRPC status applies to PD calls too (other reactions
+    /// are TiKV's).
+    fn admit(&self, method: &'static str, cluster_id: Option<u64>) -> Result<(), Status> {
         let info = CallInfo {
             method,
             store: 0,
@@ -122,7 +116,9 @@ impl MockPd {
             _ => Ok(()),
         };
         let verdict = injected.and_then(|()| self.available()).and_then(|()| {
-            let got = header.map_or(0, ClusterIdOf::cluster_id_of);
+            let Some(got) = cluster_id else {
+                return Ok(());
+            };
             if got != self.cluster.id {
                 return Err(Status::failed_precondition(format!(
                     "mismatch cluster id, need {} but got {got}",
@@ -143,6 +139,24 @@ impl MockPd {
             },
         });
         verdict
+    }
+
+    /// Whether a region starts at each end of the keyspace's transactional range (PD's default
+    /// region bound type). Until then PD reports the keyspace as not found by name. Only API v2
+    /// clusters split their keyspaces.
+    fn keyspace_regions_split(&self, meta: &Meta, keyspace: &keyspacepb::KeyspaceMeta) -> bool {
+        let Some(id) = keyspace_id(keyspace) else {
+            return false;
+        };
+        if self.cluster.api_version != ApiVersion::V2 {
+            return true;
+        }
+        let prefix = u32::from_be_bytes([b'x', 0, 0, 0]) | id;
+        [prefix, prefix + 1].iter().all(|bound| {
+            let key = memcomparable::encode(&bound.to_be_bytes());
+            meta.region_containing(&key)
+                .is_some_and(|r| r.meta.start_key == key)
+        })
     }
 
     fn timestamp(&self) -> pdpb::Timestamp {
@@ -507,11 +521,7 @@ impl Pd for MockPd {
         Ok(Response::new(pdpb::UpdateServiceGcSafePointResponse {
             header: self.header(),
             service_id: min.0,
-            ttl: if min.2 == i64::MAX {
-                i64::MAX
-            } else {
-                min.2 - now
-            },
+            ttl: min.2 - now,
             min_safe_point: min.1,
         }))
     }
@@ -564,10 +574,11 @@ impl Pd for MockPd {
 
     async fn get_cluster_info(
         &self,
-        request: Request<pdpb::GetClusterInfoRequest>,
+        _request: Request<pdpb::GetClusterInfoRequest>,
     ) -> Reply<pdpb::GetClusterInfoResponse> {
-        let req = request.into_inner();
-        self.check("GetClusterInfo", req.header.as_ref())?;
+        // Not checked against the cluster id, as upstream: PD's client calls it during
+        // discovery with an empty request.
+        self.admit("GetClusterInfo", None)?;
         Ok(Response::new(pdpb::GetClusterInfoResponse {
             header: self.header(),
             service_modes: vec![pdpb::ServiceMode::PdSvcMode as i32],
@@ -584,7 +595,12 @@ impl Keyspace for MockPd {
     ) -> Reply<keyspacepb::LoadKeyspaceResponse> {
         let req = request.into_inner();
         self.check("LoadKeyspace", req.header.as_ref())?;
-        let found = self.cluster.meta().keyspace_by_name(&req.name).cloned();
+        let found = {
+            let meta = self.cluster.meta();
+            meta.keyspace_by_name(&req.name)
+                .filter(|k| self.keyspace_regions_split(&meta, k))
+                .cloned()
+        };
         Ok(Response::new(match found {
             Some(keyspace) => keyspacepb::LoadKeyspaceResponse {
                 header: self.header(),

@@ -1,6 +1,6 @@
 //! The mock PD checked against the spec (section 8) through the raw generated stubs.
 
-use tikv_client::proto::{keyspacepb, pdpb};
+use tikv_client::proto::{keyspacepb, metapb, pdpb};
 use tikv_client::testutils::{ApiVersion, MockCluster};
 
 use super::util::{channel, pd_client};
@@ -566,4 +566,565 @@ async fn gc_state_reports_the_safe_points_and_service_barriers() {
         tonic::Code::FailedPrecondition,
         "no cluster id"
     );
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn composed(ts: &pdpb::Timestamp) -> u64 {
+    ((ts.physical as u64) << 18) | ts.logical as u64
+}
+
+#[tokio::test]
+async fn an_unavailable_pd_answers_not_leader_before_checking_the_cluster_id() {
+    let cluster = MockCluster::builder().start().await.unwrap();
+    let mut pd = pd_client(&cluster).await;
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    let mut tso = pd.tso(rx).await.unwrap().into_inner();
+    let ts_request = pdpb::TsoRequest {
+        header: header(&cluster),
+        count: 1,
+        ..Default::default()
+    };
+    tx.unbounded_send(ts_request.clone()).unwrap();
+    assert!(tso.message().await.unwrap().is_some());
+
+    cluster.set_pd_available(false);
+    for cluster_id in [cluster.cluster_id(), 0, cluster.cluster_id() + 1] {
+        let status = pd
+            .get_region(pdpb::GetRegionRequest {
+                header: Some(pdpb::RequestHeader {
+                    cluster_id,
+                    ..Default::default()
+                }),
+                region_key: b"a".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (status.code(), status.message()),
+            (tonic::Code::Unavailable, "not leader"),
+            "cluster id {cluster_id}"
+        );
+    }
+    // An open TSO stream fails on its next request, and ends.
+    tx.unbounded_send(ts_request).unwrap();
+    let status = tso.message().await.unwrap_err();
+    assert_eq!(
+        (status.code(), status.message()),
+        (tonic::Code::Unavailable, "not leader")
+    );
+    assert!(tso.message().await.unwrap().is_none());
+
+    cluster.set_pd_available(true);
+    let resp = pd
+        .get_region(pdpb::GetRegionRequest {
+            header: header(&cluster),
+            region_key: b"a".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(resp.region.is_some());
+}
+
+#[tokio::test]
+async fn cluster_info_needs_no_cluster_id_and_reports_the_pd_service_mode() {
+    let cluster = MockCluster::builder().start().await.unwrap();
+    let mut pd = pd_client(&cluster).await;
+    // PD's Go client sends an empty request during discovery, before it knows the id.
+    for header in [
+        None,
+        Some(pdpb::ResponseHeader {
+            cluster_id: cluster.cluster_id(),
+            error: None,
+        }),
+    ] {
+        let info = pd
+            .get_cluster_info(pdpb::GetClusterInfoRequest { header })
+            .await
+            .unwrap()
+            .into_inner();
+        let header = info.header.unwrap();
+        assert_eq!(header.cluster_id, cluster.cluster_id());
+        assert!(header.error.is_none());
+        assert_eq!(info.service_modes, [pdpb::ServiceMode::PdSvcMode as i32]);
+        assert!(info.tso_urls.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn tso_logical_overflow_moves_to_a_later_physical() {
+    // The largest batch the mock hands out; 8 of them need 4 physicals' worth of logicals.
+    const COUNT: u32 = 1 << 17;
+    let cluster = MockCluster::builder().start().await.unwrap();
+    let mut pd = pd_client(&cluster).await;
+    let request = pdpb::TsoRequest {
+        header: header(&cluster),
+        count: COUNT,
+        ..Default::default()
+    };
+    let before = now_ms();
+    let mut replies = pd
+        .tso(futures::stream::iter(vec![request; 8]))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut physicals = Vec::new();
+    let mut last = 0u64;
+    while let Some(resp) = replies.message().await.unwrap() {
+        assert_eq!(resp.count, COUNT);
+        let ts = resp.timestamp.unwrap();
+        assert_eq!(ts.suffix_bits, 0);
+        assert!(ts.logical < 1 << 18);
+        assert!(
+            ts.logical + 1 >= i64::from(COUNT),
+            "the whole batch shares one physical: {ts:?}"
+        );
+        let first = composed(&ts) - u64::from(COUNT) + 1;
+        assert!(first > last, "batches must not overlap");
+        last = composed(&ts);
+        physicals.push(ts.physical);
+    }
+    let after = now_ms();
+    assert_eq!(physicals.len(), 8);
+    assert!(physicals.windows(2).all(|w| w[0] <= w[1]));
+    physicals.dedup();
+    assert!(physicals.len() >= 4, "{physicals:?}");
+    assert!(
+        physicals[0] >= before && *physicals.last().unwrap() <= after + 1000,
+        "physical is wall-clock ms: {before}..{after} vs {physicals:?}"
+    );
+}
+
+#[tokio::test]
+async fn min_ts_is_a_fresh_timestamp() {
+    let cluster = MockCluster::builder().start().await.unwrap();
+    let mut pd = pd_client(&cluster).await;
+    let tso_once = |pd: &mut pdpb::pd_client::PdClient<_>| {
+        let request = pdpb::TsoRequest {
+            header: header(&cluster),
+            count: 1,
+            ..Default::default()
+        };
+        let mut pd = pd.clone();
+        async move {
+            let mut replies = pd
+                .tso(futures::stream::iter(vec![request]))
+                .await
+                .unwrap()
+                .into_inner();
+            replies.message().await.unwrap().unwrap().timestamp.unwrap()
+        }
+    };
+    let before = tso_once(&mut pd).await;
+    let min = pd
+        .get_min_ts(pdpb::GetMinTsRequest {
+            header: header(&cluster),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let after = tso_once(&mut pd).await;
+    let header = min.header.unwrap();
+    assert_eq!(header.cluster_id, cluster.cluster_id());
+    assert!(header.error.is_none());
+    let ts = min.timestamp.unwrap();
+    assert!(composed(&before) < composed(&ts) && composed(&ts) < composed(&after));
+}
+
+#[tokio::test]
+async fn scan_regions_stops_at_a_positive_limit() {
+    let cluster = MockCluster::builder()
+        .split_raw(["b", "m"])
+        .start()
+        .await
+        .unwrap();
+    let mut pd = pd_client(&cluster).await;
+    for (start, limit, starts) in [
+        (&b""[..], 2, vec![&b""[..], b"b"]),
+        (b"c", 1, vec![b"b"]),
+        (b"c", 5, vec![b"b", b"m"]),
+    ] {
+        let scan = pd
+            .scan_regions(pdpb::ScanRegionsRequest {
+                header: header(&cluster),
+                start_key: start.to_vec(),
+                end_key: vec![],
+                limit,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let got: Vec<&[u8]> = scan
+            .regions
+            .iter()
+            .map(|r| r.region.as_ref().unwrap().start_key.as_slice())
+            .collect();
+        assert_eq!(got, starts, "start {start:?}, limit {limit}");
+        assert_eq!(scan.region_metas.len(), starts.len());
+        assert_eq!(scan.leaders.len(), starts.len());
+    }
+}
+
+#[tokio::test]
+async fn batch_scan_regions_limit_counts_regions_across_ranges() {
+    let cluster = MockCluster::builder()
+        .split_raw(["b", "m"])
+        .start()
+        .await
+        .unwrap();
+    let mut pd = pd_client(&cluster).await;
+    let all: Vec<u64> = cluster.regions().iter().map(|r| r.id).collect();
+    let ranges = vec![
+        pdpb::KeyRange {
+            start_key: b"a".to_vec(),
+            end_key: b"c".to_vec(),
+        },
+        pdpb::KeyRange {
+            start_key: b"n".to_vec(),
+            end_key: vec![],
+        },
+    ];
+    for (limit, contain_all_key_range, expected) in [
+        (0, false, &all[..]),
+        (-1, false, &all[..]),
+        (2, false, &all[..2]),
+        (1, false, &all[..1]),
+        (0, true, &all[..]),
+        (2, true, &all[..2]),
+    ] {
+        let resp = pd
+            .batch_scan_regions(pdpb::BatchScanRegionsRequest {
+                header: header(&cluster),
+                ranges: ranges.clone(),
+                limit,
+                contain_all_key_range,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        // The mock's regions tile the key space, so every range is fully covered.
+        assert!(resp.header.unwrap().error.is_none());
+        let ids: Vec<u64> = resp
+            .regions
+            .iter()
+            .map(|r| r.region.as_ref().unwrap().id)
+            .collect();
+        assert_eq!(ids, expected, "limit {limit}, all {contain_all_key_range}");
+    }
+}
+
+#[tokio::test]
+async fn batch_scan_regions_rejects_overlapping_ranges() {
+    let cluster = MockCluster::builder()
+        .split_raw(["b", "m"])
+        .start()
+        .await
+        .unwrap();
+    let mut pd = pd_client(&cluster).await;
+    let range = |s: &[u8], e: &[u8]| pdpb::KeyRange {
+        start_key: s.to_vec(),
+        end_key: e.to_vec(),
+    };
+    for ranges in [
+        vec![range(b"a", b"d"), range(b"c", b"e")],
+        vec![range(b"c", b"d"), range(b"a", b"b")],
+    ] {
+        let resp = pd
+            .batch_scan_regions(pdpb::BatchScanRegionsRequest {
+                header: header(&cluster),
+                ranges: ranges.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let header = resp.header.unwrap();
+        assert_eq!(header.cluster_id, cluster.cluster_id());
+        let err = header.error.unwrap();
+        assert_eq!(err.r#type, pdpb::ErrorType::Unknown as i32, "{ranges:?}");
+        assert!(err.message.starts_with("invalid key range"), "{err:?}");
+        assert!(resp.regions.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn get_region_sends_no_buckets_when_buckets_are_disabled() {
+    let cluster = MockCluster::builder().start().await.unwrap();
+    let mut pd = pd_client(&cluster).await;
+    let resp = pd
+        .get_region(pdpb::GetRegionRequest {
+            header: header(&cluster),
+            region_key: b"k".to_vec(),
+            need_buckets: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(resp.header.unwrap().error.is_none());
+    assert!(resp.region.is_some() && resp.leader.is_some());
+    assert!(resp.buckets.is_none());
+    assert!(resp.down_peers.is_empty() && resp.pending_peers.is_empty());
+}
+
+#[tokio::test]
+async fn stores_are_up_and_a_stopped_store_is_no_tombstone() {
+    let cluster = MockCluster::builder().stores(3).start().await.unwrap();
+    let mut pd = pd_client(&cluster).await;
+    for (id, addr) in cluster.store_ids().into_iter().zip(cluster.store_addrs()) {
+        let resp = pd
+            .get_store(pdpb::GetStoreRequest {
+                header: header(&cluster),
+                store_id: id,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(resp.header.unwrap().error.is_none());
+        let store = resp.store.unwrap();
+        assert_eq!((store.id, store.address.as_str()), (id, addr.as_str()));
+        assert_eq!(store.state, metapb::StoreState::Up as i32);
+        assert_eq!(store.node_state, metapb::NodeState::Serving as i32);
+        assert!(store.labels.is_empty());
+        assert!(!store.version.is_empty());
+    }
+
+    let stopped = cluster.store_ids()[1];
+    assert!(cluster.stop_store(stopped));
+    for exclude_tombstone_stores in [true, false] {
+        let all = pd
+            .get_all_stores(pdpb::GetAllStoresRequest {
+                header: header(&cluster),
+                exclude_tombstone_stores,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let ids: Vec<u64> = all.stores.iter().map(|s| s.id).collect();
+        assert_eq!(ids, cluster.store_ids());
+        let down = all.stores.iter().find(|s| s.id == stopped).unwrap();
+        assert_eq!(down.state, metapb::StoreState::Up as i32);
+    }
+
+    let missing = pd
+        .get_store(pdpb::GetStoreRequest {
+            header: header(&cluster),
+            store_id: 999,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(missing.store.is_none());
+    let header = missing.header.unwrap();
+    assert_eq!(header.cluster_id, cluster.cluster_id());
+    assert_eq!(
+        header.error.unwrap().r#type,
+        pdpb::ErrorType::Unknown as i32
+    );
+}
+
+fn service_safe_point(
+    cluster: &MockCluster,
+    id: &str,
+    ttl: i64,
+    safe_point: u64,
+) -> pdpb::UpdateServiceGcSafePointRequest {
+    pdpb::UpdateServiceGcSafePointRequest {
+        header: header(cluster),
+        service_id: id.as_bytes().to_vec(),
+        ttl,
+        safe_point,
+    }
+}
+
+/// `TTL = expire_at - now` for an entry that never expires.
+fn assert_infinite_ttl(ttl: i64) {
+    assert!(
+        ttl.abs_diff(i64::MAX - now_secs()) <= 1,
+        "{ttl} is not i64::MAX - now"
+    );
+}
+
+#[tokio::test]
+async fn gc_worker_never_expires_while_other_service_safe_points_do() {
+    let cluster = MockCluster::builder().start().await.unwrap();
+    let mut pd = pd_client(&cluster).await;
+    let r = pd
+        .update_service_gc_safe_point(service_safe_point(&cluster, "br", 1, 5))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (r.service_id.as_slice(), r.min_safe_point),
+        (&b"gc_worker"[..], 0)
+    );
+    assert_infinite_ttl(r.ttl);
+    // A finite TTL for gc_worker is forced to infinity.
+    let r = pd
+        .update_service_gc_safe_point(service_safe_point(&cluster, "gc_worker", 1, 10))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((r.service_id.as_slice(), r.min_safe_point), (&b"br"[..], 5));
+    assert!((0..=1).contains(&r.ttl), "{}", r.ttl);
+
+    // Expiry is checked against whole seconds, so give br's one second plenty of room.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let r = pd
+        .update_service_gc_safe_point(service_safe_point(&cluster, "probe", 0, 0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (r.service_id.as_slice(), r.min_safe_point),
+        (&b"gc_worker"[..], 10),
+        "br expired, gc_worker did not"
+    );
+    assert_infinite_ttl(r.ttl);
+}
+
+#[tokio::test]
+async fn a_negative_ttl_deletes_a_service_safe_point_without_storing_one() {
+    let cluster = MockCluster::builder().start().await.unwrap();
+    let mut pd = pd_client(&cluster).await;
+    let update = |id: &str, ttl: i64, sp: u64| {
+        let req = service_safe_point(&cluster, id, ttl, sp);
+        let mut pd = pd.clone();
+        async move {
+            let r = pd
+                .update_service_gc_safe_point(req)
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(r.header.unwrap().error.is_none());
+            (
+                String::from_utf8(r.service_id).unwrap(),
+                r.min_safe_point,
+                r.ttl,
+            )
+        }
+    };
+    let (id, min, _) = update("gc_worker", i64::MAX, 10).await;
+    assert_eq!((id.as_str(), min), ("gc_worker", 10));
+    // now + i64::MAX saturates: cdc never expires either.
+    update("cdc", i64::MAX, 20).await;
+    let (id, min, ttl) = update("gc_worker", i64::MAX, 30).await;
+    assert_eq!((id.as_str(), min), ("cdc", 20), "cdc is the new minimum");
+    assert_infinite_ttl(ttl);
+
+    let (id, min, ttl) = update("cdc", -1, 40).await;
+    assert_eq!((id.as_str(), min), ("gc_worker", 30), "cdc is gone");
+    assert_infinite_ttl(ttl);
+    let state = pd
+        .get_gc_state(pdpb::GetGcStateRequest {
+            header: header(&cluster),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        state.gc_state.unwrap().gc_barriers.is_empty(),
+        "a TTL <= 0 stores nothing"
+    );
+}
+
+#[tokio::test]
+async fn keyspaces_load_by_id_and_by_name_only_once_split() {
+    let cluster = MockCluster::builder()
+        .stores(3)
+        .api_version(ApiVersion::V2)
+        .keyspaces(["tenant"])
+        .start()
+        .await
+        .unwrap();
+    let mut ks =
+        keyspacepb::keyspace_client::KeyspaceClient::new(channel(&cluster.pd_endpoint()).await);
+    let by_id = |id: u32| keyspacepb::LoadKeyspaceByIdRequest {
+        header: header(&cluster),
+        keyspace: Some(keyspacepb::load_keyspace_by_id_request::Keyspace::Id(id)),
+    };
+    let by_name = |name: &str| keyspacepb::LoadKeyspaceRequest {
+        header: header(&cluster),
+        name: name.into(),
+        ..Default::default()
+    };
+    for (id, name) in [(0, "DEFAULT"), (1, "tenant")] {
+        let resp = ks
+            .load_keyspace_by_id(by_id(id))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(resp.header.unwrap().error.is_none());
+        let meta = resp.keyspace.unwrap();
+        assert_eq!(meta.name, name);
+        assert_eq!(
+            meta.keyspace,
+            Some(keyspacepb::keyspace_meta::Keyspace::Id(id))
+        );
+        assert_eq!(meta.state, keyspacepb::KeyspaceState::Enabled as i32);
+        assert!(meta.created_at > 0 && meta.created_at <= now_secs());
+        assert!(meta.state_changed_at >= meta.created_at);
+    }
+    let missing = ks
+        .load_keyspace_by_id(by_id(99))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(missing.keyspace.is_none());
+    assert_eq!(
+        missing.header.unwrap().error.unwrap().r#type,
+        pdpb::ErrorType::EntryNotFound as i32
+    );
+
+    // Merge away tenant's right bound: its transactional range is no longer split off.
+    let regions = cluster.regions();
+    let right = regions
+        .iter()
+        .position(|r| cluster.region_of_txn_key(b"x\0\0\x02").unwrap().id == r.id)
+        .unwrap();
+    assert_eq!(
+        regions[right - 1].id,
+        cluster.region_of_txn_key(b"x\0\0\x01").unwrap().id
+    );
+    cluster
+        .merge(regions[right - 1].id, regions[right].id)
+        .unwrap();
+    let tenant = ks
+        .load_keyspace(by_name("tenant"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(tenant.keyspace.is_none());
+    assert_eq!(
+        tenant.header.unwrap().error.unwrap().r#type,
+        pdpb::ErrorType::EntryNotFound as i32
+    );
+    let default = ks
+        .load_keyspace(by_name("DEFAULT"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(default.header.unwrap().error.is_none());
+    let tenant = ks.load_keyspace_by_id(by_id(1)).await.unwrap().into_inner();
+    assert!(
+        tenant.header.unwrap().error.is_none(),
+        "no region check by id"
+    );
+    assert_eq!(tenant.keyspace.unwrap().name, "tenant");
 }
