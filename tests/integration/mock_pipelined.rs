@@ -151,6 +151,58 @@ async fn flushes_write_locks_by_generation_and_commit_like_prewrites() {
         (&b"a"[..], u64::MAX, ts(10) + 1, 3000)
     );
 
+    // Heartbeats push a flushed primary's min_commit_ts (never a prewrite lock's).
+    let beat = |primary: &str, start: u64| kvrpcpb::TxnHeartBeatRequest {
+        context: Some(ctx.clone()),
+        primary_lock: primary.into(),
+        start_version: start,
+        advise_lock_ttl: 5000,
+        min_commit_ts: ts(12),
+        ..Default::default()
+    };
+    let r = t
+        .client
+        .kv_txn_heart_beat(beat("a", ts(10)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.lock_ttl, 5000);
+    let prewritten = kvrpcpb::PrewriteRequest {
+        context: Some(ctx.clone()),
+        mutations: vec![mutation(Op::Put, "p", "v")],
+        primary_lock: b"p".to_vec(),
+        start_version: ts(8),
+        lock_ttl: 3000,
+        ..Default::default()
+    };
+    t.client.kv_prewrite(prewritten).await.unwrap();
+    t.client.kv_txn_heart_beat(beat("p", ts(8))).await.unwrap();
+    let min_commit_ts = |locks: &[kvrpcpb::LockInfo], key: &[u8]| {
+        locks.iter().find(|l| l.key == key).map(|l| l.min_commit_ts)
+    };
+    let locks = t
+        .client
+        .kv_scan_lock(kvrpcpb::ScanLockRequest {
+            context: Some(ctx.clone()),
+            max_version: u64::MAX,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .locks;
+    assert_eq!(min_commit_ts(&locks, b"a"), Some(ts(12)));
+    assert_eq!(min_commit_ts(&locks, b"p"), Some(0));
+    t.client
+        .kv_batch_rollback(kvrpcpb::BatchRollbackRequest {
+            context: Some(ctx.clone()),
+            start_version: ts(8),
+            keys: vec![b"p".to_vec()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
     // Another transaction's lock is reported, and the other keys are written anyway.
     let mut other = Txn {
         client: client.clone(),

@@ -643,6 +643,10 @@ impl MockTikv {
         {
             Some(lock) => {
                 lock.ttl = lock.ttl.max(req.advise_lock_ttl);
+                // A pipelined-DML transaction pushes its flushed primary's min_commit_ts.
+                if lock.generation > 0 && !lock.use_async_commit {
+                    lock.min_commit_ts = lock.min_commit_ts.max(req.min_commit_ts);
+                }
                 kvrpcpb::TxnHeartBeatResponse {
                     lock_ttl: lock.ttl,
                     ..Default::default()
