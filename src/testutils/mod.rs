@@ -435,3 +435,19 @@ impl MockCluster {
         self.stores.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
+
+/// The `BTreeMap` bounds of `[start, end)`, an empty end being unbounded; `None` for an
+/// inverted range, which holds nothing (`BTreeMap::range` would panic on it).
+pub(crate) fn key_bounds<'a>(
+    start: &'a [u8],
+    end: &'a [u8],
+) -> Option<(std::ops::Bound<&'a [u8]>, std::ops::Bound<&'a [u8]>)> {
+    use std::ops::Bound::{Excluded, Included, Unbounded};
+    if end.is_empty() {
+        Some((Included(start), Unbounded))
+    } else if start <= end {
+        Some((Included(start), Excluded(end)))
+    } else {
+        None
+    }
+}

@@ -6,8 +6,8 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::BTreeMap;
-use std::ops::Bound;
 
+use super::key_bounds;
 use crate::proto::kvrpcpb::{self, write_conflict::Reason};
 
 /// A lock's type.
@@ -345,33 +345,22 @@ impl Mvcc {
 
     /// The oldest start ts of the locks in `[start, end)` (empty end = unbounded).
     pub(crate) fn min_lock_ts(&self, start: &[u8], end: &[u8]) -> Option<u64> {
-        let upper = if end.is_empty() {
-            Bound::Unbounded
-        } else {
-            Bound::Excluded(end)
-        };
         self.locks
-            .range::<[u8], _>((Bound::Included(start), upper))
+            .range::<[u8], _>(key_bounds(start, end)?)
             .map(|(_, l)| l.ts)
             .min()
     }
 
     /// Keys with a lock or a record in `[start, end)` (empty end = unbounded), in order.
     pub(crate) fn keys_in(&self, start: &[u8], end: &[u8]) -> Vec<Vec<u8>> {
-        let upper = if end.is_empty() {
-            Bound::Unbounded
-        } else {
-            Bound::Excluded(end)
+        let Some(bounds) = key_bounds(start, end) else {
+            return Vec::new();
         };
         let mut keys: Vec<Vec<u8>> = self
             .writes
-            .range::<[u8], _>((Bound::Included(start), upper))
+            .range::<[u8], _>(bounds)
             .map(|(k, _)| k.clone())
-            .chain(
-                self.locks
-                    .range::<[u8], _>((Bound::Included(start), upper))
-                    .map(|(k, _)| k.clone()),
-            )
+            .chain(self.locks.range::<[u8], _>(bounds).map(|(k, _)| k.clone()))
             .collect();
         keys.sort();
         keys.dedup();

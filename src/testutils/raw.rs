@@ -1,8 +1,8 @@
 //! Raw KV storage: one ordered map per column family, values with an optional expiry in Unix
 //! seconds (spec 5). Keys are the keys clients send (with their API v2 prefix, if any).
 
+use super::key_bounds;
 use std::collections::{BTreeMap, HashMap};
-use std::ops::Bound;
 
 /// A stored raw value.
 #[derive(Debug, Clone)]
@@ -58,9 +58,12 @@ impl RawStore {
 
     /// Deletes `[start, end)`; an empty end is unbounded.
     pub(crate) fn delete_range(&mut self, cf: &str, start: &[u8], end: &[u8]) {
+        let Some(bounds) = key_bounds(start, end) else {
+            return;
+        };
         let map = self.cf(cf);
         let doomed: Vec<Vec<u8>> = map
-            .range::<[u8], _>((Bound::Included(start), upper(end)))
+            .range::<[u8], _>(bounds)
             .map(|(k, _)| k.clone())
             .collect();
         for k in doomed {
@@ -85,10 +88,10 @@ impl RawStore {
         reverse: bool,
         now: u64,
     ) -> Vec<(Vec<u8>, Vec<u8>)> {
-        let Some(map) = self.cfs.get(cf) else {
+        let (Some(map), Some(bounds)) = (self.cfs.get(cf), key_bounds(lower, upper_key)) else {
             return Vec::new();
         };
-        let range = map.range::<[u8], _>((Bound::Included(lower), upper(upper_key)));
+        let range = map.range::<[u8], _>(bounds);
         let visible =
             |(k, e): (&Vec<u8>, &Entry)| e.visible(now).then(|| (k.clone(), e.value.clone()));
         if reverse {
@@ -96,14 +99,6 @@ impl RawStore {
         } else {
             range.filter_map(visible).take(limit).collect()
         }
-    }
-}
-
-fn upper(end: &[u8]) -> Bound<&[u8]> {
-    if end.is_empty() {
-        Bound::Unbounded
-    } else {
-        Bound::Excluded(end)
     }
 }
 

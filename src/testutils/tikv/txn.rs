@@ -6,6 +6,7 @@
 use super::MockTikv;
 use crate::proto::kvrpcpb::{self, prewrite_request::PessimisticAction};
 use crate::testutils::cluster::{ApiVersion, DataKind, Region};
+use crate::testutils::key_bounds;
 use crate::testutils::mvcc::{KeyErr, Lock, LockType, Mvcc, ReadCtx, TxnStatus};
 
 /// TiKV's default `storage.max-key-size`, checked on encoded transactional keys.
@@ -681,14 +682,12 @@ impl MockTikv {
         } else {
             req.limit as usize
         };
-        let upper = if hi.is_empty() {
-            std::ops::Bound::Unbounded
-        } else {
-            std::ops::Bound::Excluded(&hi[..])
+        let Some(bounds) = key_bounds(&lo, &hi) else {
+            return kvrpcpb::ScanLockResponse::default();
         };
         let locks = mvcc
             .locks
-            .range::<[u8], _>((std::ops::Bound::Included(&lo[..]), upper))
+            .range::<[u8], _>(bounds)
             .filter(|(_, l)| l.ts <= req.max_version)
             .take(limit)
             .map(|(k, l)| l.info(k))
@@ -1117,14 +1116,12 @@ fn resolve_region(
     lo: &[u8],
     hi: &[u8],
 ) -> Result<(), KeyErr> {
-    let upper = if hi.is_empty() {
-        std::ops::Bound::Unbounded
-    } else {
-        std::ops::Bound::Excluded(hi)
+    let Some(bounds) = key_bounds(lo, hi) else {
+        return Ok(());
     };
     let targets: Vec<(Vec<u8>, u64, u64, LockType)> = mvcc
         .locks
-        .range::<[u8], _>((std::ops::Bound::Included(lo), upper))
+        .range::<[u8], _>(bounds)
         .filter_map(|(k, l)| {
             statuses
                 .iter()
