@@ -436,12 +436,12 @@ impl MockCluster {
     }
 }
 
+/// Bounds of a key range, as `BTreeMap::range` takes them.
+pub(crate) type KeyBounds<'a> = (std::ops::Bound<&'a [u8]>, std::ops::Bound<&'a [u8]>);
+
 /// The `BTreeMap` bounds of `[start, end)`, an empty end being unbounded; `None` for an
 /// inverted range, which holds nothing (`BTreeMap::range` would panic on it).
-pub(crate) fn key_bounds<'a>(
-    start: &'a [u8],
-    end: &'a [u8],
-) -> Option<(std::ops::Bound<&'a [u8]>, std::ops::Bound<&'a [u8]>)> {
+pub(crate) fn key_bounds<'a>(start: &'a [u8], end: &'a [u8]) -> Option<KeyBounds<'a>> {
     use std::ops::Bound::{Excluded, Included, Unbounded};
     if end.is_empty() {
         Some((Included(start), Unbounded))

@@ -163,7 +163,6 @@ async fn one(
                 key_only: rng.chance(50),
                 reverse: rng.chance(50),
                 sample_step: rng.below(3) as u32,
-                ..Default::default()
             })
             .await
             .map(drop),
