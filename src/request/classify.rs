@@ -104,6 +104,11 @@ pub fn classify(e: &errorpb::Error) -> Action {
     {
         return Action::Fail;
     }
+    // TiKV refused to raise its max_ts that far (a timestamp far ahead of PD's): retrying
+    // cannot help, and client-go fails at once. TiKV sends it as a message only.
+    if e.message.contains("invalid max_ts update") {
+        return Action::Fail;
+    }
     reshard(R::Other, B::RegionMiss)
 }
 
@@ -272,6 +277,13 @@ mod tests {
                 "only a message",
                 e(|e| e.message = "TiKV is Closing".into()),
                 reshard(R::Other, B::RegionMiss),
+            ),
+            (
+                "InvalidMaxTsUpdate (only a message)",
+                e(|e| {
+                    e.message = "invalid max_ts update: 9 exceeds the limit 5, source=get".into()
+                }),
+                Action::Fail,
             ),
         ];
         for (name, error, expected) in rows {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures::TryStreamExt;
 use tikv_client::backoff::BackoffKind;
-use tikv_client::proto::errorpb;
+use tikv_client::proto::{errorpb, metapb};
 use tikv_client::raw::ColumnFamily;
 use tikv_client::rt::{ManualClock, Runtime};
 use tikv_client::testutils::{ApiVersion, MockCluster, Outcome, Rule};
@@ -471,6 +471,76 @@ async fn fatal_region_errors_are_not_retried() {
         assert!(matches!(err, Error::Region(_)), "{name}: {err:?}");
         assert_eq!(calls_of(&cluster, "RawPut").len(), 1, "{name}: sent once");
     }
+}
+
+#[tokio::test]
+async fn an_invalid_max_ts_update_is_not_retried() {
+    let cluster = cluster().await;
+    let (raw, _) = manual_client(&cluster).await;
+    let refused = region_error(|e| {
+        e.message = "invalid max_ts update: 9 exceeds the limit 5, source=raw_get".into();
+    });
+    cluster.add_rule(Rule::on("RawGet").region_error(refused));
+    let err = raw.get("k").await.unwrap_err();
+    assert!(matches!(err, Error::Region(_)), "{err:?}");
+    assert_eq!(calls_of(&cluster, "RawGet").len(), 1, "sent once");
+}
+
+#[tokio::test]
+async fn a_not_leader_naming_an_unknown_peer_reloads_the_region_from_pd() {
+    let cluster = cluster().await;
+    let (raw, _) = manual_client(&cluster).await;
+    raw.put("k", "v").await.unwrap();
+    let stranger = region_error(|e| {
+        e.not_leader = Some(errorpb::NotLeader {
+            region_id: 0,
+            leader: Some(metapb::Peer {
+                id: 999,
+                store_id: 99,
+                ..Default::default()
+            }),
+        });
+    });
+    cluster.clear_calls();
+    cluster.add_rule(Rule::on("RawGet").times(1).region_error(stranger));
+    assert_eq!(raw.get("k").await.unwrap(), Some(b"v".to_vec()));
+    let calls = cluster.calls();
+    let methods: Vec<&str> = calls.iter().map(|c| c.method).collect();
+    let refused = methods.iter().position(|m| *m == "RawGet").unwrap();
+    assert!(
+        methods[refused + 1..].contains(&"GetRegion"),
+        "the region is looked up again: {methods:?}"
+    );
+    assert_eq!(calls_of(&cluster, "RawGet").len(), 2);
+}
+
+#[tokio::test]
+async fn an_epoch_not_match_carrying_an_older_region_is_retried_without_caching_it() {
+    let cluster = cluster().await;
+    let (raw, _) = manual_client(&cluster).await;
+    raw.put("k", "v").await.unwrap();
+    let mut older = cluster.region_of_raw_key(b"k").unwrap();
+    let epoch = older.region_epoch.as_mut().unwrap();
+    epoch.version -= 1;
+    let stale = errorpb::Error {
+        message: "injected".into(),
+        epoch_not_match: Some(errorpb::EpochNotMatch {
+            current_regions: vec![older],
+        }),
+        ..Default::default()
+    };
+    cluster.clear_calls();
+    cluster.add_rule(Rule::on("RawGet").times(1).region_error(stale));
+    assert_eq!(raw.get("k").await.unwrap(), Some(b"v".to_vec()));
+    // Had the stale meta been cached, the retry would carry an old epoch and be refused.
+    let outcomes: Vec<Outcome> = calls_of(&cluster, "RawGet")
+        .into_iter()
+        .map(|c| c.outcome)
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![Outcome::RegionError("EpochNotMatch"), Outcome::Ok]
+    );
 }
 
 #[tokio::test]
