@@ -33,9 +33,15 @@ enum Step<T> {
     Retry,
     /// Locate the region(s) again and rebuild the request.
     Relocate,
-    /// A replica could not serve a stale read: send the same read to the leader, not stale,
-    /// as an in-place retry.
+    /// A replica could not serve a replica or stale read: send the same read to the leader,
+    /// as a plain leader read, as an in-place retry.
     LeaderRead,
+}
+
+/// Turns a replica or stale read into a plain leader read.
+fn leader_read(ctx: &mut kvrpcpb::Context) {
+    ctx.replica_read = false;
+    ctx.stale_read = false;
 }
 
 /// How one region group of a multi-region request ended.
@@ -105,7 +111,7 @@ impl Executor {
                 let step = Box::pin(step).await?;
                 resent = true;
                 if let Step::LeaderRead = step {
-                    request.context_mut().stale_read = false;
+                    leader_read(request.context_mut());
                 }
                 match step {
                     Step::Done(resp) => return Ok((resp, region)),
@@ -201,7 +207,7 @@ impl Executor {
                         let step = Box::pin(step).await?;
                         resent = true;
                         if let Step::LeaderRead = step {
-                            request.context_mut().stale_read = false;
+                            leader_read(request.context_mut());
                         }
                         match step {
                             Step::Done(resp) => return Ok::<_, Error>(Outcome::Done(group, resp)),
@@ -446,6 +452,16 @@ impl Executor {
         let Some(region_error) = resp.take_region_error() else {
             return Ok(Step::Done(resp));
         };
+        let to_replica = (replica_read || stale_read) && region.target_peer() != Some(&peer);
+        if to_replica && region_error.region_not_found.is_some() {
+            // client-go: a replica without the region; the leader is asked once instead.
+            log::debug!(
+                "region {} not on store {}: reading from the leader",
+                region.id,
+                peer.store_id
+            );
+            return Ok(Step::LeaderRead);
+        }
         self.on_region_error(region, peer.store_id, region_error, backoffer)
             .await
     }

@@ -470,6 +470,33 @@ async fn resent_requests_are_marked_as_retries() {
 }
 
 #[tokio::test]
+async fn a_follower_without_the_region_sends_the_read_to_the_leader() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    put_all(&client, &[("e", "2")]).await;
+    while remaining_locks(&cluster).await > 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let missing = errorpb::Error {
+        message: "region not found".into(),
+        region_not_found: Some(errorpb::RegionNotFound { region_id: 0 }),
+        ..Default::default()
+    };
+    cluster.add_rule(Rule::on("KvGet").times(1).region_error(missing));
+    cluster.clear_calls();
+    let options = TransactionOptions::new_optimistic().replica_read(ReplicaRead::Follower);
+    let snapshot = client.snapshot(client.current_timestamp().await.unwrap(), options);
+    assert_eq!(snapshot.get("e").await.unwrap(), value("2"));
+    let reads = calls_of(&cluster, "KvGet");
+    assert_eq!(reads.len(), 2, "{reads:?}");
+    let leader = cluster.leader_of(reads[0].region);
+    assert_eq!(reads[0].outcome, Outcome::RegionError("RegionNotFound"));
+    assert_ne!(Some(reads[0].store), leader, "first sent to a follower");
+    assert_eq!(Some(reads[1].store), leader, "then to the leader");
+    assert!(!reads[1].labels.replica_read && reads[1].outcome == Outcome::Ok);
+}
+
+#[tokio::test]
 async fn follower_reads_are_served_by_followers() {
     let cluster = cluster().await;
     let client = client(&cluster).await;
