@@ -53,10 +53,10 @@ pub enum Error {
     KeyExists(Box<kvrpcpb::AlreadyExist>),
     /// Waiting for a pessimistic lock would close a cycle of waiting transactions.
     ///
-    /// `lock_retryable` says the cycle runs through a key of the failed lock request itself
-    /// (client-go's `IsRetryable`): that request's locks have been released, so the same lock
-    /// may be tried again. Otherwise the other transaction waits for a key this one locked
-    /// earlier, and only rolling back breaks the cycle.
+    /// `lock_retryable` says the cycle runs through a key the failed lock request itself was
+    /// locking (client-go's `IsRetryable`): that request's locks are released (in the
+    /// background), so the same lock may be tried again. Otherwise the other transaction waits
+    /// for a key this one locked earlier, and only rolling back breaks the cycle.
     #[error("deadlock: waiting for lock on key {key:?} held by txn {holder}", key = KeyDisplay(&deadlock.lock_key), holder = deadlock.lock_ts)]
     Deadlock {
         /// What TiKV reported: the awaited lock, the key hash closing the cycle, the wait chain.

@@ -452,7 +452,8 @@ impl Executor {
         let Some(region_error) = resp.take_region_error() else {
             return Ok(Step::Done(resp));
         };
-        let to_replica = (replica_read || stale_read) && region.target_peer() != Some(&peer);
+        let to_replica =
+            (replica_read || stale_read) && region.target_peer().map(|p| p.id) != Some(peer.id);
         if to_replica && region_error.region_not_found.is_some() {
             // client-go: a replica without the region; the leader is asked once instead.
             log::debug!(
@@ -460,6 +461,8 @@ impl Executor {
                 region.id,
                 peer.store_id
             );
+            self.cache
+                .invalidate(region.id, InvalidReason::RegionNotFound);
             return Ok(Step::LeaderRead);
         }
         self.on_region_error(region, peer.store_id, region_error, backoffer)

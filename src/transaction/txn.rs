@@ -943,12 +943,13 @@ impl Transaction {
                     &build,
                 )
             };
-            // As client-go: until the primary is locked, its region's keys go first and the
-            // others only once they succeeded, so that no lock ever points to a primary that
-            // was never locked (a resolver would roll the transaction back).
-            let (first, rest): (Vec<Vec<u8>>, Vec<Vec<u8>>) = if self.primary.is_none() {
+            // As client-go: until the primary is locked, the batch holding it (its region's
+            // first keys, within one request's size) goes first and the others only once it
+            // succeeded, so that no lock points to a primary that was never locked (a
+            // resolver would roll the transaction back).
+            let (first, rest) = if self.primary.is_none() {
                 let region = self.core.exec.cache.locate(&primary).await?;
-                keys.iter().cloned().partition(|k| region.contains(k))
+                primary_batch_first(&keys, |k| region.contains(k))
             } else {
                 (keys.clone(), Vec::new())
             };
@@ -970,7 +971,14 @@ impl Transaction {
                     } else if let Some(lock) = e.locked {
                         locks.push(lock);
                     } else {
-                        return Err(mark_deadlock(Error::from_key_error(e), &keys));
+                        // Keys locked by earlier calls stay locked: a cycle through them
+                        // is not broken by retrying this request.
+                        let released: Vec<Vec<u8>> = keys
+                            .iter()
+                            .filter(|k| !self.locked.contains(*k))
+                            .cloned()
+                            .collect();
+                        return Err(mark_deadlock(Error::from_key_error(e), &released));
                     }
                 }
             }
@@ -1585,6 +1593,26 @@ fn observe(
     Ok(())
 }
 
+/// Splits sorted `keys`, whose first is the primary, into the batch holding the primary (the
+/// keys of its region, cut where a request would exceed its size limit) and the rest.
+fn primary_batch_first(
+    keys: &[Vec<u8>],
+    in_primary_region: impl Fn(&[u8]) -> bool,
+) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let (mut first, mut rest) = (Vec::new(), Vec::new());
+    let mut bytes = 0;
+    for key in keys {
+        let fits = first.is_empty() || bytes + key.len() <= RAW_BATCH_BYTES;
+        if fits && in_primary_region(key) {
+            bytes += key.len();
+            first.push(key.clone());
+        } else {
+            rest.push(key.clone());
+        }
+    }
+    (first, rest)
+}
+
 /// Marks a deadlock as retryable when the key closing the cycle is one of the lock request's
 /// keys (TiKV hashes keys with farmhash `Fingerprint64`, as they were sent).
 fn mark_deadlock(e: Error, keys: &[Vec<u8>]) -> Error {
@@ -1599,5 +1627,25 @@ fn mark_deadlock(e: Error, keys: &[Vec<u8>]) -> Error {
             }
         }
         e => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_primary_batch_is_its_region_keys_within_one_request() {
+        let key = |c: u8, len: usize| vec![c; len];
+        let keys = vec![key(b'a', 10), key(b'b', 10), key(b'm', 10), key(b'n', 10)];
+        let (first, rest) = primary_batch_first(&keys, |k| k[0] < b'c');
+        assert_eq!(first, vec![key(b'a', 10), key(b'b', 10)]);
+        assert_eq!(rest, vec![key(b'm', 10), key(b'n', 10)]);
+        // Past one request's size, the primary's region continues in the second phase.
+        let big = RAW_BATCH_BYTES / 2 + 1;
+        let keys = vec![key(b'a', big), key(b'b', big), key(b'm', 10)];
+        let (first, rest) = primary_batch_first(&keys, |k| k[0] < b'c');
+        assert_eq!(first, vec![key(b'a', big)]);
+        assert_eq!(rest, vec![key(b'b', big), key(b'm', 10)]);
     }
 }

@@ -679,6 +679,34 @@ async fn a_deadlock_through_the_failed_lock_request_itself_is_lock_retryable() {
 }
 
 #[tokio::test]
+async fn a_deadlock_through_a_key_locked_earlier_is_not_lock_retryable() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    let mut t1 = client.begin_pessimistic().await.unwrap();
+    let mut t2 = client.begin_pessimistic().await.unwrap();
+    t1.lock_keys(["a"]).await.unwrap();
+    t2.lock_keys(["b"]).await.unwrap();
+    let t2_task = tokio::spawn(async move {
+        t2.lock_keys(["a"]).await.unwrap();
+        t2
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // t2 waits for "a", which t1 holds from before: naming it again does not release it.
+    let err = t1.lock_keys(["a", "b"]).await.unwrap_err();
+    let Error::Deadlock {
+        deadlock,
+        lock_retryable,
+    } = &err
+    else {
+        panic!("expected a deadlock, got {err:?}");
+    };
+    assert_eq!(deadlock.deadlock_key_hash, farmhash::fingerprint64(b"a"));
+    assert!(!lock_retryable);
+    t1.rollback().await.unwrap();
+    t2_task.await.unwrap().rollback().await.unwrap();
+}
+
+#[tokio::test]
 async fn heartbeats_extend_the_primary_lock_until_the_transaction_ends() {
     let cluster = cluster().await;
     let client = client(&cluster).await;
