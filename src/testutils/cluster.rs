@@ -71,6 +71,8 @@ pub(crate) enum DataKind {
 pub(crate) struct Region {
     pub meta: metapb::Region,
     pub leader_store: u64,
+    /// When a new leader will have synced its max_ts from PD (spec 1.5); `None` once it has.
+    pub max_ts_synced_at: Option<std::time::Instant>,
 }
 
 impl Region {
@@ -185,6 +187,7 @@ impl Cluster {
                     ..Default::default()
                 },
                 leader_store,
+                max_ts_synced_at: None,
             },
         );
         let now = unix_now().as_secs() as i64;
@@ -293,6 +296,8 @@ impl Cluster {
                 ..Default::default()
             },
             leader_store: region.leader_store,
+            // Same leader, same concurrency manager: as (un)synced as the parent.
+            max_ts_synced_at: region.max_ts_synced_at,
         };
         meta.regions.insert(start, left.clone());
         meta.regions.insert(key.to_vec(), right);
@@ -377,6 +382,10 @@ impl Meta {
 
     pub(crate) fn region_by_id(&self, id: u64) -> Option<&Region> {
         self.regions.values().find(|r| r.meta.id == id)
+    }
+
+    pub(crate) fn region_by_id_mut(&mut self, id: u64) -> Option<&mut Region> {
+        self.regions.values_mut().find(|r| r.meta.id == id)
     }
 
     /// The region right before `region` (adjacent), if any.

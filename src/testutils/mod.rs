@@ -337,7 +337,6 @@ impl MockCluster {
     pub fn merge(&self, left: u64, right: u64) -> Result<(), String> {
         self.cluster().merge(left, right)?;
         // The merged range's leader now answers for reads its store never saw: sync it.
-        self.node.region_gone(right);
         if let Some(store) = self.leader_of(left) {
             self.node.new_leader(left, store);
         }

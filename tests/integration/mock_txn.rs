@@ -1442,11 +1442,34 @@ async fn a_new_leader_refuses_async_prewrites_until_its_max_ts_is_synced() {
     // Plain two-phase prewrites do not depend on max_ts.
     let r = s.prewrite_req(prewrite("c", false, false)).await;
     assert!(r.region_error.is_none() && r.errors.is_empty(), "{r:?}");
+    // A region split off meanwhile has the same leader, just as unsynced.
+    cluster.split_txn("m").unwrap();
+    let (left, leader) = super::util::txn_ctx_for(&cluster, b"d");
+    assert_eq!(leader, new);
+    assert_ne!(left.region_id, region.id);
+    let r = s
+        .client
+        .kv_prewrite(kvrpcpb::PrewriteRequest {
+            context: Some(left.clone()),
+            ..prewrite("d", true, false)
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let e = r
+        .region_error
+        .expect("the split-off region is not synced either");
+    assert!(e.max_timestamp_not_synced.is_some(), "{e:?}");
 
     // Once synced, the new leader's max_ts covers every timestamp PD issued before.
     let later = issue_timestamp(&cluster).await;
     tokio::time::sleep(std::time::Duration::from_millis(350)).await;
-    let r = s.prewrite_req(prewrite("a", true, false)).await;
+    let r = s
+        .prewrite_req(kvrpcpb::PrewriteRequest {
+            context: Some(left),
+            ..prewrite("a", true, false)
+        })
+        .await;
     assert!(r.region_error.is_none() && r.errors.is_empty(), "{r:?}");
     assert!(r.min_commit_ts > later, "{} <= {later}", r.min_commit_ts);
 }

@@ -43,8 +43,6 @@ pub(crate) struct Node {
     max_ts: Mutex<std::collections::HashMap<u64, u64>>,
     /// How long a new leader takes to sync its max_ts from PD.
     max_ts_sync_delay: Mutex<std::time::Duration>,
-    /// Regions whose new leader has not synced its max_ts yet: region -> (store, synced at).
-    unsynced: Mutex<std::collections::HashMap<u64, (u64, std::time::Instant)>>,
 }
 
 /// TiKV's `wake-up-delay-duration`: how long after waking the head of a key's queue the
@@ -105,7 +103,6 @@ impl Node {
             safe_ts_lag: Mutex::new(std::time::Duration::ZERO),
             max_ts: Mutex::new(std::collections::HashMap::new()),
             max_ts_sync_delay: Mutex::new(std::time::Duration::ZERO),
-            unsynced: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -212,22 +209,17 @@ impl Node {
     }
 
     /// `store` now leads `region`: it syncs its max_ts from PD's latest timestamp, at once or
-    /// after the sync delay, refusing async-commit and 1PC prewrites until then (spec 1.5).
+    /// after the sync delay, refusing async-commit and 1PC prewrites and API v2 raw writes
+    /// until then (spec 1.5).
     pub(crate) fn new_leader(&self, region: u64, store: u64) {
         let delay = *lock(&self.max_ts_sync_delay);
-        let mut unsynced = lock(&self.unsynced);
-        if delay.is_zero() {
-            unsynced.remove(&region);
-            drop(unsynced);
-            self.raise_max_ts(store, self.cluster.last_ts().version());
-        } else {
-            unsynced.insert(region, (store, std::time::Instant::now() + delay));
+        let synced_at = (!delay.is_zero()).then(|| std::time::Instant::now() + delay);
+        if let Some(r) = self.cluster.meta().region_by_id_mut(region) {
+            r.max_ts_synced_at = synced_at;
         }
-    }
-
-    /// A region merged away needs no sync any more.
-    pub(crate) fn region_gone(&self, region: u64) {
-        lock(&self.unsynced).remove(&region);
+        if synced_at.is_none() {
+            self.raise_max_ts(store, self.cluster.last_ts().version());
+        }
     }
 
     pub(crate) fn set_max_ts_sync_delay(&self, delay: std::time::Duration) {
@@ -236,20 +228,18 @@ impl Node {
 
     /// Whether `store`, leading `region`, has synced its max_ts; a sync whose delay has
     /// passed completes here, taking PD's latest timestamp (every one issued until then).
-    pub(crate) fn max_ts_synced(&self, region: u64, store: u64) -> bool {
-        let mut unsynced = lock(&self.unsynced);
-        match unsynced.get(&region) {
-            Some(&(leader, at)) if leader == store => {
-                if std::time::Instant::now() < at {
-                    return false;
-                }
-                unsynced.remove(&region);
-                drop(unsynced);
-                self.raise_max_ts(store, self.cluster.last_ts().version());
-                true
-            }
-            _ => true,
+    pub(crate) fn max_ts_synced(&self, region: &Region, store: u64) -> bool {
+        let Some(at) = region.max_ts_synced_at else {
+            return true;
+        };
+        if std::time::Instant::now() < at {
+            return false;
         }
+        if let Some(r) = self.cluster.meta().region_by_id_mut(region.meta.id) {
+            r.max_ts_synced_at = None;
+        }
+        self.raise_max_ts(store, self.cluster.last_ts().version());
+        true
     }
 
     pub(crate) fn set_safe_ts_lag(&self, lag: std::time::Duration) {
@@ -747,7 +737,7 @@ impl MockTikv {
     /// `MaxTimestampNotSynced` while this store, a new leader of `region`, has not synced its
     /// max_ts from PD (spec 1.5, 2.3); `message` is TiKV's text for the storage error.
     fn unsynced_max_ts(&self, region: &Region, message: String) -> Option<Box<errorpb::Error>> {
-        if self.node.max_ts_synced(region.meta.id, self.store) {
+        if self.node.max_ts_synced(region, self.store) {
             return None;
         }
         Some(Box::new(errorpb::Error {

@@ -130,8 +130,8 @@ fn flush(mvcc: &mut Mvcc, req: &kvrpcpb::FlushRequest) -> Result<Vec<KeyErr>, Ke
         let own = match mvcc.locks.get(key) {
             Some(l) if l.ts != start => {
                 if committed(mvcc, key) {
-                    // A retried flush of a committed transaction: done.
-                    break;
+                    // A retried flush of a committed transaction: success, nothing written.
+                    return Ok(Vec::new());
                 }
                 locked.push(KeyErr::Locked(l.info(key)));
                 continue;
@@ -145,18 +145,19 @@ fn flush(mvcc: &mut Mvcc, req: &kvrpcpb::FlushRequest) -> Result<Vec<KeyErr>, Ke
             }
             own => own.cloned(),
         };
-        // The value this transaction sees: its own flushed write, else the committed one.
-        let exists = match &own {
-            Some(l) => l.lock_type == LockType::Put,
-            None => {
-                if let Err(e) = mvcc.check_conflict(key, start, &req.primary_key) {
-                    if committed(mvcc, key) {
-                        break;
-                    }
-                    return Err(e);
+        if own.is_none() {
+            if let Err(e) = mvcc.check_conflict(key, start, &req.primary_key) {
+                if committed(mvcc, key) {
+                    return Ok(Vec::new());
                 }
-                mvcc.exists(key).is_some()
+                return Err(e);
             }
+        }
+        // The value this transaction sees: its own flushed write, else the committed one.
+        let exists = match own.as_ref().map(|l| l.lock_type) {
+            Some(LockType::Put) => true,
+            Some(LockType::Delete) => false,
+            _ => mvcc.exists(key).is_some(),
         };
         if checks_existence && exists {
             return Err(KeyErr::AlreadyExist(key.clone()));
@@ -183,7 +184,7 @@ fn flush(mvcc: &mut Mvcc, req: &kvrpcpb::FlushRequest) -> Result<Vec<KeyErr>, Ke
                 // Unknown until the end: never resolved "lite".
                 txn_size: u64::MAX,
                 // Readers may push it; the request's min_commit_ts is not used.
-                min_commit_ts: start + 1,
+                min_commit_ts: start.saturating_add(1),
                 use_async_commit: false,
                 secondaries: Vec::new(),
                 rollback_ts: own.map(|l| l.rollback_ts).unwrap_or_default(),

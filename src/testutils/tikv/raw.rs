@@ -101,13 +101,18 @@ impl MockTikv {
         Ok(())
     }
 
-    fn check_write_keys(&self, region: &Region, keys: &[&[u8]]) -> Result<(), Reject> {
-        if let Some(k) = keys.iter().find(|k| k.len() > MAX_KEY_SIZE) {
-            return Err(Reject::Text(format!(
+    fn check_key_size(&self, keys: &[&[u8]]) -> Result<(), Reject> {
+        match keys.iter().find(|k| k.len() > MAX_KEY_SIZE) {
+            Some(k) => Err(Reject::Text(format!(
                 "max key size exceeded, size: {}, limit: {MAX_KEY_SIZE}",
                 k.len()
-            )));
+            ))),
+            None => Ok(()),
         }
+    }
+
+    /// Checked when the write is applied, after everything else.
+    fn check_in_region(&self, region: &Region, keys: &[&[u8]]) -> Result<(), Reject> {
         match keys
             .iter()
             .find(|k| !self.in_region(region, k, DataKind::Raw))
@@ -219,9 +224,10 @@ impl MockTikv {
             let cf = self
                 .raw_prelude(req.context.as_ref(), "raw_put", &[&req.key], &req.cf)
                 .map_err(Reject::Text)?;
-            self.check_write_keys(region, &[&req.key])?;
+            self.check_key_size(&[&req.key])?;
             self.check_ttl([req.ttl])?;
             self.check_causal_ts_synced(region)?;
+            self.check_in_region(region, &[&req.key])?;
             self.node.raw().put(
                 cf,
                 req.key.clone(),
@@ -247,7 +253,7 @@ impl MockTikv {
             let cf = self
                 .raw_prelude(req.context.as_ref(), "raw_batch_put", &keys, &req.cf)
                 .map_err(Reject::Text)?;
-            self.check_write_keys(region, &keys)?;
+            self.check_key_size(&keys)?;
             // The deprecated scalar `ttl` is ignored; `ttls` of length 1 applies to all.
             self.check_ttl(req.ttls.iter().copied())?;
             let ttls: Vec<u64> = match req.ttls.len() {
@@ -261,6 +267,7 @@ impl MockTikv {
                 }
             };
             self.check_causal_ts_synced(region)?;
+            self.check_in_region(region, &keys)?;
             let now = self.now_secs();
             let mut store = self.node.raw();
             for (pair, ttl) in req.pairs.iter().zip(ttls) {
@@ -283,8 +290,9 @@ impl MockTikv {
             let cf = self
                 .raw_prelude(req.context.as_ref(), "raw_delete", &[&req.key], &req.cf)
                 .map_err(Reject::Text)?;
-            self.check_write_keys(region, &[&req.key])?;
+            self.check_key_size(&[&req.key])?;
             self.check_causal_ts_synced(region)?;
+            self.check_in_region(region, &[&req.key])?;
             self.node.raw().delete(cf, &req.key);
             Ok(())
         };
@@ -304,8 +312,9 @@ impl MockTikv {
             let cf = self
                 .raw_prelude(req.context.as_ref(), "raw_batch_delete", &keys, &req.cf)
                 .map_err(Reject::Text)?;
-            self.check_write_keys(region, &keys)?;
+            self.check_key_size(&keys)?;
             self.check_causal_ts_synced(region)?;
+            self.check_in_region(region, &keys)?;
             let mut store = self.node.raw();
             keys.iter().for_each(|k| store.delete(cf, k));
             Ok(())
@@ -581,9 +590,10 @@ impl MockTikv {
                     &req.cf,
                 )
                 .map_err(Reject::Text)?;
-            self.check_write_keys(region, &[&req.key])?;
+            self.check_key_size(&[&req.key])?;
             self.check_ttl([req.ttl])?;
             self.check_causal_ts_synced(region)?;
+            self.check_in_region(region, &[&req.key])?;
             let now = self.now_secs();
             let mut store = self.node.raw();
             let previous = store.get(cf, &req.key, now).map(<[u8]>::to_vec);

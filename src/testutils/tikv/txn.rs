@@ -408,9 +408,7 @@ impl MockTikv {
                 ..Default::default()
             };
         }
-        if let Some(outside) = self.outside_region(region, keys) {
-            return outside;
-        }
+        // The max_ts check runs while processing; keys outside the region fail at apply.
         if req.use_async_commit || req.try_one_pc {
             let message = format!(
                 "Prewrite for async commit fails due to potentially stale max timestamp, start_ts: {}, region_id: {}",
@@ -422,6 +420,9 @@ impl MockTikv {
                     ..Default::default()
                 };
             }
+        }
+        if let Some(outside) = self.outside_region(region, keys) {
+            return outside;
         }
         let mut mvcc = self.mvcc();
         match prewrite(&mut mvcc, req) {
