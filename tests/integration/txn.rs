@@ -330,6 +330,79 @@ async fn orphaned_async_commit_secondaries_are_resolved() {
     assert_eq!(remaining_locks(&cluster).await, 0);
 }
 
+/// Prewrites `key` for an async-commit transaction whose primary is "e" with secondaries
+/// "g" and "q"; `async_lock` false writes a plain (non-async) lock.
+async fn async_member(cluster: &MockCluster, key: &str, start: u64, async_lock: bool) {
+    let (mut stub, ctx) = stub_for(cluster, key.as_bytes()).await;
+    let resp = stub
+        .kv_prewrite(kvrpcpb::PrewriteRequest {
+            context: Some(ctx),
+            mutations: vec![kvrpcpb::Mutation {
+                op: kvrpcpb::Op::Put as i32,
+                key: key.as_bytes().to_vec(),
+                value: b"abandoned".to_vec(),
+                ..Default::default()
+            }],
+            primary_lock: b"e".to_vec(),
+            start_version: start,
+            lock_ttl: 50,
+            txn_size: 3,
+            use_async_commit: async_lock,
+            secondaries: if key == "e" {
+                vec![b"g".to_vec(), b"q".to_vec()]
+            } else {
+                Vec::new()
+            },
+            min_commit_ts: start + 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        resp.errors.is_empty() && resp.region_error.is_none(),
+        "{resp:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_async_commit_transaction_missing_a_secondary_is_rolled_back() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    put_all(&client, &[("g", "old")]).await;
+    let start = client.current_timestamp().await.unwrap().version();
+    // "q" was never prewritten: the transaction cannot have committed.
+    async_member(&cluster, "e", start, true).await;
+    async_member(&cluster, "g", start, true).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let reader = client.begin_optimistic().await.unwrap();
+    let read = tokio::time::timeout(Duration::from_secs(10), reader.get("g")).await;
+    assert_eq!(read.expect("resolved in time").unwrap(), value("old"));
+    assert_eq!(reader.get("e").await.unwrap(), None);
+    assert_eq!(remaining_locks(&cluster).await, 0);
+    let checks = super::util::calls_of(&cluster, "KvCheckSecondaryLocks");
+    assert!(!checks.is_empty(), "the secondaries were checked");
+}
+
+#[tokio::test]
+async fn a_plain_lock_among_async_commit_secondaries_forces_a_sync_commit_check() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    put_all(&client, &[("g", "old")]).await;
+    let start = client.current_timestamp().await.unwrap().version();
+    async_member(&cluster, "e", start, true).await;
+    async_member(&cluster, "g", start, false).await;
+    async_member(&cluster, "q", start, true).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A plain lock means the transaction fell back to 2PC: its expired primary decides, and
+    // the primary is rolled back (only force_sync_commit lets TiKV roll back an async lock).
+    let reader = client.begin_optimistic().await.unwrap();
+    let read = tokio::time::timeout(Duration::from_secs(10), reader.get("q")).await;
+    assert_eq!(read.expect("resolved in time").unwrap(), None);
+    assert_eq!(reader.get("g").await.unwrap(), value("old"));
+    assert_eq!(remaining_locks(&cluster).await, 0);
+}
+
 #[tokio::test]
 async fn a_live_lock_makes_readers_wait() {
     let cluster = Arc::new(cluster().await);
