@@ -404,6 +404,35 @@ async fn a_plain_lock_among_async_commit_secondaries_forces_a_sync_commit_check(
 }
 
 #[tokio::test]
+async fn a_prewrite_conflicts_with_a_younger_lock_and_resolves_an_older_one() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    let mut txn = client.begin_optimistic().await.unwrap();
+    txn.put("k", "mine").await.unwrap();
+    let younger = client.current_timestamp().await.unwrap().version();
+    abandoned_prewrite(&cluster, &["k"], younger, 60_000, false).await;
+    cluster.clear_calls();
+    let err = txn.commit().await.unwrap_err();
+    let Error::WriteConflict(conflict) = &err else {
+        panic!("expected a write conflict, got {err:?}");
+    };
+    assert_eq!(conflict.conflict_ts, younger);
+    assert!(
+        super::util::calls_of(&cluster, "KvCheckTxnStatus").is_empty(),
+        "a younger lock is not resolved"
+    );
+
+    let older = client.current_timestamp().await.unwrap().version();
+    abandoned_prewrite(&cluster, &["m"], older, 10, false).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut txn = client.begin_optimistic().await.unwrap();
+    txn.put("m", "mine").await.unwrap();
+    txn.commit().await.unwrap();
+    let reader = client.begin_optimistic().await.unwrap();
+    assert_eq!(reader.get("m").await.unwrap(), value("mine"));
+}
+
+#[tokio::test]
 async fn a_live_lock_makes_readers_wait() {
     let cluster = Arc::new(cluster().await);
     let client = client(&cluster).await;
