@@ -196,6 +196,10 @@ pub struct Labels {
     pub replica_read: bool,
     /// `stale_read`: a replica may serve it up to its safe ts.
     pub stale_read: bool,
+    /// `resolved_locks`: transactions whose locks the reader may ignore.
+    pub resolved_locks: Vec<u64>,
+    /// `committed_locks`: transactions whose locked values the reader may read as committed.
+    pub committed_locks: Vec<u64>,
 }
 
 impl Labels {
@@ -218,6 +222,8 @@ impl Labels {
             is_retry_request: ctx.is_retry_request,
             replica_read: ctx.replica_read,
             stale_read: ctx.stale_read,
+            resolved_locks: ctx.resolved_locks.clone(),
+            committed_locks: ctx.committed_locks.clone(),
         }
     }
 }

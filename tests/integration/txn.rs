@@ -433,6 +433,75 @@ async fn a_prewrite_conflicts_with_a_younger_lock_and_resolves_an_older_one() {
 }
 
 #[tokio::test]
+async fn a_read_retried_past_locks_names_them_as_committed_or_resolved() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    // Transaction a: its primary "e" committed, its secondary "g" still locked.
+    let a = client.current_timestamp().await.unwrap().version();
+    abandoned_prewrite(&cluster, &["e", "g"], a, 60_000, false).await;
+    let commit = client.current_timestamp().await.unwrap().version();
+    let (mut stub, ctx) = stub_for(&cluster, b"e").await;
+    stub.kv_commit(kvrpcpb::CommitRequest {
+        context: Some(ctx),
+        start_version: a,
+        keys: vec![b"e".to_vec()],
+        commit_version: commit,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // Transaction b: an expired lock on "i" (its primary, rolled back by the reader).
+    let b = client.current_timestamp().await.unwrap().version();
+    abandoned_prewrite(&cluster, &["i"], b, 10, false).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let reader = client.begin_optimistic().await.unwrap();
+    cluster.clear_calls();
+    assert_eq!(reader.get("g").await.unwrap(), value("abandoned"));
+    assert_eq!(reader.get("i").await.unwrap(), None);
+    let gets = super::util::calls_of(&cluster, "KvGet");
+    assert!(
+        gets.iter().any(|c| c.labels.committed_locks == vec![a]),
+        "a committed before the reader: {gets:?}"
+    );
+    assert!(
+        gets.iter().any(|c| c.labels.resolved_locks == vec![b]),
+        "b rolled back: {gets:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_lock_whose_primary_was_never_written_is_rolled_back_once_expired() {
+    let cluster = cluster().await;
+    let client = client(&cluster).await;
+    put_all(&client, &[("q", "old")]).await;
+    let start = client.current_timestamp().await.unwrap().version();
+    // A secondary whose primary "p" was never prewritten: CheckTxnStatus finds nothing.
+    let (mut stub, ctx) = stub_for(&cluster, b"q").await;
+    stub.kv_prewrite(kvrpcpb::PrewriteRequest {
+        context: Some(ctx),
+        mutations: vec![kvrpcpb::Mutation {
+            op: kvrpcpb::Op::Put as i32,
+            key: b"q".to_vec(),
+            value: b"abandoned".to_vec(),
+            ..Default::default()
+        }],
+        primary_lock: b"p".to_vec(),
+        start_version: start,
+        lock_ttl: 10,
+        txn_size: 2,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let reader = client.begin_optimistic().await.unwrap();
+    let read = tokio::time::timeout(Duration::from_secs(10), reader.get("q")).await;
+    assert_eq!(read.expect("resolved in time").unwrap(), value("old"));
+    assert_eq!(remaining_locks(&cluster).await, 0);
+}
+
+#[tokio::test]
 async fn a_live_lock_makes_readers_wait() {
     let cluster = Arc::new(cluster().await);
     let client = client(&cluster).await;
