@@ -762,3 +762,574 @@ async fn leader_transfer_and_merge_change_routing() {
     );
     assert_eq!(leader2, other);
 }
+
+fn pair(key: &[u8], value: &[u8]) -> kvrpcpb::KvPair {
+    kvrpcpb::KvPair {
+        key: key.to_vec(),
+        value: value.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn scanned_keys(kvs: Vec<kvrpcpb::KvPair>) -> Vec<String> {
+    kvs.into_iter()
+        .map(|p| {
+            assert!(p.error.is_none(), "{p:?}");
+            String::from_utf8(p.key).unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn column_families_outside_the_known_set_are_refused_by_name() {
+    let cluster = MockCluster::builder().start().await.unwrap();
+    let (ctx, leader) = ctx_for(&cluster, b"k");
+    let mut client = tikv(&cluster, leader).await;
+    let put_cf = |cf: &str| kvrpcpb::RawPutRequest {
+        context: Some(ctx.clone()),
+        key: b"k".to_vec(),
+        value: b"v".to_vec(),
+        cf: cf.into(),
+        ..Default::default()
+    };
+    let resp = client.raw_put(put_cf("nope")).await.unwrap().into_inner();
+    assert_eq!(resp.error, "invalid cf name: nope");
+    assert!(get(&cluster, b"k").await.not_found, "nothing written");
+    // "default", "lock" and "write" are accepted ("" is default).
+    for cf in ["default", "lock", "write"] {
+        let resp = client.raw_put(put_cf(cf)).await.unwrap().into_inner();
+        assert!(resp.error.is_empty(), "{cf}: {resp:?}");
+    }
+    let resp = client
+        .raw_get(kvrpcpb::RawGetRequest {
+            context: Some(ctx.clone()),
+            key: b"k".to_vec(),
+            cf: "bogus".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.error, "invalid cf name: bogus");
+    // RawBatchGet has no error string: the failure is one pair with error.abort.
+    let resp = client
+        .raw_batch_get(kvrpcpb::RawBatchGetRequest {
+            context: Some(ctx.clone()),
+            keys: vec![b"k".to_vec()],
+            cf: "bogus".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.pairs.len(), 1, "{resp:?}");
+    assert_eq!(
+        resp.pairs[0].error.as_ref().unwrap().abort,
+        "invalid cf name: bogus"
+    );
+}
+
+#[tokio::test]
+async fn api_v2_requires_an_empty_column_family() {
+    let cluster = MockCluster::builder()
+        .api_version(ApiVersion::V2)
+        .start()
+        .await
+        .unwrap();
+    let key = b"r\0\0\0k".to_vec();
+    let (mut ctx, leader) = ctx_for(&cluster, &key);
+    ctx.api_version = kvrpcpb::ApiVersion::V2 as i32;
+    let mut client = tikv(&cluster, leader).await;
+    let put_cf = |cf: &str| kvrpcpb::RawPutRequest {
+        context: Some(ctx.clone()),
+        key: key.clone(),
+        value: b"v".to_vec(),
+        cf: cf.into(),
+        ..Default::default()
+    };
+    let resp = client
+        .raw_put(put_cf("default"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.error, "cf is deprecated in API V2, cf name: default");
+    let resp = client.raw_put(put_cf("")).await.unwrap().into_inner();
+    assert!(
+        resp.error.is_empty() && resp.region_error.is_none(),
+        "{resp:?}"
+    );
+}
+
+#[tokio::test]
+async fn writes_outside_the_region_get_key_not_in_region_and_write_nothing() {
+    let cluster = MockCluster::builder()
+        .split_raw(["m"])
+        .start()
+        .await
+        .unwrap();
+    let (ctx, leader) = ctx_for(&cluster, b"a");
+    let mut client = tikv(&cluster, leader).await;
+    let kn = |e: Option<errorpb::Error>| {
+        let e = e.expect("a region error");
+        let kn = e.key_not_in_region.expect("key_not_in_region");
+        assert_eq!(kn.key, b"z", "names the offending key");
+        assert_eq!(kn.end_key, b"m", "and the region's bounds");
+    };
+    kn(client
+        .raw_put(kvrpcpb::RawPutRequest {
+            context: Some(ctx.clone()),
+            key: b"z".to_vec(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .region_error);
+    kn(client
+        .raw_batch_put(kvrpcpb::RawBatchPutRequest {
+            context: Some(ctx.clone()),
+            pairs: vec![pair(b"b", b"v"), pair(b"z", b"v")],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .region_error);
+    assert!(
+        get(&cluster, b"b").await.not_found,
+        "a batch with one key outside writes nothing"
+    );
+    assert!(get(&cluster, b"z").await.not_found);
+
+    put(&cluster, b"z", b"v").await;
+    kn(client
+        .raw_delete(kvrpcpb::RawDeleteRequest {
+            context: Some(ctx.clone()),
+            key: b"z".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .region_error);
+    kn(client
+        .raw_batch_delete(kvrpcpb::RawBatchDeleteRequest {
+            context: Some(ctx.clone()),
+            keys: vec![b"z".to_vec()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .region_error);
+    assert_eq!(get(&cluster, b"z").await.value, b"v", "not deleted");
+}
+
+#[tokio::test]
+async fn batch_get_answers_a_key_outside_the_region_with_a_per_key_abort() {
+    let cluster = MockCluster::builder()
+        .split_raw(["m"])
+        .start()
+        .await
+        .unwrap();
+    put(&cluster, b"a", b"1").await;
+    put(&cluster, b"z", b"2").await;
+    let (ctx, leader) = ctx_for(&cluster, b"a");
+    let resp = tikv(&cluster, leader)
+        .await
+        .raw_batch_get(kvrpcpb::RawBatchGetRequest {
+            context: Some(ctx),
+            keys: vec![b"a".to_vec(), b"z".to_vec()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(resp.region_error.is_none(), "not a region error: {resp:?}");
+    assert_eq!(resp.pairs.len(), 2, "{resp:?}");
+    assert_eq!(
+        (&resp.pairs[0].key[..], &resp.pairs[0].value[..]),
+        (&b"a"[..], &b"1"[..])
+    );
+    let outside = &resp.pairs[1];
+    assert!(
+        outside.key.is_empty() && outside.value.is_empty(),
+        "only error.abort: {outside:?}"
+    );
+    let e = outside.error.as_ref().unwrap();
+    assert!(!e.abort.is_empty() && e.locked.is_none(), "{e:?}");
+}
+
+#[tokio::test]
+async fn a_v1_server_refuses_ttl_in_batch_put_and_cas_and_errors_on_get_key_ttl() {
+    let cluster = MockCluster::builder().start().await.unwrap();
+    let (ctx, leader) = ctx_for(&cluster, b"k");
+    let mut client = tikv(&cluster, leader).await;
+    const TTL_ERROR: &str = "ttl is not enabled, but get put request with ttl";
+    let resp = client
+        .raw_batch_put(kvrpcpb::RawBatchPutRequest {
+            context: Some(ctx.clone()),
+            pairs: vec![pair(b"k", b"v"), pair(b"k2", b"v")],
+            ttls: vec![0, 10],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.error, TTL_ERROR);
+    assert!(get(&cluster, b"k").await.not_found, "nothing written");
+    // An all-zero `ttls` is no TTL and is accepted.
+    let resp = client
+        .raw_batch_put(kvrpcpb::RawBatchPutRequest {
+            context: Some(ctx.clone()),
+            pairs: vec![pair(b"k", b"v")],
+            ttls: vec![0],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(resp.error.is_empty(), "{resp:?}");
+
+    let resp = client
+        .raw_compare_and_swap(kvrpcpb::RawCasRequest {
+            context: Some(ctx.clone()),
+            key: b"c".to_vec(),
+            value: b"v".to_vec(),
+            previous_not_exist: true,
+            ttl: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.error, TTL_ERROR);
+    assert!(!resp.succeed);
+    assert!(get(&cluster, b"c").await.not_found, "nothing written");
+
+    // Real TiKV panics; the mock answers with an error instead of a TTL.
+    let resp = client
+        .raw_get_key_ttl(kvrpcpb::RawGetKeyTtlRequest {
+            context: Some(ctx.clone()),
+            key: b"k".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!resp.error.is_empty(), "{resp:?}");
+    assert_eq!((resp.ttl, resp.not_found), (0, false));
+}
+
+#[tokio::test]
+async fn compare_and_swap_treats_an_expired_value_as_absent() {
+    let cluster = MockCluster::builder()
+        .api_version(ApiVersion::V1Ttl)
+        .start()
+        .await
+        .unwrap();
+    let (ctx, leader) = ctx_for(&cluster, b"k");
+    let mut client = tikv(&cluster, leader).await;
+    let resp = client
+        .raw_put(kvrpcpb::RawPutRequest {
+            context: Some(ctx.clone()),
+            key: b"k".to_vec(),
+            value: b"old".to_vec(),
+            ttl: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(resp.error.is_empty(), "{resp:?}");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let ttl = client
+        .raw_get_key_ttl(kvrpcpb::RawGetKeyTtlRequest {
+            context: Some(ctx.clone()),
+            key: b"k".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(ttl.not_found, "an expired key has no TTL: {ttl:?}");
+    let cas = |prev: Option<&[u8]>| kvrpcpb::RawCasRequest {
+        context: Some(ctx.clone()),
+        key: b"k".to_vec(),
+        value: b"new".to_vec(),
+        previous_not_exist: prev.is_none(),
+        previous_value: prev.unwrap_or_default().to_vec(),
+        ..Default::default()
+    };
+    let r = client
+        .raw_compare_and_swap(cas(Some(b"old")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        !r.succeed && r.previous_not_exist && r.previous_value.is_empty(),
+        "the expired value does not match: {r:?}"
+    );
+    let r = client
+        .raw_compare_and_swap(cas(None))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.succeed && r.previous_not_exist, "{r:?}");
+    assert_eq!(get(&cluster, b"k").await.value, b"new");
+}
+
+#[tokio::test]
+async fn batch_put_broadcasts_a_single_ttl_refuses_mismatched_lengths_and_ignores_the_scalar_ttl() {
+    let cluster = MockCluster::builder()
+        .api_version(ApiVersion::V1Ttl)
+        .start()
+        .await
+        .unwrap();
+    let (ctx, leader) = ctx_for(&cluster, b"a");
+    let mut client = tikv(&cluster, leader).await;
+    let batch =
+        |pairs: Vec<kvrpcpb::KvPair>, ttls: Vec<u64>, ttl: u64| kvrpcpb::RawBatchPutRequest {
+            context: Some(ctx.clone()),
+            pairs,
+            ttls,
+            ttl,
+            ..Default::default()
+        };
+    let key_ttl = |key: &[u8]| kvrpcpb::RawGetKeyTtlRequest {
+        context: Some(ctx.clone()),
+        key: key.to_vec(),
+        ..Default::default()
+    };
+    // One ttl applies to every pair.
+    let resp = client
+        .raw_batch_put(batch(
+            vec![pair(b"a", b"1"), pair(b"b", b"2"), pair(b"c", b"3")],
+            vec![100],
+            0,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(resp.error.is_empty(), "{resp:?}");
+    for k in [b"a", b"b", b"c"] {
+        let ttl = client
+            .raw_get_key_ttl(key_ttl(k))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            !ttl.not_found && ttl.ttl > 90 && ttl.ttl <= 100,
+            "{k:?}: {ttl:?}"
+        );
+    }
+    // Neither empty, nor 1, nor the number of pairs.
+    let resp = client
+        .raw_batch_put(batch(
+            vec![pair(b"d", b"1"), pair(b"e", b"2"), pair(b"f", b"3")],
+            vec![10, 20],
+            0,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        resp.error,
+        "The length of ttls does not equal to the length of pairs"
+    );
+    assert!(get(&cluster, b"d").await.not_found, "nothing written");
+    // The deprecated scalar `ttl` is ignored: no TTL is stored.
+    let resp = client
+        .raw_batch_put(batch(vec![pair(b"g", b"1")], vec![], 100))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(resp.error.is_empty(), "{resp:?}");
+    let ttl = client
+        .raw_get_key_ttl(key_ttl(b"g"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!ttl.not_found && ttl.ttl == 0, "{ttl:?}");
+}
+
+#[tokio::test]
+async fn a_v1_server_ignores_the_deprecated_scalar_ttl_of_batch_put() {
+    let cluster = MockCluster::builder().start().await.unwrap();
+    let (ctx, leader) = ctx_for(&cluster, b"k");
+    let resp = tikv(&cluster, leader)
+        .await
+        .raw_batch_put(kvrpcpb::RawBatchPutRequest {
+            context: Some(ctx),
+            pairs: vec![pair(b"k", b"v")],
+            ttl: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(resp.error.is_empty(), "not a TTL error: {resp:?}");
+    assert_eq!(get(&cluster, b"k").await.value, b"v");
+}
+
+#[tokio::test]
+async fn batch_scan_truncates_each_range_to_each_limit_in_both_directions() {
+    let cluster = MockCluster::builder().start().await.unwrap();
+    for k in ["a", "b", "c", "d", "e", "f"] {
+        put(&cluster, k.as_bytes(), k.as_bytes()).await;
+    }
+    let (ctx, leader) = ctx_for(&cluster, b"a");
+    let mut client = tikv(&cluster, leader).await;
+    let range = |s: &str, e: &str| kvrpcpb::KeyRange {
+        start_key: s.as_bytes().to_vec(),
+        end_key: e.as_bytes().to_vec(),
+    };
+    let batch_scan = |ranges: Vec<kvrpcpb::KeyRange>, each_limit: u32, reverse: bool| {
+        kvrpcpb::RawBatchScanRequest {
+            context: Some(ctx.clone()),
+            ranges,
+            each_limit,
+            reverse,
+            ..Default::default()
+        }
+    };
+    let resp = client
+        .raw_batch_scan(batch_scan(vec![range("a", "d"), range("d", "")], 2, false))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(scanned_keys(resp.kvs), ["a", "b", "d", "e"]);
+    // Reverse: each range's start is its exclusive upper bound, end its inclusive lower
+    // bound; each range descends, ranges come in request order.
+    let resp = client
+        .raw_batch_scan(batch_scan(vec![range("c", "a"), range("f", "d")], 5, true))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(scanned_keys(resp.kvs), ["b", "a", "e", "d"]);
+    let resp = client
+        .raw_batch_scan(batch_scan(vec![range("f", "a"), range("c", "")], 1, true))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(scanned_keys(resp.kvs), ["e", "b"]);
+    // Reverse, an empty end becomes the next range's start; the last range is unbounded.
+    let resp = client
+        .raw_batch_scan(batch_scan(vec![range("f", ""), range("c", "")], 5, true))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(scanned_keys(resp.kvs), ["e", "d", "c", "b", "a"]);
+    // A forward-ordered range in a reverse scan is invalid.
+    let resp = client
+        .raw_batch_scan(batch_scan(vec![range("a", "c")], 5, true))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(resp.kvs[0]
+        .error
+        .as_ref()
+        .unwrap()
+        .abort
+        .contains("Invalid KeyRanges"));
+}
+
+#[tokio::test]
+async fn checksum_refuses_algorithms_other_than_crc64_xor() {
+    let cluster = MockCluster::builder().start().await.unwrap();
+    put(&cluster, b"a", b"1").await;
+    let (ctx, leader) = ctx_for(&cluster, b"a");
+    let resp = tikv(&cluster, leader)
+        .await
+        .raw_checksum(kvrpcpb::RawChecksumRequest {
+            context: Some(ctx),
+            algorithm: kvrpcpb::ChecksumAlgorithm::Crc64Xor as i32 + 1,
+            ranges: vec![kvrpcpb::KeyRange::default()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!resp.error.is_empty(), "{resp:?}");
+    assert_eq!((resp.checksum, resp.total_kvs, resp.total_bytes), (0, 0, 0));
+}
+
+#[tokio::test]
+async fn api_v2_scans_with_an_empty_bound_are_refused() {
+    let cluster = MockCluster::builder()
+        .api_version(ApiVersion::V2)
+        .start()
+        .await
+        .unwrap();
+    let key = b"r\0\0\0a".to_vec();
+    let (mut ctx, leader) = ctx_for(&cluster, &key);
+    ctx.api_version = kvrpcpb::ApiVersion::V2 as i32;
+    let mut client = tikv(&cluster, leader).await;
+    let resp = client
+        .raw_put(kvrpcpb::RawPutRequest {
+            context: Some(ctx.clone()),
+            key: key.clone(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(resp.error.is_empty(), "{resp:?}");
+    let scan = |start: &[u8], end: &[u8], reverse: bool| kvrpcpb::RawScanRequest {
+        context: Some(ctx.clone()),
+        start_key: start.to_vec(),
+        end_key: end.to_vec(),
+        limit: 10,
+        reverse,
+        ..Default::default()
+    };
+    let refused = |kvs: &[kvrpcpb::KvPair], cmd: &str| {
+        assert_eq!(kvs.len(), 1, "{kvs:?}");
+        let abort = &kvs[0].error.as_ref().expect("error.abort").abort;
+        let prefix =
+            format!("Key mode mismatched with the request mode, cmd: {cmd}, storage: V2, range: ");
+        assert!(abort.starts_with(&prefix), "{abort}");
+    };
+    // Forward with an empty end, and reverse with an empty lower bound (its end_key).
+    let resp = client
+        .raw_scan(scan(b"r\0\0\0", b"", false))
+        .await
+        .unwrap()
+        .into_inner();
+    refused(&resp.kvs, "raw_scan");
+    let resp = client
+        .raw_scan(scan(b"r\0\0\x01", b"", true))
+        .await
+        .unwrap()
+        .into_inner();
+    refused(&resp.kvs, "raw_scan");
+    // An empty start is refused too.
+    let resp = client
+        .raw_scan(scan(b"", b"s", false))
+        .await
+        .unwrap()
+        .into_inner();
+    refused(&resp.kvs, "raw_scan");
+    let resp = client
+        .raw_batch_scan(kvrpcpb::RawBatchScanRequest {
+            context: Some(ctx.clone()),
+            ranges: vec![kvrpcpb::KeyRange {
+                start_key: b"r\0\0\0".to_vec(),
+                end_key: Vec::new(),
+            }],
+            each_limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    refused(&resp.kvs, "raw_batch_scan");
+    // An explicit end (the keyspace end, or the next mode byte) is accepted.
+    for end in [&b"r\0\0\x01"[..], &b"s"[..]] {
+        let resp = client
+            .raw_scan(scan(b"r\0\0\0", end, false))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(scanned_keys(resp.kvs), ["r\0\0\0a"]);
+    }
+}
