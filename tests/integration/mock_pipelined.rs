@@ -73,6 +73,21 @@ impl Txn {
             .collect()
     }
 
+    /// Every lock in the region.
+    async fn locks(&mut self) -> Vec<kvrpcpb::LockInfo> {
+        let req = kvrpcpb::ScanLockRequest {
+            context: Some(self.ctx.clone()),
+            max_version: u64::MAX,
+            ..Default::default()
+        };
+        self.client
+            .kv_scan_lock(req)
+            .await
+            .unwrap()
+            .into_inner()
+            .locks
+    }
+
     async fn get(&mut self, key: &str, version: u64) -> kvrpcpb::GetResponse {
         let req = kvrpcpb::GetRequest {
             context: Some(self.ctx.clone()),
@@ -134,17 +149,7 @@ async fn flushes_write_locks_by_generation_and_commit_like_prewrites() {
         pairs(&[("a", "v3"), ("b", "")]),
         "a deletion reads as an empty value"
     );
-    let locks = t
-        .client
-        .kv_scan_lock(kvrpcpb::ScanLockRequest {
-            context: Some(ctx.clone()),
-            max_version: u64::MAX,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .locks;
+    let locks = t.locks().await;
     let a = &locks[0];
     assert_eq!(
         (a.key.as_slice(), a.txn_size, a.min_commit_ts, a.lock_ttl),
@@ -180,17 +185,7 @@ async fn flushes_write_locks_by_generation_and_commit_like_prewrites() {
     let min_commit_ts = |locks: &[kvrpcpb::LockInfo], key: &[u8]| {
         locks.iter().find(|l| l.key == key).map(|l| l.min_commit_ts)
     };
-    let locks = t
-        .client
-        .kv_scan_lock(kvrpcpb::ScanLockRequest {
-            context: Some(ctx.clone()),
-            max_version: u64::MAX,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .locks;
+    let locks = t.locks().await;
     assert_eq!(min_commit_ts(&locks, b"a"), Some(ts(12)));
     assert_eq!(min_commit_ts(&locks, b"p"), Some(0));
     t.client

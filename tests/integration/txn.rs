@@ -201,38 +201,60 @@ pub(crate) async fn abandoned_prewrite(
     ttl_ms: u64,
     async_commit: bool,
 ) {
-    let secondaries: Vec<Vec<u8>> = keys[1..].iter().map(|k| k.as_bytes().to_vec()).collect();
     for key in keys {
-        let (mut stub, ctx) = stub_for(cluster, key.as_bytes()).await;
-        let resp = stub
-            .kv_prewrite(kvrpcpb::PrewriteRequest {
-                context: Some(ctx),
-                mutations: vec![kvrpcpb::Mutation {
-                    op: kvrpcpb::Op::Put as i32,
-                    key: key.as_bytes().to_vec(),
-                    value: b"abandoned".to_vec(),
-                    ..Default::default()
-                }],
-                primary_lock: keys[0].as_bytes().to_vec(),
-                start_version: start,
-                lock_ttl: ttl_ms,
-                txn_size: keys.len() as u64,
-                use_async_commit: async_commit,
-                secondaries: if async_commit && *key == keys[0] {
-                    secondaries.clone()
-                } else {
-                    vec![]
-                },
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert!(
-            resp.errors.is_empty() && resp.region_error.is_none(),
-            "{resp:?}"
-        );
+        prewrite_member(
+            cluster,
+            key,
+            keys[0],
+            &keys[1..],
+            start,
+            ttl_ms,
+            async_commit,
+        )
+        .await;
     }
+}
+
+/// Prewrites `key` ("abandoned") as one member of a transaction with this primary and these
+/// secondaries, listed on the primary when `async_commit`.
+async fn prewrite_member(
+    cluster: &MockCluster,
+    key: &str,
+    primary: &str,
+    secondaries: &[&str],
+    start: u64,
+    ttl_ms: u64,
+    async_commit: bool,
+) {
+    let (mut stub, ctx) = stub_for(cluster, key.as_bytes()).await;
+    let resp = stub
+        .kv_prewrite(kvrpcpb::PrewriteRequest {
+            context: Some(ctx),
+            mutations: vec![kvrpcpb::Mutation {
+                op: kvrpcpb::Op::Put as i32,
+                key: key.as_bytes().to_vec(),
+                value: b"abandoned".to_vec(),
+                ..Default::default()
+            }],
+            primary_lock: primary.as_bytes().to_vec(),
+            start_version: start,
+            lock_ttl: ttl_ms,
+            txn_size: secondaries.len() as u64 + 1,
+            use_async_commit: async_commit,
+            secondaries: if async_commit && key == primary {
+                secondaries.iter().map(|k| k.as_bytes().to_vec()).collect()
+            } else {
+                Vec::new()
+            },
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        resp.errors.is_empty() && resp.region_error.is_none(),
+        "{resp:?}"
+    );
 }
 
 pub(crate) async fn remaining_locks(cluster: &MockCluster) -> usize {
@@ -330,39 +352,10 @@ async fn orphaned_async_commit_secondaries_are_resolved() {
     assert_eq!(remaining_locks(&cluster).await, 0);
 }
 
-/// Prewrites `key` for an async-commit transaction whose primary is "e" with secondaries
-/// "g" and "q"; `async_lock` false writes a plain (non-async) lock.
+/// Prewrites `key` in an async-commit transaction with primary "e" and secondaries "g" and
+/// "q"; `async_lock` false writes a plain lock.
 async fn async_member(cluster: &MockCluster, key: &str, start: u64, async_lock: bool) {
-    let (mut stub, ctx) = stub_for(cluster, key.as_bytes()).await;
-    let resp = stub
-        .kv_prewrite(kvrpcpb::PrewriteRequest {
-            context: Some(ctx),
-            mutations: vec![kvrpcpb::Mutation {
-                op: kvrpcpb::Op::Put as i32,
-                key: key.as_bytes().to_vec(),
-                value: b"abandoned".to_vec(),
-                ..Default::default()
-            }],
-            primary_lock: b"e".to_vec(),
-            start_version: start,
-            lock_ttl: 50,
-            txn_size: 3,
-            use_async_commit: async_lock,
-            secondaries: if key == "e" {
-                vec![b"g".to_vec(), b"q".to_vec()]
-            } else {
-                Vec::new()
-            },
-            min_commit_ts: start + 1,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(
-        resp.errors.is_empty() && resp.region_error.is_none(),
-        "{resp:?}"
-    );
+    prewrite_member(cluster, key, "e", &["g", "q"], start, 50, async_lock).await;
 }
 
 #[tokio::test]
@@ -477,23 +470,7 @@ async fn a_lock_whose_primary_was_never_written_is_rolled_back_once_expired() {
     put_all(&client, &[("q", "old")]).await;
     let start = client.current_timestamp().await.unwrap().version();
     // A secondary whose primary "p" was never prewritten: CheckTxnStatus finds nothing.
-    let (mut stub, ctx) = stub_for(&cluster, b"q").await;
-    stub.kv_prewrite(kvrpcpb::PrewriteRequest {
-        context: Some(ctx),
-        mutations: vec![kvrpcpb::Mutation {
-            op: kvrpcpb::Op::Put as i32,
-            key: b"q".to_vec(),
-            value: b"abandoned".to_vec(),
-            ..Default::default()
-        }],
-        primary_lock: b"p".to_vec(),
-        start_version: start,
-        lock_ttl: 10,
-        txn_size: 2,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    prewrite_member(&cluster, "q", "p", &["q"], start, 10, false).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let reader = client.begin_optimistic().await.unwrap();
     let read = tokio::time::timeout(Duration::from_secs(10), reader.get("q")).await;
