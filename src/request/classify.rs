@@ -11,9 +11,13 @@ pub enum Action {
     RetryOnLeader(metapb::Peer),
     /// Retry the same request on the same region after backing off.
     Retry(BackoffKind),
-    /// A replica is behind for a stale read: read the same at once on the leader, not stale
-    /// (client-go retries on the leader without backoff).
-    ReadFromLeader,
+    /// A replica could not serve a replica or stale read: read the same at once on the leader,
+    /// as a plain read (client-go retries on the leader without backoff), first dropping the
+    /// region from the cache if `invalidate` says why.
+    ReadFromLeader {
+        /// Why the cached region is stale, if it is.
+        invalidate: Option<InvalidReason>,
+    },
     /// Cache the regions the error carries, then re-split the request without sleeping.
     EpochNotMatch(Vec<metapb::Region>),
     /// Drop the region from the cache, back off, then re-split the request.
@@ -37,8 +41,9 @@ fn reshard(invalidate: InvalidReason, backoff: BackoffKind) -> Action {
     }
 }
 
-/// Classifies a region error.
-pub fn classify(e: &errorpb::Error) -> Action {
+/// Classifies a region error; `from_replica` says a follower (not the leader) answered a
+/// replica or stale read.
+pub fn classify(e: &errorpb::Error, from_replica: bool) -> Action {
     use BackoffKind as B;
     use InvalidReason as R;
     if let Some(nl) = &e.not_leader {
@@ -55,7 +60,14 @@ pub fn classify(e: &errorpb::Error) -> Action {
         };
     }
     if e.region_not_found.is_some() {
-        return reshard(R::RegionNotFound, B::RegionMiss);
+        return if from_replica {
+            // A replica without the region: the leader is asked once instead.
+            Action::ReadFromLeader {
+                invalidate: Some(R::RegionNotFound),
+            }
+        } else {
+            reshard(R::RegionNotFound, B::RegionMiss)
+        };
     }
     if e.key_not_in_region.is_some()
         || e.mismatch_peer_id.is_some()
@@ -89,7 +101,7 @@ pub fn classify(e: &errorpb::Error) -> Action {
         return Action::Retry(B::TikvDiskFull);
     }
     if e.data_is_not_ready.is_some() {
-        return Action::ReadFromLeader;
+        return Action::ReadFromLeader { invalidate: None };
     }
     if e.recovery_in_progress.is_some() {
         return reshard(R::Other, B::RegionRecoveryInProgress);
@@ -241,7 +253,7 @@ mod tests {
             (
                 "DataIsNotReady",
                 e(|e| e.data_is_not_ready = Some(Default::default())),
-                Action::ReadFromLeader,
+                Action::ReadFromLeader { invalidate: None },
             ),
             (
                 "RecoveryInProgress",
@@ -287,7 +299,17 @@ mod tests {
             ),
         ];
         for (name, error, expected) in rows {
-            assert_eq!(classify(&error), expected, "{name}");
+            assert_eq!(classify(&error, false), expected, "{name}");
         }
+        // From a replica, RegionNotFound sends the read to the leader; nothing else changes.
+        let missing = e(|e| e.region_not_found = Some(Default::default()));
+        assert_eq!(
+            classify(&missing, true),
+            Action::ReadFromLeader {
+                invalidate: Some(R::RegionNotFound)
+            }
+        );
+        let busy = e(|e| e.server_is_busy = Some(Default::default()));
+        assert_eq!(classify(&busy, true), classify(&busy, false));
     }
 }

@@ -452,20 +452,9 @@ impl Executor {
         let Some(region_error) = resp.take_region_error() else {
             return Ok(Step::Done(resp));
         };
-        let to_replica =
+        let from_replica =
             (replica_read || stale_read) && region.target_peer().map(|p| p.id) != Some(peer.id);
-        if to_replica && region_error.region_not_found.is_some() {
-            // client-go: a replica without the region; the leader is asked once instead.
-            log::debug!(
-                "region {} not on store {}: reading from the leader",
-                region.id,
-                peer.store_id
-            );
-            self.cache
-                .invalidate(region.id, InvalidReason::RegionNotFound);
-            return Ok(Step::LeaderRead);
-        }
-        self.on_region_error(region, peer.store_id, region_error, backoffer)
+        self.on_region_error(region, peer.store_id, from_replica, region_error, backoffer)
             .await
     }
 
@@ -473,12 +462,13 @@ impl Executor {
         &self,
         region: &Region,
         store: u64,
+        from_replica: bool,
         e: errorpb::Error,
         backoffer: &mut Backoffer,
     ) -> Result<Step<T>> {
         let rt = &self.config.runtime;
         log::debug!("region {} on store {store}: {}", region.id, e.message);
-        match classify(&e) {
+        match classify(&e, from_replica) {
             Action::RetryOnLeader(leader) => {
                 if self.cache.update_leader(region.id, &leader) {
                     Ok(Step::Retry)
@@ -487,7 +477,12 @@ impl Executor {
                     Ok(Step::Relocate)
                 }
             }
-            Action::ReadFromLeader => Ok(Step::LeaderRead),
+            Action::ReadFromLeader { invalidate } => {
+                if let Some(reason) = invalidate {
+                    self.cache.invalidate(region.id, reason);
+                }
+                Ok(Step::LeaderRead)
+            }
             Action::Retry(kind) => {
                 backoffer.backoff(rt, kind, Error::from(e)).await?;
                 Ok(Step::Retry)
