@@ -157,8 +157,6 @@ pub(crate) struct Mvcc {
     /// key -> commit ts -> record (iterate `.rev()` for newest first).
     pub writes: BTreeMap<Vec<u8>, BTreeMap<u64, Write>>,
     pub max_ts: u64,
-    /// The safe point the last garbage collection ran up to.
-    pub gc_safe_point: u64,
 }
 
 /// What a read sees in a key's lock (spec 3.1).
@@ -205,10 +203,6 @@ impl Mvcc {
     /// it stay; below it, Lock and Rollback records go up to the newest Put or Delete, which
     /// is kept if a Put; everything older goes. Locks are not touched.
     pub(crate) fn gc(&mut self, safe_point: u64) {
-        if safe_point <= self.gc_safe_point {
-            return;
-        }
-        self.gc_safe_point = safe_point;
         self.writes.retain(|_, records| {
             let newest_data = records
                 .range(..=safe_point)

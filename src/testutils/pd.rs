@@ -474,11 +474,16 @@ impl Pd for MockPd {
     ) -> Reply<pdpb::UpdateGcSafePointResponse> {
         let req = request.into_inner();
         self.check("UpdateGCSafePoint", req.header.as_ref())?;
-        let mut meta = self.cluster.meta();
-        meta.gc_safe_point = meta.gc_safe_point.max(req.safe_point);
+        let safe_point = {
+            let mut meta = self.cluster.meta();
+            meta.gc_safe_point = meta.gc_safe_point.max(req.safe_point);
+            meta.gc_safe_point
+        };
+        // TiKV's GC worker follows the safe point PD holds; here it runs at once (spec 1.6).
+        self.node.mvcc().gc(safe_point);
         Ok(Response::new(pdpb::UpdateGcSafePointResponse {
             header: self.header(),
-            new_safe_point: meta.gc_safe_point,
+            new_safe_point: safe_point,
         }))
     }
 

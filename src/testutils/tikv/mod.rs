@@ -271,13 +271,8 @@ impl Node {
         self.raw.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The engine, garbage-collected up to PD's GC safe point: TiKV's GC worker follows the
-    /// safe point PD holds; here it catches up when the engine is next used (spec 1.6).
     pub(crate) fn mvcc(&self) -> MutexGuard<'_, Mvcc> {
-        let safe_point = self.cluster.meta().gc_safe_point;
-        let mut mvcc = lock(&self.mvcc);
-        mvcc.gc(safe_point);
-        mvcc
+        lock(&self.mvcc)
     }
 
     /// Records that `txn` waits for `for_txn` on `key`, unless that closes a cycle: then
@@ -686,8 +681,6 @@ impl MockTikv {
                 ..Default::default()
             }));
         }
-        // The safe ts below reads the engine, whose GC reads the metadata.
-        drop(meta);
         if let Some(ts) = read_ts.filter(|_| ctx.stale_read && region.leader_store != self.store) {
             // A follower serves a stale read only up to its safe ts; a leader always can.
             let (lo, hi) = self.user_bounds(&region, DataKind::Txn);
