@@ -1620,7 +1620,7 @@ fn mark_deadlock(e: Error, keys: &[Vec<u8>]) -> Error {
         Error::Deadlock { deadlock, .. } => {
             let lock_retryable = keys
                 .iter()
-                .any(|k| farmhash::fingerprint64(k) == deadlock.deadlock_key_hash);
+                .any(|k| crate::kv::key_hash(k) == deadlock.deadlock_key_hash);
             Error::Deadlock {
                 deadlock,
                 lock_retryable,

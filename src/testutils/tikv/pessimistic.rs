@@ -7,17 +7,13 @@
 use std::time::Duration;
 
 use super::{Exec, MockTikv, Waiting};
+use crate::kv::key_hash;
 use crate::proto::{deadlock, kvrpcpb};
 use crate::testutils::cluster::{DataKind, Region};
 use crate::testutils::mvcc::{conflict, KeyErr, Lock, LockType, TxnStatus};
 
 /// TiKV's default `pessimistic-txn.wait-for-lock-timeout`.
 const DEFAULT_WAIT: Duration = Duration::from_millis(1000);
-
-/// TiKV's key hash (`Key::gen_hash`): farmhash `Fingerprint64` of the key as sent.
-fn key_hash(key: &[u8]) -> u64 {
-    farmhash::fingerprint64(key)
-}
 
 /// A failed lock request; force-lock mode also reports the key as failed in `results`.
 fn failure(e: KeyErr, force: bool) -> Exec<kvrpcpb::PessimisticLockResponse> {
@@ -365,22 +361,5 @@ impl MockTikv {
             }
         }
         kvrpcpb::PessimisticRollbackResponse::default()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::key_hash;
-
-    #[test]
-    fn key_hashes_are_farmhash_fingerprint64() {
-        // Values from Google's C++ farmhash (`util::Fingerprint64`, through pyfarmhash 0.5.1).
-        assert_eq!(key_hash(b""), 11160318154034397263);
-        assert_eq!(key_hash(b"hello"), 13009744463427800296);
-        assert_eq!(key_hash(b"tikv-key-0001"), 3185754808701784836);
-        assert_eq!(
-            key_hash(b"abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxyz0123456789"),
-            16509776501858429195
-        );
     }
 }
