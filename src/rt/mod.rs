@@ -79,6 +79,16 @@ where
     JoinHandle(handle)
 }
 
+/// Runs `future` in the background with nobody waiting for it, if there is a runtime to run
+/// it on: false (and the future is dropped unpolled) in native code outside a tokio runtime,
+/// for example in a destructor running after the runtime shut down.
+pub fn detach<F>(future: F) -> bool
+where
+    F: Future<Output = ()> + MaybeSend + 'static,
+{
+    imp::try_spawn_detached(future)
+}
+
 /// A handle to a task started by [`spawn`]: awaiting it yields the output; dropping it aborts
 /// the task.
 #[must_use = "dropping a JoinHandle aborts the task; call detach() to let it run"]

@@ -26,3 +26,13 @@ pub(super) fn sleep(duration: Duration) -> BoxFuture<'static, ()> {
 pub(super) fn spawn_detached<F: Future<Output = ()> + Send + 'static>(future: F) {
     drop(tokio::spawn(future));
 }
+
+pub(super) fn try_spawn_detached<F: Future<Output = ()> + Send + 'static>(future: F) -> bool {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            drop(handle.spawn(future));
+            true
+        }
+        Err(_) => false,
+    }
+}
