@@ -9,6 +9,14 @@
 //!   total sleep budget (20 s for a raw operation, 40 s for a prewrite, ...). When the budget
 //!   is spent, it fails with [`Error::BackoffExhausted`], naming the kind that slept longest
 //!   and the last error.
+//! * An operation may also have a total deadline ([`Backoffer::with_timeout`]), which bounds
+//!   the attempts as well as the sleeps: a sleep that would end past it fails at once with
+//!   [`Error::DeadlineExceeded`], and the execution loop clips each attempt's RPC timeout to
+//!   what is left of it.
+//! * Forks of a backoffer (one per region group of a multi-region request) share the
+//!   operation: its deadline, and whether some attempt failed after it may have reached the
+//!   server ([`Backoffer::is_uncertain`]); [`Backoffer::absorb`] charges a fork's sleeps back
+//!   to its parent.
 //!
 //! Policies decide, the runtime sleeps: [`Backoffer::next_delay`] only computes the delay, and
 //! [`Backoffer::backoff`] sleeps it on a [`Runtime`], which tests replace with manual time.
@@ -27,9 +35,11 @@
 //! ```
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::rt::Runtime;
+use crate::rt::{Instant, Runtime};
 use crate::{Error, Result};
 
 /// How a delay is randomised (the four modes of client-go's `config/retry`).
@@ -187,7 +197,8 @@ struct KindState {
 }
 
 /// The retry state of one operation: per-kind attempt counters and a total sleep budget.
-/// Cloning forks it: the clone starts from the same state and then counts on its own.
+/// Cloning forks it: the clone starts from the same counters and then counts on its own, but
+/// shares the operation's deadline and uncertainty.
 #[derive(Debug, Clone)]
 pub struct Backoffer {
     budget: Duration,
@@ -195,12 +206,21 @@ pub struct Backoffer {
     excluded: Duration,
     kinds: Vec<(BackoffKind, KindState)>,
     rng: SplitMix64,
-    /// An attempt failed after possibly reaching the server.
-    uncertain: bool,
+    operation: Arc<Operation>,
+}
+
+/// What every fork of one operation's backoffer shares.
+#[derive(Debug, Default)]
+struct Operation {
+    /// When the operation must have finished, and the timeout it was computed from.
+    deadline: Option<(Instant, Duration)>,
+    /// Some attempt failed after possibly reaching the server.
+    uncertain: AtomicBool,
 }
 
 impl Backoffer {
-    /// A backoffer that may sleep `budget` in total. A zero budget never fails.
+    /// A backoffer that may sleep `budget` in total. A zero budget allows no sleep at all:
+    /// the first backoff fails.
     pub fn new(budget: Duration) -> Self {
         Backoffer {
             budget,
@@ -208,7 +228,30 @@ impl Backoffer {
             excluded: Duration::ZERO,
             kinds: Vec::new(),
             rng: SplitMix64::from_entropy(),
-            uncertain: false,
+            operation: Arc::default(),
+        }
+    }
+
+    /// Gives the operation a total deadline, `timeout` after `now`: attempts and sleeps
+    /// together must end by then.
+    pub fn with_timeout(mut self, timeout: Duration, now: Instant) -> Self {
+        let deadline = now.checked_add(timeout).map(|at| (at, timeout));
+        self.operation = Arc::new(Operation {
+            deadline,
+            uncertain: AtomicBool::new(self.is_uncertain()),
+        });
+        self
+    }
+
+    /// A backoffer for the next phase of the same operation (a commit after its prewrite):
+    /// a fresh `budget` and uncertainty, the same deadline.
+    pub fn next_phase(&self, budget: Duration) -> Self {
+        Backoffer {
+            operation: Arc::new(Operation {
+                deadline: self.operation.deadline,
+                uncertain: AtomicBool::new(false),
+            }),
+            ..Backoffer::new(budget)
         }
     }
 
@@ -228,6 +271,70 @@ impl Backoffer {
         self.slept
     }
 
+    /// How much of the operation's deadline is left at `now` (`None`: no deadline).
+    pub fn remaining(&self, now: Instant) -> Option<Duration> {
+        self.operation
+            .deadline
+            .map(|(at, _)| at.saturating_duration_since(now))
+    }
+
+    /// The timeout the operation's deadline was set from, if it has one.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.operation.deadline.map(|(_, timeout)| timeout)
+    }
+
+    /// The error for an operation whose deadline passed, after `last` (if any).
+    pub fn deadline_exceeded(&self, last: Option<Error>) -> Error {
+        if let Some(e) = &last {
+            self.note(e);
+        }
+        Error::DeadlineExceeded {
+            timeout: self.timeout().unwrap_or_default(),
+            last: last.map(Box::new),
+            uncertain: self.is_uncertain(),
+        }
+    }
+
+    /// Whether some attempt of the operation (in any fork) failed after it may have reached
+    /// the server, so that it may have taken effect whatever later attempts answered.
+    pub fn is_uncertain(&self) -> bool {
+        self.operation.uncertain.load(Ordering::Acquire)
+    }
+
+    /// Records that an attempt may have reached the server without a definite answer.
+    pub fn mark_uncertain(&self) {
+        self.operation.uncertain.store(true, Ordering::Release);
+    }
+
+    /// Records what a failed attempt's error says about whether it may have taken effect.
+    fn note(&self, cause: &Error) {
+        let maybe_sent = match cause {
+            Error::Transport(_) | Error::Timeout { .. } | Error::Grpc { .. } => {
+                cause.may_have_been_sent()
+            }
+            Error::Region(e) => e.undetermined_result.is_some(),
+            _ => false,
+        };
+        if maybe_sent {
+            self.mark_uncertain();
+        }
+    }
+
+    /// Charges the sleeps of `fork` (a clone that retried on its own, such as one region
+    /// group of a multi-region request) to this backoffer: forks sleep concurrently, so the
+    /// longest one counts, and each kind continues from the fork that backed off most.
+    pub fn absorb(&mut self, fork: &Backoffer) {
+        self.slept = self.slept.max(fork.slept);
+        self.excluded = self.excluded.max(fork.excluded);
+        for (kind, theirs) in &fork.kinds {
+            match self.kinds.iter_mut().find(|(k, _)| k == kind) {
+                Some((_, ours)) if ours.attempts >= theirs.attempts => {}
+                Some((_, ours)) => *ours = theirs.clone(),
+                None => self.kinds.push((*kind, theirs.clone())),
+            }
+        }
+    }
+
     /// How many times `kind` has backed off.
     pub fn attempts(&self, kind: BackoffKind) -> u32 {
         self.state(kind).map_or(0, |s| s.attempts)
@@ -245,11 +352,8 @@ impl Backoffer {
     /// is already spent, [`Error::BackoffExhausted`] carrying `cause` and naming the
     /// longest-sleeping kind.
     pub fn next_delay(&mut self, kind: BackoffKind, cause: Error) -> Result<Duration> {
-        self.uncertain |= matches!(
-            cause,
-            Error::Transport(_) | Error::Timeout { .. } | Error::Grpc { .. }
-        ) && cause.may_have_been_sent();
-        if !self.budget.is_zero() && self.slept.saturating_sub(self.excluded) >= self.budget {
+        self.note(&cause);
+        if self.slept.saturating_sub(self.excluded) >= self.budget {
             let (longest, _) = self.longest().unwrap_or((kind, Duration::ZERO));
             log::warn!(
                 "backoff budget {:?} exhausted after {:?}; longest kind {longest}; last error: {cause}",
@@ -260,7 +364,7 @@ impl Backoffer {
                 kind: longest,
                 total_sleep: self.slept,
                 last: Box::new(cause),
-                uncertain: self.uncertain,
+                uncertain: self.is_uncertain(),
             });
         }
         let cfg = kind.config();
@@ -289,9 +393,17 @@ impl Backoffer {
         Ok(delay)
     }
 
-    /// Computes the delay as [`Backoffer::next_delay`] does, then sleeps it on `rt`.
+    /// Computes the delay as [`Backoffer::next_delay`] does, then sleeps it on `rt`; fails
+    /// with [`Error::DeadlineExceeded`] instead when the sleep would end past the operation's
+    /// deadline.
     pub async fn backoff(&mut self, rt: &Runtime, kind: BackoffKind, cause: Error) -> Result<()> {
+        let last = self.operation.deadline.map(|_| cause.clone());
         let delay = self.next_delay(kind, cause)?;
+        if let Some(left) = self.remaining(rt.now()) {
+            if delay >= left {
+                return Err(self.deadline_exceeded(last));
+            }
+        }
         rt.sleep(delay).await;
         Ok(())
     }
@@ -538,11 +650,12 @@ mod tests {
     }
 
     #[test]
-    fn zero_budget_never_fails() {
+    fn a_zero_budget_allows_no_sleep() {
         let mut bo = Backoffer::new(Duration::ZERO).with_seed(1);
-        for _ in 0..100 {
-            bo.next_delay(BackoffKind::RegionMiss, cause()).unwrap();
-        }
+        assert!(matches!(
+            bo.next_delay(BackoffKind::RegionMiss, cause()),
+            Err(Error::BackoffExhausted { .. })
+        ));
     }
 
     #[test]

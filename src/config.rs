@@ -31,6 +31,8 @@ pub const DEFAULT_LONG_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_DIAL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a PD request may keep retrying by default.
 pub const DEFAULT_PD_RETRY_BUDGET: Duration = Duration::from_secs(20);
+/// The default total deadline of one public operation, attempts and retries included.
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
 /// The default gRPC message size limit: none in practice (client-go uses `MaxInt64 - 1`).
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = usize::MAX;
 
@@ -58,6 +60,12 @@ pub struct Config {
     pub runtime: Runtime,
     /// How long a PD request may keep retrying (with the `pdRPC` backoff). Default 20 s.
     pub pd_retry_budget: Duration,
+    /// The total deadline of one public operation (a read, a write, a lock request, a commit,
+    /// a scan page), including every attempt, retry and sleep. Default 60 s; clients and
+    /// transactions can set their own (`RawClient::with_operation_timeout`,
+    /// `TransactionOptions::operation_timeout`). An attempt's RPC deadline
+    /// ([`Config::timeout`]) is clipped to what is left of it.
+    pub operation_timeout: Duration,
     /// Whether requests to TiKV are gzip-compressed. Default off, as in client-go; gzip
     /// responses are always accepted.
     pub gzip: bool,
@@ -92,6 +100,7 @@ impl Default for Config {
             address_mapper: Arc::new(DefaultAddressMapper),
             runtime: Runtime::system(),
             pd_retry_budget: DEFAULT_PD_RETRY_BUDGET,
+            operation_timeout: DEFAULT_OPERATION_TIMEOUT,
             gzip: false,
             batch_commands: true,
         }
@@ -158,6 +167,12 @@ impl Config {
         self
     }
 
+    /// Sets the total deadline of one public operation, attempts and retries included.
+    pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = timeout;
+        self
+    }
+
     /// Compresses requests to TiKV with gzip (useful on slow links, such as a browser far from
     /// its proxy).
     pub fn with_gzip(mut self, gzip: bool) -> Self {
@@ -183,6 +198,8 @@ impl Config {
             ("timeout", self.timeout),
             ("long_timeout", self.long_timeout),
             ("dial_timeout", self.dial_timeout),
+            ("operation_timeout", self.operation_timeout),
+            ("pd_retry_budget", self.pd_retry_budget),
         ] {
             if value.is_zero() {
                 return Err(Error::InvalidConfig(format!(
@@ -254,6 +271,15 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(matches!(err, Error::InvalidConfig(m) if m.starts_with("timeout")));
+        for zero in [
+            Config::default().with_operation_timeout(Duration::ZERO),
+            Config::default().with_pd_retry_budget(Duration::ZERO),
+        ] {
+            let err = zero.validate().unwrap_err();
+            assert!(
+                matches!(err, Error::InvalidConfig(m) if m.contains("must be greater than zero"))
+            );
+        }
         let err = Config::default().with_keyspace("").validate().unwrap_err();
         assert!(matches!(err, Error::InvalidConfig(m) if m.contains("keyspace")));
         let err = Config::default()

@@ -22,6 +22,8 @@ use std::time::Duration;
 
 use crate::backoff::BackoffKind;
 use crate::proto::{errorpb, kvrpcpb};
+use crate::timestamp::Timestamp;
+use crate::Key;
 
 /// A specialised `Result` for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -74,10 +76,43 @@ pub enum Error {
     /// Any other key error TiKV reported for a transactional request.
     #[error("key error: {}", describe_key_error(.0))]
     KeyError(Box<kvrpcpb::KeyError>),
-    /// The commit of the primary key may or may not have taken effect: the transaction's
-    /// outcome is unknown and must be checked by reading.
-    #[error("commit outcome undetermined: {0}")]
-    CommitUndetermined(String),
+    /// The commit may or may not have taken effect: a request that decides it (the primary
+    /// key's commit, or an async-commit or 1PC prewrite) may have reached TiKV without a
+    /// definite answer. Nothing was rolled back; the transaction's fate is its primary's:
+    /// ask [`crate::TransactionClient::transaction_status`] with the details carried here.
+    #[error("{0}")]
+    CommitUndetermined(Box<UndeterminedCommit>),
+    /// A write other than a commit may or may not have taken effect (for example a raw
+    /// compare-and-swap resent after an attempt that may have reached TiKV, whose later answer
+    /// cannot tell its own effect from another writer's). Read the data to find out.
+    #[error("outcome of {operation} undetermined: {reason}")]
+    WriteUndetermined {
+        /// What was being written.
+        operation: &'static str,
+        /// Why the outcome cannot be told.
+        reason: String,
+    },
+    /// A multi-region write failed in part: some of its requests were confirmed, the keys of
+    /// the others may or may not have been written (raw writes are at-least-once; writing the
+    /// same keys again is safe).
+    #[error("{} keys may not have been written: {cause}", unconfirmed.len())]
+    PartialWrite {
+        /// The keys whose write was not confirmed.
+        unconfirmed: Vec<crate::Key>,
+        /// Why their requests failed.
+        #[source]
+        cause: Box<Error>,
+    },
+    /// The transaction was rolled back before it could commit: its primary lock was gone (its
+    /// TTL passed and another transaction's lock resolution rolled it back). Nothing of it is
+    /// committed; run it again.
+    #[error("txn {} was rolled back: {reason}", start_ts.version())]
+    TransactionRolledBack {
+        /// The transaction's start timestamp.
+        start_ts: Timestamp,
+        /// What said so.
+        reason: String,
+    },
     /// The read timestamp is below the GC safe point: versions the read needs may already be
     /// collected, so it is refused rather than answered wrongly (client-go's
     /// `ErrTxnAbortedByGC`). Read at a newer timestamp.
@@ -99,11 +134,33 @@ pub enum Error {
         /// The total time slept by the operation.
         total_sleep: Duration,
         /// The error that triggered the last backoff.
+        #[source]
         last: Box<Error>,
         /// Whether some attempt failed after the request may have reached the server (a
         /// broken connection or a timeout), so it may have taken effect even if `last` says
         /// the final attempt was never sent.
         uncertain: bool,
+    },
+    /// The operation did not finish within its total deadline
+    /// ([`crate::Config::operation_timeout`], or a per-call one), which bounds its attempts
+    /// and its sleeps together.
+    #[error("operation deadline of {timeout:?} exceeded{}", describe_last(last))]
+    DeadlineExceeded {
+        /// The operation's timeout.
+        timeout: Duration,
+        /// The error of the last attempt, if one failed before the deadline.
+        #[source]
+        last: Option<Box<Error>>,
+        /// Whether some attempt failed after it may have reached the server, so that it may
+        /// have taken effect.
+        uncertain: bool,
+    },
+    /// PD knows no region holding this key (for example while a new PD leader has not loaded
+    /// the regions yet), and did not learn one within the operation's retries.
+    #[error("PD knows no region holding key {key:?}", key = KeyDisplay(.key))]
+    NoRegion {
+        /// The key, as requests carry it.
+        key: Vec<u8>,
     },
     /// A region error that is not retried (for example `RaftEntryTooLarge`, flashback), or one
     /// that outlived the retry budget.
@@ -158,10 +215,13 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::BackoffExhausted { .. }
+            | Error::DeadlineExceeded { .. }
+            | Error::NoRegion { .. }
             | Error::Timeout { .. }
             | Error::Transport(_)
             | Error::Pd(_)
             | Error::WriteConflict(_)
+            | Error::TransactionRolledBack { .. }
             | Error::Deadlock { .. }
             | Error::LockWaitTimeout(_) => true,
             Error::Grpc { code, .. } => matches!(
@@ -183,7 +243,11 @@ impl Error {
             Error::Grpc {
                 may_have_been_sent, ..
             } => *may_have_been_sent,
-            Error::InvalidArgument(_) | Error::InvalidConfig(_) | Error::Unsupported(_) => false,
+            Error::InvalidArgument(_)
+            | Error::InvalidConfig(_)
+            | Error::Unsupported(_)
+            | Error::NoRegion { .. } => false,
+            Error::DeadlineExceeded { uncertain, .. } => *uncertain,
             _ => true,
         }
     }
@@ -217,6 +281,30 @@ impl From<TransportError> for Error {
     fn from(e: TransportError) -> Self {
         Error::Transport(Box::new(e))
     }
+}
+
+/// What is known of a commit whose outcome is undetermined ([`Error::CommitUndetermined`]).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "commit of txn {} undetermined (primary key {:?}, commit ts {}): {}",
+    start_ts.version(),
+    KeyDisplay(primary),
+    commit_ts.map_or("unknown".to_owned(), |ts| ts.version().to_string()),
+    cause.as_ref().map_or("the commit was cut short after it may have reached TiKV".to_owned(), Error::to_string)
+)]
+#[non_exhaustive]
+pub struct UndeterminedCommit {
+    /// The transaction's start timestamp.
+    pub start_ts: Timestamp,
+    /// Its primary key, whose status decides the transaction.
+    pub primary: Key,
+    /// The commit timestamp the transaction has if it committed: for two-phase commit the one
+    /// sent with the primary's commit; `None` for async commit and 1PC, where TiKV picks it.
+    pub commit_ts: Option<Timestamp>,
+    /// The failure that left the outcome open (`None` when the commit was cut short by its
+    /// caller, for example dropped by a timeout).
+    #[source]
+    pub cause: Option<Error>,
 }
 
 /// A failure to reach a server.
@@ -308,6 +396,11 @@ impl fmt::Debug for KeyDisplay<'_> {
             self.0.iter().try_for_each(|b| write!(f, "{b:02X}"))
         }
     }
+}
+
+fn describe_last(last: &Option<Box<Error>>) -> String {
+    last.as_ref()
+        .map_or_else(String::new, |e| format!("; last error: {e}"))
 }
 
 fn describe_key_error(e: &kvrpcpb::KeyError) -> String {

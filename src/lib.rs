@@ -75,13 +75,15 @@ pub mod transport;
 pub mod testutils;
 
 pub use config::Config;
-pub use error::{Error, GrpcCode, Result, TransportError, TransportErrorKind};
+pub use error::{Error, GrpcCode, Result, TransportError, TransportErrorKind, UndeterminedCommit};
 pub use kv::{BoundRange, Key, KvPair, Value};
 #[cfg(feature = "metrics")]
 pub use observe::registry as metrics_registry;
 pub use raw::RawClient;
 pub use timestamp::Timestamp;
-pub use transaction::{Snapshot, Transaction, TransactionClient, TransactionOptions};
+pub use transaction::{
+    Snapshot, Transaction, TransactionClient, TransactionOptions, TransactionStatus,
+};
 
 #[cfg(not(target_arch = "wasm32"))]
 #[allow(dead_code)]

@@ -14,9 +14,20 @@
 //! ```
 //!
 //! Every operation retries region errors and connection failures as client-go does, within a
-//! 20 s sleep budget. Batches are split by region and sent concurrently (at most 16 KiB and 512
-//! pairs per request). With a keyspace configured ([`Config::with_keyspace`]) the client
-//! speaks API v2 and stays inside that keyspace.
+//! 20 s sleep budget and a total deadline ([`Config::operation_timeout`], or
+//! [`RawClient::with_operation_timeout`]). Batches are split by region and sent concurrently
+//! (at most 16 KiB and 512 pairs per request). With a keyspace configured
+//! ([`Config::with_keyspace`]) the client speaks API v2 and stays inside that keyspace.
+//!
+//! # Writes are at least once
+//!
+//! As in client-go, a put or delete whose attempt failed after it may have reached TiKV (a
+//! broken connection, a timeout) is sent again: it may take effect twice, which a put or a
+//! delete of the same value cannot tell. When the retries run out the error says whether an
+//! attempt may have taken effect ([`Error::may_have_been_sent`]); a batch write that failed
+//! in part names the keys it could not confirm ([`Error::PartialWrite`]). A compare-and-swap
+//! is not idempotent: after such an attempt, a "swap failed" answer cannot be told from this
+//! very swap having succeeded, so it is reported as [`Error::WriteUndetermined`] instead.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,7 +41,7 @@ use crate::pd::PdClient;
 use crate::proto::kvrpcpb;
 use crate::region_cache::{KeyEncoding, Region, RegionCache};
 use crate::request::{
-    BatchLimits, Executor, KvRequest, Locate, RequestOptions, Routing, RAW_BATCH_BYTES,
+    BatchLimits, Executor, KvRequest, Locate, RequestOptions, Routing, Settled, RAW_BATCH_BYTES,
     RAW_BATCH_COUNT,
 };
 use crate::{BoundRange, Config, Error, Key, KvPair, Result, Value};
@@ -54,6 +65,8 @@ pub struct RawClient {
     atomic: bool,
     interceptors: Interceptors,
     budget: Duration,
+    /// The total deadline of each operation (`None`: the configured default).
+    operation_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for RawClient {
@@ -130,6 +143,7 @@ impl RawClient {
             atomic: false,
             interceptors: Interceptors::default(),
             budget: RAW_OPERATION_BUDGET,
+            operation_timeout: None,
         })
     }
 
@@ -144,6 +158,7 @@ impl RawClient {
     }
 
     /// A client that uses column family `cf` (API v1; API v2 has none).
+    #[must_use = "with_cf returns a new client"]
     pub fn with_cf(&self, cf: ColumnFamily) -> RawClient {
         RawClient {
             cf: cf.name().to_owned(),
@@ -153,6 +168,7 @@ impl RawClient {
 
     /// A client in atomic mode: writes go through TiKV's serialized path so that
     /// [`RawClient::compare_and_swap`] is linearizable. Every writer of CAS keys must use it.
+    #[must_use = "with_atomic_for_cas returns a new client"]
     pub fn with_atomic_for_cas(&self) -> RawClient {
         RawClient {
             atomic: true,
@@ -161,6 +177,7 @@ impl RawClient {
     }
 
     /// A client whose requests also pass through `interceptor`.
+    #[must_use = "with_interceptor returns a new client"]
     pub fn with_interceptor(&self, interceptor: impl Interceptor + 'static) -> RawClient {
         RawClient {
             interceptors: self.interceptors.clone().with(interceptor),
@@ -170,11 +187,14 @@ impl RawClient {
 
     /// A client that labels its requests with `source` (shorthand for a [`ContextOptions`]
     /// interceptor).
+    #[must_use = "with_request_source returns a new client"]
     pub fn with_request_source(&self, source: impl Into<String>) -> RawClient {
         self.with_interceptor(ContextOptions::default().request_source(source))
     }
 
-    /// A client whose operations may sleep `budget` in total on retries (default 20 s).
+    /// A client whose operations may sleep `budget` in total on retries (default 20 s; zero
+    /// allows no retry that needs a sleep).
+    #[must_use = "with_backoff_budget returns a new client"]
     pub fn with_backoff_budget(&self, budget: Duration) -> RawClient {
         RawClient {
             budget,
@@ -182,8 +202,21 @@ impl RawClient {
         }
     }
 
+    /// A client whose operations may take `timeout` in total, attempts and retries included
+    /// (default [`Config::operation_timeout`]).
+    #[must_use = "with_operation_timeout returns a new client"]
+    pub fn with_operation_timeout(&self, timeout: Duration) -> RawClient {
+        RawClient {
+            operation_timeout: Some(timeout),
+            ..self.clone()
+        }
+    }
+
+    /// A backoffer for one operation: the retry budget, within the operation deadline.
     fn backoffer(&self) -> Backoffer {
-        Backoffer::new(self.budget)
+        let config = self.pd.config();
+        let timeout = self.operation_timeout.unwrap_or(config.operation_timeout);
+        Backoffer::new(self.budget).with_timeout(timeout, config.runtime.now())
     }
 
     fn cf(&self) -> String {
@@ -234,7 +267,10 @@ impl RawClient {
         request: R,
         options: RequestOptions,
     ) -> Result<R::Reply> {
-        let mut backoffer = Backoffer::new(options.backoff_budget);
+        let config = self.pd.config();
+        let timeout = options.timeout.unwrap_or(config.operation_timeout);
+        let mut backoffer =
+            Backoffer::new(options.backoff_budget).with_timeout(timeout, config.runtime.now());
         let locate = match &options.routing {
             Routing::Key(k) => Locate::Key(k),
             Routing::EndKey(k) => Locate::EndKey(k),
@@ -323,7 +359,7 @@ impl RawClient {
                 |k| k,
                 key_limits(),
                 &self.interceptors,
-                &self.backoffer(),
+                &mut self.backoffer(),
                 &build,
             )
             .await?;
@@ -433,18 +469,49 @@ impl RawClient {
             max_bytes: RAW_BATCH_BYTES,
             size: |(k, v): &(Vec<u8>, Vec<u8>)| k.len() + v.len(),
         };
-        let responses = self
+        let settled = self
             .exec
-            .run_grouped(
+            .run_grouped_settled(
                 pairs,
                 |(k, _)| k,
                 limits,
                 &self.interceptors,
-                &self.backoffer(),
+                &mut self.backoffer(),
                 &build,
             )
-            .await?;
-        responses.into_iter().try_for_each(|r| rejected(r.error))
+            .await;
+        self.confirm(settled, |(k, _)| k, |r| rejected(r.error))
+    }
+
+    /// Checks every region group of a batch write: all confirmed, or
+    /// [`Error::PartialWrite`] naming the keys that were not (their request failed, or TiKV
+    /// refused it), with the first failure as the cause.
+    fn confirm<T, Reply>(
+        &self,
+        settled: Settled<T, Reply>,
+        key: fn(T) -> Vec<u8>,
+        check: impl Fn(Reply) -> Result<()>,
+    ) -> Result<()> {
+        let mut unconfirmed = Vec::new();
+        let mut cause = None;
+        for (items, reply) in settled {
+            if let Err(e) = reply.and_then(&check) {
+                cause.get_or_insert(e);
+                unconfirmed.extend(items.into_iter().map(key));
+            }
+        }
+        let Some(cause) = cause else {
+            return Ok(());
+        };
+        let mut keys = unconfirmed
+            .into_iter()
+            .map(|k| self.decode(k))
+            .collect::<Result<Vec<Key>>>()?;
+        keys.sort();
+        Err(Error::PartialWrite {
+            unconfirmed: keys,
+            cause: Box::new(cause),
+        })
     }
 
     /// Deletes `key` (deleting a missing key is not an error).
@@ -473,18 +540,18 @@ impl RawClient {
             for_cas: atomic,
             ..Default::default()
         };
-        let responses = self
+        let settled = self
             .exec
-            .run_grouped(
+            .run_grouped_settled(
                 keys,
                 |k| k,
                 key_limits(),
                 &self.interceptors,
-                &self.backoffer(),
+                &mut self.backoffer(),
                 &build,
             )
-            .await?;
-        responses.into_iter().try_for_each(|r| rejected(r.error))
+            .await;
+        self.confirm(settled, |k| k, |r| rejected(r.error))
     }
 
     /// Deletes every key in `range`, region by region.
@@ -734,19 +801,31 @@ impl RawClient {
         }
         let key = self.encode(check_key(key.into())?);
         let value = check_value(new.into())?;
-        let cf = self.cf();
+        let request = kvrpcpb::RawCasRequest {
+            key: key.clone(),
+            value,
+            previous_not_exist: expected.is_none(),
+            previous_value: expected.unwrap_or_default(),
+            cf: self.cf(),
+            ttl: ttl_secs,
+            ..Default::default()
+        };
+        let mut backoffer = self.backoffer();
         let resp = self
-            .at_key(&key, || kvrpcpb::RawCasRequest {
-                key: key.clone(),
-                value: value.clone(),
-                previous_not_exist: expected.is_none(),
-                previous_value: expected.clone().unwrap_or_default(),
-                cf: cf.clone(),
-                ttl: ttl_secs,
-                ..Default::default()
-            })
+            .exec
+            .run_at_key(&key, &self.interceptors, &mut backoffer, request)
             .await?;
         rejected(resp.error)?;
+        if !resp.succeed && backoffer.is_uncertain() {
+            // An earlier attempt may have swapped: this answer may describe its effect.
+            return Err(Error::WriteUndetermined {
+                operation: "compare_and_swap",
+                reason: "an attempt failed after it may have reached TiKV, and the resent \
+                         swap found a value it did not expect, which the first attempt may have \
+                         written"
+                    .into(),
+            });
+        }
         let previous = (!resp.previous_not_exist).then_some(resp.previous_value);
         Ok((previous, resp.succeed))
     }

@@ -154,7 +154,8 @@ type Loading = Shared<BoxFuture<'static, Result<Region>>>;
 struct State {
     regions: BTreeMap<Vec<u8>, Entry>,
     by_id: HashMap<u64, Vec<u8>>,
-    loading: HashMap<Vec<u8>, Loading>,
+    /// Region loads in flight, by key, with how many callers wait for each.
+    loading: HashMap<Vec<u8>, (Loading, usize)>,
     stores: HashMap<u64, String>,
     rng: SplitMix64,
 }
@@ -206,7 +207,7 @@ impl RegionCache {
     }
 
     /// The region holding `key`, from the cache or PD. Concurrent misses for one key share
-    /// one PD query.
+    /// one PD query; when every caller waiting for it gives up, the query is dropped.
     pub async fn locate(&self, key: &[u8]) -> Result<Region> {
         let now = self.now();
         let loading = {
@@ -214,21 +215,18 @@ impl RegionCache {
             if let Some(region) = state.find(key, now, Region::contains) {
                 return Ok(region);
             }
-            if let Some(loading) = state.loading.get(key) {
-                loading.clone()
-            } else {
+            let (loading, waiters) = state.loading.entry(key.to_vec()).or_insert_with(|| {
                 let this = self.clone();
                 let owned = key.to_vec();
                 let fut: BoxFuture<'static, Result<Region>> =
                     Box::pin(async move { this.load(&owned).await });
-                let shared = fut.shared();
-                state.loading.insert(key.to_vec(), shared.clone());
-                shared
-            }
+                (fut.shared(), 0)
+            });
+            *waiters += 1;
+            loading.clone()
         };
-        let result = loading.await;
-        self.lock().loading.remove(key);
-        result
+        let _waiting = Waiting { cache: self, key };
+        loading.await
     }
 
     /// The region holding the keys just below `key` (for reverse scans): the one with
@@ -297,7 +295,7 @@ impl RegionCache {
             .pd
             .get_region(&self.encoding.encode(key))
             .await?
-            .ok_or_else(|| Error::Pd(format!("no region holds key {key:?}")))?;
+            .ok_or_else(|| Error::NoRegion { key: key.to_vec() })?;
         if info.region.peers.is_empty() {
             return Err(Error::Pd(format!("region {} has no peers", info.region.id)));
         }
@@ -439,6 +437,27 @@ impl RegionCache {
             self.insert(info)?;
         }
         Ok(())
+    }
+}
+
+/// One caller's wait for a shared region load. When the last caller stops waiting (it got
+/// the answer, or it was cancelled), the load leaves the in-flight map: a finished answer is
+/// in the cache, and an abandoned query is dropped rather than kept, with the cache and PD
+/// client it holds, forever.
+struct Waiting<'a> {
+    cache: &'a RegionCache,
+    key: &'a [u8],
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut state = self.cache.lock();
+        if let Some((_, waiters)) = state.loading.get_mut(self.key) {
+            *waiters -= 1;
+            if *waiters == 0 {
+                state.loading.remove(self.key);
+            }
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! The execution loop.
 
-use futures::stream::{self, StreamExt, TryStreamExt};
+use std::future::Future;
+
+use futures::stream::{self, StreamExt};
 
 use super::classify::{classify, Action};
 use super::{KvRequest, KvResponse};
@@ -16,6 +18,9 @@ use crate::{transport, Config, Error, Result};
 const MAX_RETRIES_IN_PLACE: u32 = 10;
 /// How many region requests of one operation are in flight at once.
 const CONCURRENCY: usize = 16;
+/// How many times in a row a request may be re-split without sleeping (its region changed and
+/// the error carried the new regions) before further re-splits back off.
+const MAX_FREE_RELOCATIONS: u32 = 3;
 
 /// Where a request goes.
 #[derive(Debug, Clone, Copy)]
@@ -50,7 +55,13 @@ enum Outcome<T, Reply> {
     Done(Vec<T>, Reply),
     /// The group's region changed: group its items again, keeping its retry state.
     Relocated(Vec<T>, Backoffer),
+    /// The group failed (only kept when every group is to be settled).
+    Failed(Vec<T>, Error, Backoffer),
 }
+
+/// The answer of each region group of a multi-region request: its items and its reply, or
+/// why it failed.
+pub(crate) type Settled<T, Reply> = Vec<(Vec<T>, Result<Reply>)>;
 
 /// Sends requests to regions and retries them as client-go does.
 pub(crate) struct Executor {
@@ -85,6 +96,52 @@ impl Executor {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Runs `future` within what is left of the operation's deadline.
+    async fn within<T>(
+        &self,
+        backoffer: &Backoffer,
+        future: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let rt = &self.config.runtime;
+        match backoffer.remaining(rt.now()) {
+            None => future.await,
+            Some(left) if left.is_zero() => Err(backoffer.deadline_exceeded(None)),
+            Some(left) => match rt.timeout(left, future).await {
+                Ok(result) => result,
+                Err(_) => Err(backoffer.deadline_exceeded(None)),
+            },
+        }
+    }
+
+    /// The region for `locate`, from the cache or PD, within the operation's deadline. A key
+    /// PD knows no region for is looked up again after a `pdRPC` backoff (spec 8.4).
+    pub(crate) async fn locate(
+        &self,
+        locate: Locate<'_>,
+        backoffer: &mut Backoffer,
+    ) -> Result<Region> {
+        loop {
+            let found = match locate {
+                Locate::Key(k) => self.within(backoffer, self.cache.locate(k)).await,
+                Locate::EndKey(k) => self.within(backoffer, self.cache.locate_end_key(k)).await,
+            };
+            match found {
+                Err(e @ Error::NoRegion { .. }) => {
+                    backoffer
+                        .backoff(&self.config.runtime, BackoffKind::PdRpc, e)
+                        .await?
+                }
+                found => return found,
+            }
+        }
+    }
+
+    /// A timestamp from PD, within the operation's deadline.
+    pub(crate) async fn timestamp(&self, backoffer: &Backoffer) -> Result<crate::Timestamp> {
+        self.within(backoffer, self.cache.pd().get_timestamp())
+            .await
+    }
+
     /// Runs a request built for the region found by `locate`, rebuilding it whenever the
     /// region has to be located again. Returns the response and the region that served it.
     pub(crate) async fn run_located<R, F>(
@@ -99,11 +156,9 @@ impl Executor {
         F: Fn(&Region) -> R,
     {
         let mut resent = false;
+        let mut relocations = 0;
         loop {
-            let mut region = match locate {
-                Locate::Key(k) => self.cache.locate(k).await?,
-                Locate::EndKey(k) => self.cache.locate_end_key(k).await?,
-            };
+            let mut region = Box::pin(self.locate(locate, backoffer)).await?;
             let mut request = build(&region);
             let mut retries = 0;
             loop {
@@ -121,7 +176,10 @@ impl Executor {
                             None => break,
                         }
                     }
-                    Step::Relocate => break,
+                    Step::Relocate => {
+                        self.pace_relocation(&mut relocations, backoffer).await?;
+                        break;
+                    }
                 }
             }
         }
@@ -145,14 +203,15 @@ impl Executor {
 
     /// Splits `items` by region, builds one request per region group (`build` may be called
     /// with any non-empty subset, in key order as given), sends the groups concurrently and
-    /// returns every response. A group whose region changed is split again.
+    /// returns every response, or the first error. A group whose region changed is split
+    /// again. The groups' retries are charged to `backoffer`.
     pub(crate) async fn run_grouped<T, R, F>(
         &self,
         items: Vec<T>,
         key: fn(&T) -> &[u8],
         limits: BatchLimits<T>,
         interceptors: &Interceptors,
-        backoffer: &Backoffer,
+        backoffer: &mut Backoffer,
         build: &F,
     ) -> Result<Vec<R::Reply>>
     where
@@ -174,7 +233,7 @@ impl Executor {
         key: fn(&T) -> &[u8],
         limits: BatchLimits<T>,
         interceptors: &Interceptors,
-        backoffer: &Backoffer,
+        backoffer: &mut Backoffer,
         build: &F,
     ) -> Result<Vec<(Vec<T>, R::Reply)>>
     where
@@ -182,58 +241,157 @@ impl Executor {
         R: KvRequest,
         F: Fn(Vec<T>) -> R + crate::rt::MaybeSync,
     {
-        // Rounds instead of recursion: each round groups what is left by region, sends every
-        // group until it is done or must be relocated, and carries the relocated ones (with
-        // their retry state) into the next round.
-        let mut replies = Vec::new();
+        let settled = self
+            .run_rounds(items, key, limits, interceptors, backoffer, build, false)
+            .await?;
+        settled
+            .into_iter()
+            .map(|(items, reply)| reply.map(|r| (items, r)))
+            .collect()
+    }
+
+    /// As [`Executor::run_grouped_keyed`], but a failed group does not stop the others: every
+    /// group is settled, and the result says which items got a reply and which failed (for
+    /// writes that must report what they could not confirm).
+    pub(crate) async fn run_grouped_settled<T, R, F>(
+        &self,
+        items: Vec<T>,
+        key: fn(&T) -> &[u8],
+        limits: BatchLimits<T>,
+        interceptors: &Interceptors,
+        backoffer: &mut Backoffer,
+        build: &F,
+    ) -> Settled<T, R::Reply>
+    where
+        T: Clone + crate::rt::MaybeSend + crate::rt::MaybeSync + 'static,
+        R: KvRequest,
+        F: Fn(Vec<T>) -> R + crate::rt::MaybeSync,
+    {
+        let all = items.clone();
+        match self
+            .run_rounds(items, key, limits, interceptors, backoffer, build, true)
+            .await
+        {
+            Ok(settled) => settled,
+            // Grouping itself failed (no region could be found in time): nothing was sent.
+            Err(e) => vec![(all, Err(e))],
+        }
+    }
+
+    /// The rounds of a multi-region request. Each round groups what is left by region, sends
+    /// every group until it is done, fails, or must be relocated, and carries the relocated
+    /// ones (with their retry state) into the next round. Without `settle`, the first failure
+    /// ends the request (the other groups' requests are dropped, wherever they were).
+    #[allow(clippy::too_many_arguments)]
+    async fn run_rounds<T, R, F>(
+        &self,
+        items: Vec<T>,
+        key: fn(&T) -> &[u8],
+        limits: BatchLimits<T>,
+        interceptors: &Interceptors,
+        backoffer: &mut Backoffer,
+        build: &F,
+        settle: bool,
+    ) -> Result<Settled<T, R::Reply>>
+    where
+        T: Clone + crate::rt::MaybeSend + crate::rt::MaybeSync + 'static,
+        R: KvRequest,
+        F: Fn(Vec<T>) -> R + crate::rt::MaybeSync,
+    {
+        let mut settled = Vec::new();
         // After the first round every group is a resend (TiKV's `is_retry_request`).
         let mut resent = false;
         let mut pending: Vec<(Vec<T>, Backoffer)> = vec![(items, backoffer.clone())];
         while !pending.is_empty() {
             let mut groups = Vec::new();
-            for (items, backoffer) in pending {
-                for (region, group) in self.group(items, key, limits).await? {
-                    groups.push((region, group, backoffer.clone()));
+            for (items, mut fork) in pending {
+                let grouped = self.group(items, key, limits, &mut fork).await;
+                backoffer.absorb(&fork);
+                for (region, group) in grouped? {
+                    groups.push((region, group, fork.clone()));
                 }
             }
-            let outcomes: Vec<Outcome<T, R::Reply>> = stream::iter(groups)
-                .map(|(mut region, group, mut backoffer)| async move {
-                    let mut request = build(group.clone());
-                    let mut retries = 0;
-                    let mut resent = resent;
-                    loop {
-                        let step =
-                            self.attempt(&request, &region, interceptors, &mut backoffer, resent);
-                        let step = Box::pin(step).await?;
-                        resent = true;
-                        if let Step::LeaderRead = step {
-                            leader_read(request.context_mut());
-                        }
-                        match step {
-                            Step::Done(resp) => return Ok::<_, Error>(Outcome::Done(group, resp)),
-                            Step::Retry | Step::LeaderRead => {
-                                match self.retry_on(&region, &mut retries, &mut backoffer).await? {
-                                    Some(updated) => region = updated,
-                                    None => return Ok(Outcome::Relocated(group, backoffer)),
-                                }
-                            }
-                            Step::Relocate => return Ok(Outcome::Relocated(group, backoffer)),
-                        }
-                    }
+            let this_round = resent;
+            let mut outcomes = stream::iter(groups)
+                .map(|(region, group, fork)| {
+                    self.run_group(region, group, fork, interceptors, build, this_round)
                 })
-                .buffer_unordered(CONCURRENCY)
-                .try_collect()
-                .await?;
+                .buffer_unordered(CONCURRENCY);
             pending = Vec::new();
             resent = true;
-            for outcome in outcomes {
+            while let Some(outcome) = outcomes.next().await {
                 match outcome {
-                    Outcome::Done(items, reply) => replies.push((items, reply)),
-                    Outcome::Relocated(items, backoffer) => pending.push((items, backoffer)),
+                    Outcome::Done(items, reply) => settled.push((items, Ok(reply))),
+                    Outcome::Relocated(items, fork) => {
+                        backoffer.absorb(&fork);
+                        pending.push((items, fork));
+                    }
+                    Outcome::Failed(items, e, fork) => {
+                        backoffer.absorb(&fork);
+                        if !settle {
+                            return Err(e);
+                        }
+                        settled.push((items, Err(e)));
+                    }
                 }
             }
         }
-        Ok(replies)
+        Ok(settled)
+    }
+
+    /// Sends one region group until it is done, fails or has to be grouped again.
+    async fn run_group<T, R, F>(
+        &self,
+        mut region: Region,
+        group: Vec<T>,
+        mut backoffer: Backoffer,
+        interceptors: &Interceptors,
+        build: &F,
+        mut resent: bool,
+    ) -> Outcome<T, R::Reply>
+    where
+        T: Clone,
+        R: KvRequest,
+        F: Fn(Vec<T>) -> R,
+    {
+        let mut request = build(group.clone());
+        let mut retries = 0;
+        loop {
+            let step = self.attempt(&request, &region, interceptors, &mut backoffer, resent);
+            let step = match Box::pin(step).await {
+                Ok(step) => step,
+                Err(e) => return Outcome::Failed(group, e, backoffer),
+            };
+            resent = true;
+            if let Step::LeaderRead = step {
+                leader_read(request.context_mut());
+            }
+            match step {
+                Step::Done(resp) => return Outcome::Done(group, resp),
+                Step::Retry | Step::LeaderRead => {
+                    match self.retry_on(&region, &mut retries, &mut backoffer).await {
+                        Ok(Some(updated)) => region = updated,
+                        Ok(None) => return Outcome::Relocated(group, backoffer),
+                        Err(e) => return Outcome::Failed(group, e, backoffer),
+                    }
+                }
+                Step::Relocate => return Outcome::Relocated(group, backoffer),
+            }
+        }
+    }
+
+    /// Paces re-splits: the first few in a row are free (the error carried the new regions),
+    /// later ones back off so that a region that keeps changing is not hammered.
+    async fn pace_relocation(&self, count: &mut u32, backoffer: &mut Backoffer) -> Result<()> {
+        *count += 1;
+        if *count <= MAX_FREE_RELOCATIONS {
+            return Ok(());
+        }
+        let cause =
+            Error::UnexpectedResponse(format!("the request was re-split {count} times in a row"));
+        backoffer
+            .backoff(&self.config.runtime, BackoffKind::RegionMiss, cause)
+            .await
     }
 
     /// Sends a store-level request (one that names no region) to the store at `address`,
@@ -303,6 +461,7 @@ impl Executor {
         items: Vec<T>,
         key: fn(&T) -> &[u8],
         limits: BatchLimits<T>,
+        backoffer: &mut Backoffer,
     ) -> Result<Vec<(Region, Vec<T>)>> {
         let mut groups: Vec<(Region, Vec<T>)> = Vec::new();
         for item in items {
@@ -310,7 +469,7 @@ impl Executor {
             match groups.iter_mut().find(|(r, _)| r.contains(k)) {
                 Some((_, g)) => g.push(item),
                 None => {
-                    let region = self.cache.locate(k).await?;
+                    let region = Box::pin(self.locate(Locate::Key(k), backoffer)).await?;
                     groups.push((region, vec![item]));
                 }
             }
@@ -367,7 +526,11 @@ impl Executor {
                 .await?;
             return Ok(Step::Relocate);
         };
-        let address = match self.cache.store_address(peer.store_id).await {
+        let address = match self
+            .within(backoffer, self.cache.store_address(peer.store_id))
+            .await
+        {
+            Err(e @ Error::DeadlineExceeded { .. }) => return Err(e),
             Ok(a) => a,
             Err(e) => {
                 self.cache
@@ -389,10 +552,16 @@ impl Executor {
             }
             interceptors.apply(R::METHOD, ctx);
         }
-        let deadline = if R::SLOW {
+        let rpc_timeout = if R::SLOW {
             self.config.long_timeout
         } else {
             self.config.timeout
+        };
+        // The attempt may not outlast the operation's deadline.
+        let deadline = match backoffer.remaining(rt.now()) {
+            Some(left) if left.is_zero() => return Err(backoffer.deadline_exceeded(None)),
+            Some(left) => left.min(rpc_timeout),
+            None => rpc_timeout,
         };
         let sent = async {
             // gRPC-web cannot stream requests: the browser build always sends unary calls.

@@ -16,7 +16,9 @@ use std::time::Duration;
 use crate::Key;
 
 pub use classify::{classify, Action};
-pub(crate) use executor::{BatchLimits, Executor, Locate, RAW_BATCH_BYTES, RAW_BATCH_COUNT};
+pub(crate) use executor::{
+    BatchLimits, Executor, Locate, Settled, RAW_BATCH_BYTES, RAW_BATCH_COUNT,
+};
 
 use crate::proto::{errorpb, kvrpcpb, tikvpb::tikv_client::TikvClient};
 use crate::rt::{BoxFuture, MaybeSend, MaybeSync};
@@ -52,6 +54,9 @@ pub struct RequestOptions {
     pub routing: Routing,
     /// The total time retries may sleep.
     pub backoff_budget: Duration,
+    /// The total deadline of the request, attempts included (`None`: the client's
+    /// configured [`crate::Config::operation_timeout`]).
+    pub timeout: Option<Duration>,
 }
 
 /// How a request finds its region. Keys are in the same space as the request's own keys (as
@@ -71,6 +76,7 @@ impl RequestOptions {
         RequestOptions {
             routing: Routing::Key(key.into()),
             backoff_budget: crate::backoff::RAW_OPERATION_BUDGET,
+            timeout: None,
         }
     }
 
@@ -79,12 +85,19 @@ impl RequestOptions {
         RequestOptions {
             routing: Routing::EndKey(key.into()),
             backoff_budget: crate::backoff::RAW_OPERATION_BUDGET,
+            timeout: None,
         }
     }
 
     /// Sets the retry budget.
     pub fn with_backoff_budget(mut self, budget: Duration) -> Self {
         self.backoff_budget = budget;
+        self
+    }
+
+    /// Sets the total deadline of the request.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
         self
     }
 }

@@ -36,6 +36,21 @@ enum Status {
     },
 }
 
+/// A transaction's fate as a status query reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PrimaryStatus {
+    Committed(u64),
+    RolledBack,
+    /// Its primary lock is alive (or not written yet): `ttl_ms` from its start.
+    Undecided {
+        ttl_ms: u64,
+    },
+}
+
+/// How long a primary without a lock or record may still receive its prewrite: the largest
+/// lock TTL this client gives a transaction at its start.
+const MISSING_PRIMARY_TTL_MS: u64 = 20_000;
+
 /// What a reader learns from resolving the locks it met.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Resolution {
@@ -152,12 +167,56 @@ impl LockResolver {
         Ok(out)
     }
 
+    /// What became of the transaction with this primary key and start ts. A live primary is
+    /// left alone (not pushed); an expired one is rolled back, as a reader would.
+    pub(crate) async fn primary_status(
+        &self,
+        primary: &[u8],
+        start_ts: u64,
+        interceptors: &Interceptors,
+        backoffer: &mut Backoffer,
+    ) -> Result<PrimaryStatus> {
+        let lock = kvrpcpb::LockInfo {
+            primary_lock: primary.to_vec(),
+            key: primary.to_vec(),
+            lock_version: start_ts,
+            lock_ttl: MISSING_PRIMARY_TTL_MS,
+            lock_type: kvrpcpb::Op::Put as i32,
+            ..Default::default()
+        };
+        Ok(
+            match self
+                .status_inner(&lock, 0, interceptors, backoffer, false)
+                .await?
+            {
+                Status::Committed(ts) => PrimaryStatus::Committed(ts),
+                Status::RolledBack => PrimaryStatus::RolledBack,
+                Status::Alive { ttl, .. } => PrimaryStatus::Undecided { ttl_ms: ttl },
+            },
+        )
+    }
+
     async fn status(
         &self,
         lock: &kvrpcpb::LockInfo,
         caller_ts: u64,
         interceptors: &Interceptors,
         backoffer: &mut Backoffer,
+    ) -> Result<Status> {
+        self.status_inner(lock, caller_ts, interceptors, backoffer, true)
+            .await
+    }
+
+    /// The status of `lock`'s transaction. A primary with neither lock nor record is waited
+    /// for (`wait_missing`) until the lock's TTL passes, then rolled back; without
+    /// `wait_missing` it is reported alive until then.
+    async fn status_inner(
+        &self,
+        lock: &kvrpcpb::LockInfo,
+        caller_ts: u64,
+        interceptors: &Interceptors,
+        backoffer: &mut Backoffer,
+        wait_missing: bool,
     ) -> Result<Status> {
         if let Some(status) = self.cached(lock.lock_version) {
             return Ok(status);
@@ -188,10 +247,15 @@ impl LockResolver {
                 .await?;
             if let Some(e) = resp.error {
                 if e.txn_not_found.is_some() {
-                    let expired =
-                        physical(current_ts) >= physical(lock.lock_version) + lock.lock_ttl;
+                    let expired = physical(current_ts)
+                        >= physical(lock.lock_version).saturating_add(lock.lock_ttl);
                     if expired {
                         rollback_if_not_exist = true;
+                    } else if !wait_missing {
+                        return Ok(Status::Alive {
+                            ttl: lock.lock_ttl,
+                            pushed: false,
+                        });
                     } else {
                         backoffer
                             .backoff(
@@ -207,8 +271,8 @@ impl LockResolver {
             }
             let status = if resp.lock_ttl != 0 {
                 let primary = resp.lock_info.unwrap_or_default();
-                let expired =
-                    physical(current_ts) >= physical(primary.lock_version) + primary.lock_ttl;
+                let expired = physical(current_ts)
+                    >= physical(primary.lock_version).saturating_add(primary.lock_ttl);
                 if primary.use_async_commit && expired && !force_sync_commit {
                     match self
                         .recover_async_commit(&primary, interceptors, backoffer)

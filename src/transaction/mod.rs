@@ -27,7 +27,10 @@
 //! 1PC ([`TransactionOptions::use_async_commit`], [`TransactionOptions::try_one_pc`]) save the
 //! commit round trip when they can, and fall back to 2PC when they cannot.
 
+mod commit;
 mod lock;
+mod options;
+mod pessimistic;
 mod snapshot;
 mod txn;
 
@@ -43,10 +46,11 @@ use crate::request::{Executor, Locate};
 use crate::timestamp::Timestamp;
 use crate::{Config, Error, Key, Result};
 
+pub use options::{DropCheck, LockOptions, LockWait, LockedKey, TransactionOptions};
 pub use snapshot::{ReplicaRead, Snapshot};
-pub use txn::{DropCheck, LockOptions, LockWait, LockedKey, Transaction, TransactionOptions};
+pub use txn::Transaction;
 
-use lock::LockResolver;
+use lock::{LockResolver, PrimaryStatus};
 
 /// client-go's GC lock-resolution budget: 100 s.
 const GC_BUDGET: std::time::Duration = std::time::Duration::from_secs(100);
@@ -139,11 +143,30 @@ impl Core {
     }
 }
 
+/// The fate of a transaction, as its primary key tells it
+/// ([`TransactionClient::transaction_status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransactionStatus {
+    /// Committed at this timestamp.
+    Committed(Timestamp),
+    /// Rolled back: it never committed and never will.
+    RolledBack,
+    /// Not decided yet: its primary lock is alive (or its primary's prewrite has not arrived
+    /// and may still). Ask again later; once its TTL has passed the answer is final.
+    Undecided {
+        /// How long the primary lock may still live, at most.
+        ttl: std::time::Duration,
+    },
+}
+
 /// A client for transactions. Cheap to clone; clones share connections and caches.
 #[derive(Clone)]
 pub struct TransactionClient {
     core: Arc<Core>,
     interceptors: Interceptors,
+    /// The total deadline of this client's own operations (GC, lock cleanup, ranges).
+    operation_timeout: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for TransactionClient {
@@ -202,6 +225,7 @@ impl TransactionClient {
                 safe_point: std::sync::Mutex::new(None),
             }),
             interceptors: Interceptors::default(),
+            operation_timeout: None,
         })
     }
 
@@ -209,9 +233,63 @@ impl TransactionClient {
     /// `interceptor` (after the transaction's own context options).
     pub fn with_interceptor(&self, interceptor: impl Interceptor + 'static) -> TransactionClient {
         TransactionClient {
-            core: self.core.clone(),
             interceptors: self.interceptors.clone().with(interceptor),
+            ..self.clone()
         }
+    }
+
+    /// A client whose own operations ([`TransactionClient::gc`], lock scans and cleanup,
+    /// range deletion, [`TransactionClient::transaction_status`]) may take `timeout` in total
+    /// instead of [`Config::operation_timeout`] (transactions take theirs from
+    /// [`TransactionOptions::operation_timeout`]).
+    #[must_use = "with_operation_timeout returns a new client"]
+    pub fn with_operation_timeout(&self, timeout: std::time::Duration) -> TransactionClient {
+        TransactionClient {
+            operation_timeout: Some(timeout),
+            ..self.clone()
+        }
+    }
+
+    /// A backoffer for one of this client's own operations.
+    fn backoffer(&self, budget: std::time::Duration) -> Backoffer {
+        let config = self.core.pd.config();
+        let timeout = self.operation_timeout.unwrap_or(config.operation_timeout);
+        Backoffer::new(budget).with_timeout(timeout, config.runtime.now())
+    }
+
+    /// What became of the transaction that started at `start_ts` with this primary key (for
+    /// example after [`Error::CommitUndetermined`], which carries both).
+    ///
+    /// Asks the primary, as a reader meeting its lock would: a primary lock whose TTL has
+    /// passed is rolled back (an expired async-commit transaction is settled from all its
+    /// locks), so that once the TTL is over the answer is final. A live lock is never pushed
+    /// or touched.
+    pub async fn transaction_status(
+        &self,
+        primary: impl Into<Key>,
+        start_ts: Timestamp,
+    ) -> Result<TransactionStatus> {
+        let primary = self.core.encode(primary.into());
+        let mut backoffer = self.backoffer(GC_BUDGET);
+        let status = self
+            .core
+            .resolver
+            .primary_status(
+                &primary,
+                start_ts.version(),
+                &self.interceptors,
+                &mut backoffer,
+            )
+            .await?;
+        Ok(match status {
+            PrimaryStatus::Committed(ts) => {
+                TransactionStatus::Committed(Timestamp::from_version(ts))
+            }
+            PrimaryStatus::RolledBack => TransactionStatus::RolledBack,
+            PrimaryStatus::Undecided { ttl_ms } => TransactionStatus::Undecided {
+                ttl: std::time::Duration::from_millis(ttl_ms),
+            },
+        })
     }
 
     /// A client labelling every request with `source` (shown in TiKV's metrics).
@@ -252,11 +330,7 @@ impl TransactionClient {
 
     /// Begins a transaction with `options` at a fresh timestamp.
     pub async fn begin_with_options(&self, options: TransactionOptions) -> Result<Transaction> {
-        if options.stale_read {
-            return Err(Error::InvalidArgument(
-                "stale reads are for snapshots: a transaction reads at its start timestamp".into(),
-            ));
-        }
+        options.validate()?;
         let start = self.current_timestamp().await?;
         Ok(self.begin_at(start, options))
     }
@@ -299,7 +373,7 @@ impl TransactionClient {
         safe_point: Timestamp,
     ) -> Result<Vec<kvrpcpb::LockInfo>> {
         let (start, end) = self.core.encode_range(range.into())?;
-        let mut backoffer = Backoffer::new(GC_BUDGET);
+        let mut backoffer = self.backoffer(GC_BUDGET);
         let mut locks = Vec::new();
         let mut cursor = Some(start);
         while let Some(from) = cursor {
@@ -324,7 +398,7 @@ impl TransactionClient {
         safe_point: Timestamp,
     ) -> Result<usize> {
         let (start, end) = self.core.encode_range(range.into())?;
-        let mut backoffer = Backoffer::new(GC_BUDGET);
+        let mut backoffer = self.backoffer(GC_BUDGET);
         let mut cleaned = 0;
         loop {
             let mut alive: Option<kvrpcpb::LockInfo> = None;
@@ -379,7 +453,7 @@ impl TransactionClient {
     /// `DeleteRange`). This bypasses transactions: use it on data nobody is writing.
     pub async fn delete_range(&self, range: impl Into<crate::BoundRange>) -> Result<()> {
         let (start, end) = self.core.encode_range(range.into())?;
-        let mut backoffer = Backoffer::new(GC_BUDGET);
+        let mut backoffer = self.backoffer(GC_BUDGET);
         let mut cursor = start;
         loop {
             let (resp, region) = self
@@ -424,7 +498,7 @@ impl TransactionClient {
                 "unsafe_destroy_range needs a range with a non-empty start and end".into(),
             ));
         }
-        let mut backoffer = Backoffer::new(GC_BUDGET);
+        let mut backoffer = self.backoffer(GC_BUDGET);
         for store in self.core.pd.get_all_stores().await? {
             let req = kvrpcpb::UnsafeDestroyRangeRequest {
                 start_key: start.clone(),

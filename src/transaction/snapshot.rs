@@ -50,6 +50,8 @@ pub(crate) struct ReadOptions {
     pub isolation: kvrpcpb::IsolationLevel,
     pub replica: ReplicaRead,
     pub stale: bool,
+    /// The total deadline of each read (`None`: the configured default).
+    pub operation_timeout: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -84,6 +86,16 @@ impl Snapshot {
     }
 
     /// The interceptors every request of this snapshot passes through.
+    /// A backoffer for one read: the read budget, within the operation deadline.
+    fn backoffer(&self) -> Backoffer {
+        let config = self.core.pd.config();
+        let timeout = self
+            .read
+            .operation_timeout
+            .unwrap_or(config.operation_timeout);
+        Backoffer::new(READ_BUDGET).with_timeout(timeout, config.runtime.now())
+    }
+
     pub(crate) fn interceptors(&self) -> &Interceptors {
         &self.interceptors
     }
@@ -135,7 +147,7 @@ impl Snapshot {
     pub async fn get(&self, key: impl Into<Key>) -> Result<Option<Value>> {
         self.core.check_visibility(self.ts.version()).await?;
         let key = self.core.encode(key.into());
-        let mut backoffer = Backoffer::new(READ_BUDGET);
+        let mut backoffer = self.backoffer();
         let mut passes = Passes::default();
         loop {
             let req = kvrpcpb::GetRequest {
@@ -174,7 +186,7 @@ impl Snapshot {
             .collect();
         pending.sort();
         pending.dedup();
-        let mut backoffer = Backoffer::new(READ_BUDGET);
+        let mut backoffer = self.backoffer();
         let mut passes = Passes::default();
         let mut found = Vec::new();
         while !pending.is_empty() {
@@ -199,7 +211,7 @@ impl Snapshot {
                     |k| k,
                     limits,
                     &self.interceptors,
-                    &backoffer,
+                    &mut backoffer,
                     &build,
                 )
                 .await?;
@@ -353,7 +365,7 @@ impl Snapshot {
         }
         self.core.check_visibility(self.ts.version()).await?;
         let mut out = Vec::new();
-        let mut backoffer = Backoffer::new(READ_BUDGET);
+        let mut backoffer = self.backoffer();
         let mut passes = Passes::default();
         // Forward: the cursor is the next start; reverse: the exclusive upper bound.
         let mut cursor = if reverse {

@@ -5,6 +5,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod batch;
+mod deadline;
 mod mock;
 mod mock_batch;
 mod mock_fuzz;
@@ -19,4 +20,5 @@ mod raw;
 mod region_cache;
 mod txn;
 mod txn_api;
+mod txn_faults;
 mod util;

@@ -4,7 +4,7 @@
 //! Every method returns a Promise. Keys and values are `Uint8Array`s or strings (strings are
 //! sent as UTF-8); values come back as `Uint8Array`. Errors are JS `Error`s with a stable `code`
 //! (`WriteConflict`, `KeyExists`, `Deadlock`, `LockWaitTimeout`, `CommitUndetermined`,
-//! `TxnAbortedByGc`,
+//! `WriteUndetermined`, `PartialWrite`, `TransactionRolledBack`, `TxnAbortedByGc`,
 //! `Timeout`, `Unavailable`, `InvalidArgument`, `Unsupported`, `Unknown`).
 //!
 //! The crate is empty on native targets so that `cargo build --workspace` stays native-clean.
@@ -35,8 +35,13 @@ fn code(e: &Error) -> &'static str {
         Error::Deadlock { .. } => "Deadlock",
         Error::LockWaitTimeout(_) => "LockWaitTimeout",
         Error::CommitUndetermined(_) => "CommitUndetermined",
+        Error::WriteUndetermined { .. } => "WriteUndetermined",
+        Error::PartialWrite { .. } => "PartialWrite",
+        Error::TransactionRolledBack { .. } => "TransactionRolledBack",
         Error::TxnAbortedByGc { .. } => "TxnAbortedByGc",
-        Error::Timeout { .. } | Error::BackoffExhausted { .. } => "Timeout",
+        Error::Timeout { .. } | Error::BackoffExhausted { .. } | Error::DeadlineExceeded { .. } => {
+            "Timeout"
+        }
         Error::Transport(_) | Error::Pd(_) => "Unavailable",
         Error::Grpc { code, .. } if *code == tikv_client::GrpcCode::Unavailable => "Unavailable",
         Error::InvalidArgument(_) | Error::InvalidConfig(_) => "InvalidArgument",
@@ -140,10 +145,11 @@ fn config(options: &JsValue) -> Result<Config, JsValue> {
         config = config.with_address_mapper(UrlTemplate::new(template));
     }
     if let Some(ms) = option(options, "timeoutMs")? {
+        // JavaScript timers cannot wait longer than 2^31 - 1 ms.
         let ms = ms
             .as_f64()
-            .filter(|ms| ms.is_finite() && *ms > 0.0)
-            .ok_or_else(|| invalid("timeoutMs must be a positive number"))?;
+            .filter(|ms| ms.is_finite() && *ms > 0.0 && *ms <= f64::from(i32::MAX))
+            .ok_or_else(|| invalid("timeoutMs must be a positive number of at most 2147483647"))?;
         config = config.with_timeout(std::time::Duration::from_millis(ms as u64));
     }
     if let Some(name) = option(options, "keyspace")? {
