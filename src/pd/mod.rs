@@ -14,6 +14,7 @@
 mod tso;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::backoff::{BackoffKind, Backoffer};
@@ -77,6 +78,11 @@ struct Inner {
     endpoints: Vec<String>,
     config: Config,
     leader: Mutex<Leader>,
+    /// How many membership refreshes have finished, and a lock held while one runs: the
+    /// requests that failed on one leader share one refresh instead of each asking every
+    /// endpoint.
+    refreshes: AtomicU64,
+    refreshing: futures::lock::Mutex<()>,
 }
 
 #[derive(Clone)]
@@ -119,6 +125,8 @@ impl PdClient {
             endpoints,
             config: config.clone(),
             leader: Mutex::new(leader),
+            refreshes: AtomicU64::new(0),
+            refreshing: futures::lock::Mutex::new(()),
         });
         let tso = Arc::new(tso::Oracle::start(Arc::downgrade(&inner)));
         Ok(PdClient { inner, _tso: tso })
@@ -456,7 +464,29 @@ impl Inner {
         }
     }
 
+    /// How many membership refreshes have happened: note it before a request, and pass it
+    /// to [`Inner::refresh_after`] when the request failed.
+    fn refreshes(&self) -> u64 {
+        self.refreshes.load(Ordering::Acquire)
+    }
+
+    /// Refreshes the membership unless another refresh finished since `seen` (it already
+    /// found what this one would).
+    async fn refresh_after(&self, seen: u64) -> Result<()> {
+        let _refreshing = self.refreshing.lock().await;
+        if self.refreshes() != seen {
+            return Ok(());
+        }
+        let result = self.discover_leader().await;
+        self.refreshes.fetch_add(1, Ordering::AcqRel);
+        result
+    }
+
     async fn refresh(&self) -> Result<()> {
+        self.refresh_after(self.refreshes()).await
+    }
+
+    async fn discover_leader(&self) -> Result<()> {
         let (_, leader) = discover(&self.endpoints, &self.config, Some(self.cluster_id)).await?;
         let mut current = self.leader.lock().unwrap_or_else(PoisonError::into_inner);
         if current.member.client_urls != leader.member.client_urls {
@@ -530,6 +560,7 @@ impl Inner {
         loop {
             let leader = self.leader();
             let address = leader.member.client_urls[0].clone();
+            let refreshes = self.refreshes();
             let started = rt.now();
             let outcome = match rt
                 .timeout(self.config.timeout, attempt(leader.channel))
@@ -570,7 +601,7 @@ impl Inner {
             }
             log::debug!("PD {method} failed: {err}");
             if is_leader_change(&err) {
-                if let Err(e) = self.refresh().await {
+                if let Err(e) = self.refresh_after(refreshes).await {
                     log::debug!("PD membership refresh failed: {e}");
                 }
             }

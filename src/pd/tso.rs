@@ -56,6 +56,8 @@ struct Stream {
 
 async fn run(pd: Weak<Inner>, mut waiters: mpsc::UnboundedReceiver<Waiter>) {
     let mut stream: Option<Stream> = None;
+    // The last timestamp handed out: every later one must be greater.
+    let mut previous: Option<Timestamp> = None;
     while let Some(first) = waiters.next().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -72,12 +74,15 @@ async fn run(pd: Weak<Inner>, mut waiters: mpsc::UnboundedReceiver<Waiter>) {
             return;
         };
         let count = batch.len() as u32;
-        match fetch(&pd, count, &mut stream).await {
-            Ok(last) => {
-                let first_logical = last.logical - i64::from(count) + 1;
+        let fetched = fetch(&pd, count, &mut stream)
+            .await
+            .and_then(|last| first_of_batch(previous, last, count));
+        match fetched {
+            Ok(first) => {
                 for (i, waiter) in batch.into_iter().enumerate() {
-                    let _ =
-                        waiter.send(Ok(Timestamp::new(last.physical, first_logical + i as i64)));
+                    let ts = Timestamp::new(first.physical, first.logical + i as i64);
+                    previous = Some(ts);
+                    let _ = waiter.send(Ok(ts));
                 }
             }
             Err(e) => {
@@ -89,11 +94,32 @@ async fn run(pd: Weak<Inner>, mut waiters: mpsc::UnboundedReceiver<Waiter>) {
     }
 }
 
+/// The first of the `count` timestamps that end at `last` (PD answers the last of a batch;
+/// they share its physical part). Refuses a batch PD could not have issued (its logical part
+/// too small for the count) or one not above every timestamp handed out before.
+fn first_of_batch(previous: Option<Timestamp>, last: Timestamp, count: u32) -> Result<Timestamp> {
+    let first_logical = last.logical - i64::from(count) + 1;
+    if first_logical < 0 || last.logical >= 1 << crate::timestamp::LOGICAL_BITS || last.physical < 0
+    {
+        return Err(Error::UnexpectedResponse(format!(
+            "PD answered {last:?} as the last of {count} timestamps"
+        )));
+    }
+    let first = Timestamp::new(last.physical, first_logical);
+    if previous.is_some_and(|p| first <= p) {
+        return Err(Error::UnexpectedResponse(format!(
+            "PD's timestamps went backwards: {first:?} after {previous:?}"
+        )));
+    }
+    Ok(first)
+}
+
 /// `count` timestamps: returns the last; retries with the `pdRPC` backoff.
 async fn fetch(pd: &Inner, count: u32, stream: &mut Option<Stream>) -> Result<Timestamp> {
     let rt = &pd.config.runtime;
     let mut backoffer = Backoffer::new(TSO_BUDGET);
     loop {
+        let refreshes = pd.refreshes();
         let attempt = rt
             .timeout(pd.config.timeout, request(pd, count, stream))
             .await;
@@ -110,7 +136,7 @@ async fn fetch(pd: &Inner, count: u32, stream: &mut Option<Stream>) -> Result<Ti
         if matches!(&err, Error::Grpc { message, .. } if message.contains("mismatch cluster id")) {
             return Err(err);
         }
-        if let Err(e) = pd.refresh().await {
+        if let Err(e) = pd.refresh_after(refreshes).await {
             log::debug!("PD membership refresh failed: {e}");
         }
         backoffer.backoff(rt, BackoffKind::PdRpc, err).await?;
@@ -174,4 +200,31 @@ async fn open(channel: Channel, address: &str) -> Result<Stream> {
         requests: tx,
         replies,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_must_fit_their_count_and_move_forward() {
+        let last = Timestamp::new(100, 9);
+        assert_eq!(
+            first_of_batch(None, last, 10).unwrap(),
+            Timestamp::new(100, 0)
+        );
+        assert!(
+            first_of_batch(None, last, 11).is_err(),
+            "10 logicals cannot hold 11 timestamps"
+        );
+        assert!(first_of_batch(None, Timestamp::new(100, 1 << 18), 1).is_err());
+        assert!(first_of_batch(None, Timestamp::new(-1, 0), 1).is_err());
+        let previous = Some(Timestamp::new(100, 4));
+        assert!(first_of_batch(previous, last, 5).is_ok());
+        assert!(
+            first_of_batch(previous, last, 6).is_err(),
+            "the batch would start at the last timestamp handed out"
+        );
+        assert!(first_of_batch(previous, Timestamp::new(99, 100), 1).is_err());
+    }
 }

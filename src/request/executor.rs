@@ -405,6 +405,7 @@ impl Executor {
         let rt = &self.config.runtime;
         request.context_mut().api_version = self.api_version as i32;
         loop {
+            let generation = self.stores.generation(address);
             let sent = async {
                 let client = self.stores.client(address).await?;
                 let mut req = tonic::Request::new(request.clone());
@@ -422,7 +423,7 @@ impl Executor {
                     after: self.config.long_timeout,
                 },
             };
-            self.stores.forget(address);
+            self.stores.forget(address, generation);
             backoffer.backoff(rt, BackoffKind::TikvRpc, err).await?;
         }
     }
@@ -563,6 +564,7 @@ impl Executor {
             Some(left) => left.min(rpc_timeout),
             None => rpc_timeout,
         };
+        let generation = self.stores.generation(&address);
         let sent = async {
             // gRPC-web cannot stream requests: the browser build always sends unary calls.
             let batch = transport::STREAMING_REQUESTS && self.config.batch_commands;
@@ -610,7 +612,7 @@ impl Executor {
                     return Err(e);
                 }
                 if !matches!(e, Error::Grpc { .. }) {
-                    self.stores.forget(&address);
+                    self.stores.forget(&address, generation);
                     self.cache.invalidate_store(peer.store_id);
                     self.cache.invalidate(region.id, InvalidReason::Other);
                 }

@@ -15,11 +15,31 @@ use crate::{Config, Result};
 /// The per-store clients of one TiKV client.
 pub(crate) struct Stores {
     config: Config,
-    clients: Mutex<HashMap<String, TikvClient<Channel>>>,
+    /// Per address, the client and its generation (how many connections were made before).
+    clients: Mutex<HashMap<String, (u64, TikvClient<Channel>)>>,
+    generations: Mutex<HashMap<String, u64>>,
     batches: Mutex<HashMap<String, Arc<batch::BatchStream>>>,
     /// Per address, held while a stream opens, so that concurrent first requests share one
     /// and a slow store does not hold back the others.
-    opening: Mutex<HashMap<String, Arc<futures::lock::Mutex<()>>>>,
+    opening: Gates,
+    /// Per address, held while a connection opens: concurrent requests that find no client
+    /// share one connection attempt instead of each dialing.
+    connecting: Gates,
+}
+
+/// Per-address async locks.
+#[derive(Default)]
+struct Gates(Mutex<HashMap<String, Arc<futures::lock::Mutex<()>>>>);
+
+impl Gates {
+    fn get(&self, address: &str) -> Arc<futures::lock::Mutex<()>> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(address.to_owned())
+            .or_default()
+            .clone()
+    }
 }
 
 impl Stores {
@@ -27,9 +47,23 @@ impl Stores {
         Stores {
             config,
             clients: Mutex::new(HashMap::new()),
+            generations: Mutex::new(HashMap::new()),
             batches: Mutex::new(HashMap::new()),
-            opening: Mutex::new(HashMap::new()),
+            opening: Gates::default(),
+            connecting: Gates::default(),
         }
+    }
+
+    /// The generation of the connection requests to `address` go over now: pass it to
+    /// [`Stores::forget`] after a failure, so that many failures of one connection make one
+    /// reconnection.
+    pub(crate) fn generation(&self, address: &str) -> u64 {
+        self.generations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(address)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Whether requests to `address` may go over BatchCommands (not when the store refused
@@ -61,13 +95,7 @@ impl Stores {
         let stream = match open() {
             Some(stream) => stream,
             None => {
-                let gate = self
-                    .opening
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .entry(address.to_owned())
-                    .or_default()
-                    .clone();
+                let gate = self.opening.get(address);
                 let _opening = gate.lock().await;
                 match open() {
                     Some(stream) => stream,
@@ -86,9 +114,15 @@ impl Stores {
         stream.call(cmd).await
     }
 
-    /// The client for `address`, connecting on first use.
+    /// The client for `address`, connecting on first use (one connection attempt at a time
+    /// per address).
     pub(crate) async fn client(&self, address: &str) -> Result<TikvClient<Channel>> {
-        if let Some(client) = self.lock().get(address) {
+        if let Some((_, client)) = self.lock().get(address) {
+            return Ok(client.clone());
+        }
+        let gate = self.connecting.get(address);
+        let _connecting = gate.lock().await;
+        if let Some((_, client)) = self.lock().get(address) {
             return Ok(client.clone());
         }
         let channel = transport::connect(address, &self.config).await?;
@@ -99,18 +133,30 @@ impl Stores {
         if self.config.gzip {
             client = client.send_compressed(CompressionEncoding::Gzip);
         }
-        self.lock().insert(address.to_owned(), client.clone());
+        let generation = self.generation(address);
+        self.lock()
+            .insert(address.to_owned(), (generation, client.clone()));
         Ok(client)
     }
 
-    /// Drops the client for `address`, so the next request reconnects. Its batch stream
-    /// stays until it ends (then the next batched request replaces it): one slow or lost
-    /// answer does not end a healthy stream, and a dead connection ends it by itself.
-    pub(crate) fn forget(&self, address: &str) {
-        self.lock().remove(address);
+    /// Drops the client for `address` if it is still the one of `generation`, so the next
+    /// request reconnects. Its batch stream stays until it ends (then the next batched
+    /// request replaces it): one slow or lost answer does not end a healthy stream, and a dead
+    /// connection ends it by itself.
+    pub(crate) fn forget(&self, address: &str, generation: u64) {
+        let mut clients = self.lock();
+        if clients.get(address).is_some_and(|(g, _)| *g == generation) {
+            clients.remove(address);
+            *self
+                .generations
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(address.to_owned())
+                .or_default() += 1;
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, TikvClient<Channel>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, TikvClient<Channel>)>> {
         self.clients.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

@@ -442,11 +442,11 @@ impl Transaction {
             .filter(|k| **k != primary)
             .cloned()
             .collect();
-        let mut min_commit_ts = (start + 1).max(for_update_ts.saturating_add(1));
+        let mut min_commit_ts = start.saturating_add(1).max(for_update_ts.saturating_add(1));
         if mode != CommitMode::TwoPc && !self.options.causal_consistency {
             // Linearizability: commit after every snapshot taken before this commit began.
             let latest = self.core.exec.timestamp(backoffer).await?.version();
-            min_commit_ts = min_commit_ts.max(latest + 1);
+            min_commit_ts = min_commit_ts.max(latest.saturating_add(1));
         }
         let max_commit_ts = Timestamp::new(
             self.start_timestamp()
