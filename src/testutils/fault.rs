@@ -2,7 +2,7 @@
 //!
 //! A [`Rule`] pairs a condition (RPC method, store, region, key prefix, the nth matching call,
 //! a seeded probability, how many times) with a [`Reaction`] (a region error, a gRPC status, a
-//! delay, a dropped connection). Rules can be added and removed while clients run. Every RPC a
+//! delay before or after executing, a dropped connection, a reply lost after executing). Rules can be added and removed while clients run. Every RPC a
 //! store serves is appended to the call log as a [`Call`], so tests can assert on the attempt
 //! pattern a client produced.
 
@@ -32,6 +32,13 @@ pub enum Reaction {
     Delay(Duration),
     /// Cut every open connection to the store; the call gets no answer.
     DropConnection,
+    /// Execute the call (its effect is applied), then cut every open connection to the store
+    /// instead of answering: the client sees a broken connection after the fact, as when a
+    /// reply is lost on the wire.
+    LoseReply,
+    /// Execute the call, then wait this long before answering: the effect is visible to
+    /// other clients while the caller still waits.
+    DelayReply(Duration),
 }
 
 /// When a rule fires. Unset fields match anything.
@@ -129,6 +136,16 @@ impl RuleBuilder {
         self.then(Reaction::DropConnection)
     }
 
+    /// Execute, then cut the store's connections instead of answering.
+    pub fn lose_reply(self) -> Rule {
+        self.then(Reaction::LoseReply)
+    }
+
+    /// Execute, then wait before answering.
+    pub fn delay_reply(self, by: Duration) -> Rule {
+        self.then(Reaction::DelayReply(by))
+    }
+
     /// Any reaction.
     pub fn then(self, reaction: Reaction) -> Rule {
         Rule {
@@ -153,6 +170,8 @@ pub enum Outcome {
     Status(GrpcCode),
     /// The connection was cut.
     Dropped,
+    /// Executed, then the connection was cut instead of answering.
+    ReplyLost,
 }
 
 /// One RPC the cluster served.

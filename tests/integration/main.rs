@@ -7,6 +7,7 @@
 mod batch;
 mod mock;
 mod mock_batch;
+mod mock_faults;
 mod mock_fuzz;
 mod mock_pd;
 mod mock_pipelined;
