@@ -2,23 +2,26 @@
 //! tests.
 //!
 //! ```text
-//! tikv-mock [--pd-port 2379] [--stores 3] [--api-version v1|v1ttl|v2] [--split KEY,...]
-//!           [--txn-split KEY,...] [--keyspace NAME,...] [--cluster-id N]
+//! tikv-mock [--pd-port 2379] [--pd-members 1] [--stores 3] [--api-version v1|v1ttl|v2]
+//!           [--split KEY,...] [--txn-split KEY,...] [--keyspace NAME,...] [--cluster-id N]
 //! ```
 //!
 //! Keys are UTF-8, or hex with a `0x` prefix. `--split` places region boundaries at raw keys,
 //! `--txn-split` at transactional keys (memcomparable-encoded, as TiKV stores them). Clients
 //! that decode every region boundary as a transactional key (client-rust's and client-go's
 //! transaction clients) need a cluster split with `--txn-split` only. PD's HTTP API
-//! (`/pd/api/v1/version`, `/stores`, `/regions`) is served on the PD port. When ready it prints one JSON line,
-//! `{"pd":"127.0.0.1:2379","stores":["127.0.0.1:...",...],"api_version":"v1"}`, then serves
-//! until SIGINT or SIGTERM. `RUST_LOG=debug` logs each request; `RUST_LOG=trace` also prints every
+//! (`/pd/api/v1/version`, `/stores`, `/regions`) is served on the PD port. `--pd-members N`
+//! runs PD as N members (`pd-1` on the PD port, the others on free ports), `pd-1` leading.
+//! When ready it prints one JSON line,
+//! `{"pd":"127.0.0.1:2379","stores":["127.0.0.1:...",...],"api_version":"v1","pd_members":["127.0.0.1:2379",...]}`,
+//! then serves until SIGINT or SIGTERM. `RUST_LOG=debug` logs each request; `RUST_LOG=trace` also prints every
 //! TiKV request and response in full.
 
 use tikv_client::testutils::{ApiVersion, MockCluster, MockClusterBuilder};
 
-const USAGE: &str = "usage: tikv-mock [--pd-port PORT] [--stores N] [--api-version v1|v1ttl|v2] \
-[--split KEY,...] [--txn-split KEY,...] [--keyspace NAME,...] [--cluster-id N]";
+const USAGE: &str = "usage: tikv-mock [--pd-port PORT] [--pd-members N] [--stores N] \
+[--api-version v1|v1ttl|v2] [--split KEY,...] [--txn-split KEY,...] [--keyspace NAME,...] \
+[--cluster-id N]";
 
 /// A key from the command line: hex with a `0x` prefix, else UTF-8.
 fn parse_key(text: &str) -> Result<Vec<u8>, String> {
@@ -64,6 +67,7 @@ fn parse_args() -> Result<(MockClusterBuilder, ApiVersion), String> {
                     u16::try_from(port).map_err(|_| format!("--pd-port: {port} is not a port"))?,
                 )
             }
+            "--pd-members" => builder.pd_members(number("a member count")? as usize),
             "--stores" => builder.stores(number("a store count")? as usize),
             "--cluster-id" => builder.cluster_id(number("a number")?),
             "--api-version" => {
@@ -103,10 +107,11 @@ async fn main() {
     };
     // Written by hand to keep the documented key order.
     println!(
-        r#"{{"pd":{},"stores":{},"api_version":"{}"}}"#,
+        r#"{{"pd":{},"stores":{},"api_version":"{}","pd_members":{}}}"#,
         serde_json::Value::from(cluster.pd_endpoint()),
         serde_json::Value::from(cluster.store_addrs()),
         api.name(),
+        serde_json::Value::from(cluster.pd_endpoints()),
     );
     wait_for_signal().await;
     drop(cluster);

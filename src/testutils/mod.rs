@@ -63,6 +63,7 @@ const MAX_MESSAGE: usize = 256 << 20;
 #[derive(Debug, Clone)]
 pub struct MockClusterBuilder {
     pd_port: u16,
+    pd_members: usize,
     store_ports: Vec<u16>,
     stores: usize,
     cluster_id: Option<u64>,
@@ -77,6 +78,7 @@ impl Default for MockClusterBuilder {
     fn default() -> Self {
         MockClusterBuilder {
             pd_port: 0,
+            pd_members: 1,
             store_ports: Vec::new(),
             stores: 3,
             cluster_id: None,
@@ -90,9 +92,19 @@ impl Default for MockClusterBuilder {
 }
 
 impl MockClusterBuilder {
-    /// Serves PD on this port of 127.0.0.1; 0 (the default) picks a free one.
+    /// Serves PD (its first member) on this port of 127.0.0.1; 0 (the default) picks a free
+    /// one.
     pub fn pd_port(mut self, port: u16) -> Self {
         self.pd_port = port;
+        self
+    }
+
+    /// The number of PD members (default 1, at least 1), `pd-1`..`pd-n`, each on its own port
+    /// of 127.0.0.1 (the first on [`pd_port`](Self::pd_port), the others on free ones). They
+    /// share the cluster's state and timestamp oracle; the first leads until
+    /// [`MockCluster::transfer_pd_leader`].
+    pub fn pd_members(mut self, n: usize) -> Self {
+        self.pd_members = n.max(1);
         self
     }
 
@@ -167,8 +179,16 @@ impl MockClusterBuilder {
         }
         let node = Arc::new(Node::new(cluster.clone(), self.seed));
 
-        let pd_listener = TcpListener::bind(("127.0.0.1", self.pd_port)).await?;
-        let pd_addr = pd_listener.local_addr()?;
+        let mut pd_listeners = Vec::new();
+        for i in 0..self.pd_members {
+            let port = if i == 0 { self.pd_port } else { 0 };
+            pd_listeners.push(TcpListener::bind(("127.0.0.1", port)).await?);
+        }
+        let pd_addrs = pd_listeners
+            .iter()
+            .map(TcpListener::local_addr)
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let pd_group = Arc::new(pd::PdGroup::new(id, pd_addrs));
         let store_ids: Vec<u64> = cluster.meta().stores.keys().copied().collect();
         let mut stores = Vec::new();
         for (i, store_id) in store_ids.into_iter().enumerate() {
@@ -187,20 +207,25 @@ impl MockClusterBuilder {
                 handle: Some(handle),
             });
         }
-        let pd = server::serve(
-            pd_listener,
-            pd::MockPd::new(node.clone(), pd_addr).into_router(),
-            Some(pd_http::PdHttp::new(cluster.clone())),
-        );
+        let pd_servers = pd_listeners
+            .into_iter()
+            .enumerate()
+            .map(|(i, listener)| {
+                let pd = pd::MockPd::new(node.clone(), pd_group.clone(), i);
+                let http = pd_http::PdHttp::new(cluster.clone());
+                server::serve(listener, pd.into_router(), Some(http))
+            })
+            .collect();
         log::info!(
-            "mock cluster {id} ({:?}): PD {pd_addr}, stores {:?}",
+            "mock cluster {id} ({:?}): PD {:?}, stores {:?}",
             self.api_version,
+            pd_group.addrs(),
             stores.iter().map(|s| s.addr).collect::<Vec<_>>()
         );
         Ok(MockCluster {
             node,
-            pd_addr,
-            _pd: pd,
+            pd: pd_group,
+            _pd_servers: pd_servers,
             stores: Mutex::new(stores),
         })
     }
@@ -227,8 +252,8 @@ struct StoreServer {
 /// A running in-memory cluster. Dropping it stops every server.
 pub struct MockCluster {
     node: Arc<Node>,
-    pd_addr: SocketAddr,
-    _pd: ServerHandle,
+    pd: Arc<pd::PdGroup>,
+    _pd_servers: Vec<ServerHandle>,
     stores: Mutex<Vec<StoreServer>>,
 }
 
@@ -236,7 +261,8 @@ impl std::fmt::Debug for MockCluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MockCluster")
             .field("cluster_id", &self.cluster_id())
-            .field("pd", &self.pd_addr)
+            .field("pd", &self.pd.addrs())
+            .field("pd_leader", &self.pd_leader())
             .field("stores", &self.store_addrs())
             .finish()
     }
@@ -262,14 +288,31 @@ impl MockCluster {
         self.cluster().api_version
     }
 
-    /// PD's address, `127.0.0.1:port`.
+    /// The PD leader's address, `127.0.0.1:port`.
     pub fn pd_endpoint(&self) -> String {
-        self.pd_addr.to_string()
+        self.pd_addr().to_string()
     }
 
-    /// PD's socket address.
+    /// The PD leader's socket address.
     pub fn pd_addr(&self) -> SocketAddr {
-        self.pd_addr
+        self.pd.addrs()[self.pd.leader()]
+    }
+
+    /// Every PD member's address, by member index (`pd-1` first).
+    pub fn pd_endpoints(&self) -> Vec<String> {
+        self.pd.addrs().iter().map(ToString::to_string).collect()
+    }
+
+    /// The index of the PD member that leads (0 for `pd-1`).
+    pub fn pd_leader(&self) -> usize {
+        self.pd.leader()
+    }
+
+    /// Makes PD member `to` (by index) the leader. The others then answer every request but
+    /// GetMembers and GetClusterInfo with `Unavailable` "not leader", and fail the next request
+    /// of an open Tso stream, which ends it; GetMembers on any member names the new leader.
+    pub fn transfer_pd_leader(&self, to: usize) -> Result<(), String> {
+        self.pd.transfer(to)
     }
 
     /// The stores' addresses, in store-id order.

@@ -10,6 +10,7 @@ mod mock_batch;
 mod mock_faults;
 mod mock_fuzz;
 mod mock_pd;
+mod mock_pd_members;
 mod mock_pipelined;
 mod mock_raw;
 mod mock_reads;
