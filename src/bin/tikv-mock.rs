@@ -14,28 +14,36 @@
 //! runs PD as N members (`pd-1` on the PD port, the others on free ports), `pd-1` leading.
 //! When ready it prints one JSON line,
 //! `{"pd":"127.0.0.1:2379","stores":["127.0.0.1:...",...],"api_version":"v1","pd_members":["127.0.0.1:2379",...]}`,
-//! then serves until SIGINT or SIGTERM. `RUST_LOG=debug` logs each request; `RUST_LOG=trace` also prints every
-//! TiKV request and response in full.
+//! then serves until SIGINT or SIGTERM.
+//!
+//! Tests drive the running mock through its admin API, JSON over HTTP under `/mock/api/v1/` on
+//! every PD member's port, for loopback clients only (docs/mock-admin.md has every endpoint):
+//!
+//! ```text
+//! POST   rules                 {"method":"RawGet","nth":1,"region_error":"ServerIsBusy"} -> {"id":1}
+//!                              (condition: method, store, region, key_prefix, nth, probability,
+//!                              times; one reaction: region_error, status {code, message},
+//!                              delay_ms, delay_reply_ms, drop_connection, lose_reply)
+//! GET    rules                 the active rules, with their ids
+//! DELETE rules/{id}, rules     remove one rule, or all
+//! GET    calls[?method=NAME]   the call log; DELETE calls empties it
+//! POST   split                 {"key":"m","kind":"raw"|"txn"}
+//! POST   transfer-leader       {"region":2,"store":3}
+//! POST   stores/{id}/stop      and stores/{id}/start
+//! POST   pd/transfer-leader    {"to":1}
+//! ```
+//!
+//! For example `curl -X POST http://127.0.0.1:2379/mock/api/v1/rules -d
+//! '{"method":"RawPut","lose_reply":true}'`.
+//!
+//! `RUST_LOG=debug` logs each request; `RUST_LOG=trace` also prints every TiKV request and
+//! response in full.
 
-use tikv_client::testutils::{ApiVersion, MockCluster, MockClusterBuilder};
+use tikv_client::testutils::{parse_key, ApiVersion, MockCluster, MockClusterBuilder};
 
 const USAGE: &str = "usage: tikv-mock [--pd-port PORT] [--pd-members N] [--stores N] \
 [--api-version v1|v1ttl|v2] [--split KEY,...] [--txn-split KEY,...] [--keyspace NAME,...] \
 [--cluster-id N]";
-
-/// A key from the command line: hex with a `0x` prefix, else UTF-8.
-fn parse_key(text: &str) -> Result<Vec<u8>, String> {
-    let Some(hex) = text.strip_prefix("0x") else {
-        return Ok(text.as_bytes().to_vec());
-    };
-    if hex.len() % 2 != 0 {
-        return Err(format!("odd number of hex digits in {text}"));
-    }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|_| format!("bad hex in {text}")))
-        .collect()
-}
 
 fn parse_keys(list: &str) -> Result<Vec<Vec<u8>>, String> {
     list.split(',')

@@ -9,8 +9,10 @@
 //! for now.
 //!
 //! While clients run, a test can reshape the cluster ([`MockCluster::split_raw`],
-//! [`MockCluster::merge`], [`MockCluster::transfer_leader`], [`MockCluster::stop_store`]),
-//! inject faults with [`Rule`]s, and read the [`Call`] log.
+//! [`MockCluster::merge`], [`MockCluster::transfer_leader`], [`MockCluster::stop_store`],
+//! [`MockCluster::transfer_pd_leader`] among [`MockClusterBuilder::pd_members`]), inject
+//! faults with [`Rule`]s, and read the [`Call`] log. The same controls are served as JSON over
+//! HTTP under `/mock/api/v1/` on PD's port (docs/mock-admin.md), for tests in other languages.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -25,6 +27,7 @@
 
 #![allow(clippy::disallowed_methods)] // the mock cluster is a native tokio program
 
+mod admin;
 mod cluster;
 mod fault;
 mod mvcc;
@@ -33,31 +36,31 @@ mod pd_http;
 mod raw;
 mod router;
 mod server;
+mod stores;
 mod tikv;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tonic::codec::CompressionEncoding;
 
 use crate::backoff::SplitMix64;
 use crate::proto::metapb;
-use crate::proto::tikvpb::tikv_server::TikvServer;
 
+pub use admin::parse_key;
 pub use cluster::ApiVersion;
 pub use fault::{
-    region_error_kind, Call, Labels, Outcome, Reaction, Rule, RuleBuilder, RuleId,
-    CALL_LOG_CAPACITY,
+    region_error, region_error_kind, Call, Labels, Outcome, Reaction, Rule, RuleBuilder, RuleId,
+    CALL_LOG_CAPACITY, REGION_ERROR_KINDS,
 };
 
 use cluster::{Cluster, DataKind};
-use router::Router;
 use server::ServerHandle;
-use tikv::{MockTikv, Node};
+use stores::Stores;
+use tikv::Node;
 
 /// The largest message the mock accepts or sends: 256 MiB.
-const MAX_MESSAGE: usize = 256 << 20;
+pub(crate) const MAX_MESSAGE: usize = 256 << 20;
 
 /// Configures and starts a [`MockCluster`].
 #[derive(Debug, Clone)]
@@ -189,30 +192,16 @@ impl MockClusterBuilder {
             .map(TcpListener::local_addr)
             .collect::<std::io::Result<Vec<_>>>()?;
         let pd_group = Arc::new(pd::PdGroup::new(id, pd_addrs));
-        let store_ids: Vec<u64> = cluster.meta().stores.keys().copied().collect();
-        let mut stores = Vec::new();
-        for (i, store_id) in store_ids.into_iter().enumerate() {
-            let port = self.store_ports.get(i).copied().unwrap_or(0);
-            let listener = TcpListener::bind(("127.0.0.1", port)).await?;
-            let addr = listener.local_addr()?;
-            if let Some(store) = cluster.meta().stores.get_mut(&store_id) {
-                store.meta.address = addr.to_string();
-                store.meta.peer_address = addr.to_string();
-                store.meta.status_address = addr.to_string();
-            }
-            let handle = serve_store(&node, store_id, listener);
-            stores.push(StoreServer {
-                id: store_id,
-                addr,
-                handle: Some(handle),
-            });
-        }
+        let stores = Arc::new(Stores::start(node.clone(), &self.store_ports).await?);
         let pd_servers = pd_listeners
             .into_iter()
             .enumerate()
             .map(|(i, listener)| {
                 let pd = pd::MockPd::new(node.clone(), pd_group.clone(), i);
-                let http = pd_http::PdHttp::new(cluster.clone());
+                let http = pd_http::HttpApis {
+                    pd: pd_http::PdHttp::new(cluster.clone()),
+                    admin: admin::Admin::new(node.clone(), pd_group.clone(), &stores),
+                };
                 server::serve(listener, pd.into_router(), Some(http))
             })
             .collect();
@@ -220,33 +209,15 @@ impl MockClusterBuilder {
             "mock cluster {id} ({:?}): PD {:?}, stores {:?}",
             self.api_version,
             pd_group.addrs(),
-            stores.iter().map(|s| s.addr).collect::<Vec<_>>()
+            stores.addrs()
         );
         Ok(MockCluster {
             node,
             pd: pd_group,
             _pd_servers: pd_servers,
-            stores: Mutex::new(stores),
+            stores,
         })
     }
-}
-
-fn serve_store(node: &Arc<Node>, store_id: u64, listener: TcpListener) -> ServerHandle {
-    let service = TikvServer::new(MockTikv::new(node.clone(), store_id))
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE)
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip);
-    let handle = server::serve(listener, Router::default().add(service), None);
-    node.set_killer(store_id, handle.connection_killer());
-    handle
-}
-
-#[derive(Debug)]
-struct StoreServer {
-    id: u64,
-    addr: SocketAddr,
-    handle: Option<ServerHandle>,
 }
 
 /// A running in-memory cluster. Dropping it stops every server.
@@ -254,7 +225,7 @@ pub struct MockCluster {
     node: Arc<Node>,
     pd: Arc<pd::PdGroup>,
     _pd_servers: Vec<ServerHandle>,
-    stores: Mutex<Vec<StoreServer>>,
+    stores: Arc<Stores>,
 }
 
 impl std::fmt::Debug for MockCluster {
@@ -317,15 +288,16 @@ impl MockCluster {
 
     /// The stores' addresses, in store-id order.
     pub fn store_addrs(&self) -> Vec<String> {
-        self.lock_stores()
+        self.stores
+            .addrs()
             .iter()
-            .map(|s| s.addr.to_string())
+            .map(ToString::to_string)
             .collect()
     }
 
     /// The store ids, in order.
     pub fn store_ids(&self) -> Vec<u64> {
-        self.lock_stores().iter().map(|s| s.id).collect()
+        self.stores.ids()
     }
 
     /// Every region, in key order (boundaries in TiKV's internal key space).
@@ -388,9 +360,7 @@ impl MockCluster {
 
     /// Moves the leader of `region` to `store`.
     pub fn transfer_leader(&self, region: u64, store: u64) -> Result<(), String> {
-        self.cluster().transfer_leader(region, store)?;
-        self.node.new_leader(region, store);
-        Ok(())
+        self.node.transfer_leader(region, store)
     }
 
     /// How long a new leader (after a leader transfer or a merge) takes to sync its max_ts
@@ -403,36 +373,12 @@ impl MockCluster {
 
     /// Stops a store's server: open connections fail and new ones are refused. Data is kept.
     pub fn stop_store(&self, store: u64) -> bool {
-        let mut stores = self.lock_stores();
-        let Some(s) = stores.iter_mut().find(|s| s.id == store) else {
-            return false;
-        };
-        let was_up = s.handle.take().is_some();
-        if let Some(meta) = self.cluster().meta().stores.get_mut(&store) {
-            meta.up = false;
-        }
-        was_up
+        self.stores.stop(store)
     }
 
     /// Starts a stopped store again on its old address.
     pub async fn start_store(&self, store: u64) -> std::io::Result<()> {
-        let addr = self
-            .lock_stores()
-            .iter()
-            .find(|s| s.id == store)
-            .map(|s| s.addr)
-            .ok_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::NotFound, format!("no store {store}"))
-            })?;
-        let listener = TcpListener::bind(addr).await?;
-        let handle = serve_store(&self.node, store, listener);
-        if let Some(s) = self.lock_stores().iter_mut().find(|s| s.id == store) {
-            s.handle = Some(handle);
-        }
-        if let Some(meta) = self.cluster().meta().stores.get_mut(&store) {
-            meta.up = true;
-        }
-        Ok(())
+        self.stores.start_again(store).await
     }
 
     /// Makes followers' safe ts (their resolved ts) trail PD's latest timestamp by `lag`, so
@@ -471,10 +417,6 @@ impl MockCluster {
     /// Empties the call log.
     pub fn clear_calls(&self) {
         self.node.faults.clear_calls()
-    }
-
-    fn lock_stores(&self) -> std::sync::MutexGuard<'_, Vec<StoreServer>> {
-        self.stores.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -18,7 +18,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
-use super::pd_http::{HttpApiLayer, PdHttp};
+use super::pd_http::{HttpApiLayer, HttpApis};
 use super::router::Router;
 
 /// Stops the server when dropped.
@@ -81,8 +81,8 @@ fn cors() -> CorsLayer {
         ])
 }
 
-/// Serves `router` (and PD's HTTP API when given) on `listener` until the handle is dropped.
-pub(crate) fn serve(listener: TcpListener, router: Router, http: Option<PdHttp>) -> ServerHandle {
+/// Serves `router` (and the HTTP APIs when given) on `listener` until the handle is dropped.
+pub(crate) fn serve(listener: TcpListener, router: Router, http: Option<HttpApis>) -> ServerHandle {
     let stop = CancellationToken::new();
     let connections = ConnectionKiller {
         current: Arc::new(Mutex::new(CancellationToken::new())),

@@ -6,6 +6,7 @@
 
 mod batch;
 mod mock;
+mod mock_admin;
 mod mock_batch;
 mod mock_faults;
 mod mock_fuzz;

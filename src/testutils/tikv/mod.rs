@@ -222,6 +222,13 @@ impl Node {
         }
     }
 
+    /// Moves the leader of `region` to `store`, which then syncs its max_ts.
+    pub(crate) fn transfer_leader(&self, region: u64, store: u64) -> Result<(), String> {
+        self.cluster.transfer_leader(region, store)?;
+        self.new_leader(region, store);
+        Ok(())
+    }
+
     pub(crate) fn set_max_ts_sync_delay(&self, delay: std::time::Duration) {
         *lock(&self.max_ts_sync_delay) = delay;
     }
