@@ -4,6 +4,7 @@
 //! ```text
 //! tikv-mock [--pd-port 2379] [--pd-members 1] [--stores 3] [--api-version v1|v1ttl|v2]
 //!           [--split KEY,...] [--txn-split KEY,...] [--keyspace NAME,...] [--cluster-id N]
+//!           [--allow-origin ORIGIN,...] [--allow-host HOST,...]
 //! ```
 //!
 //! Keys are UTF-8, or hex with a `0x` prefix. `--split` places region boundaries at raw keys,
@@ -15,6 +16,13 @@
 //! When ready it prints one JSON line,
 //! `{"pd":"127.0.0.1:2379","stores":["127.0.0.1:...",...],"api_version":"v1","pd_members":["127.0.0.1:2379",...]}`,
 //! then serves until SIGINT or SIGTERM.
+//!
+//! It answers only requests that name a local host (`localhost`, `127.0.0.1`, `[::1]`, any
+//! port) in `Host` or `:authority`, and browser pages of local origins (`http(s)://` those
+//! hosts): any other page a developer opens could otherwise reach it, by CORS or by DNS
+//! rebinding. Others get 403. `--allow-host` adds host names (such as a container's name),
+//! `--allow-origin` adds page origins (`https://app.example:8443`, matched exactly);
+//! `--allow-origin '*'` allows every origin, which is unsafe on a machine that browses the web.
 //!
 //! Tests drive the running mock through its admin API, JSON over HTTP under `/mock/api/v1/` on
 //! every PD member's port, for loopback clients only (docs/mock-admin.md has every endpoint):
@@ -43,13 +51,18 @@ use tikv_client::testutils::{parse_key, ApiVersion, MockCluster, MockClusterBuil
 
 const USAGE: &str = "usage: tikv-mock [--pd-port PORT] [--pd-members N] [--stores N] \
 [--api-version v1|v1ttl|v2] [--split KEY,...] [--txn-split KEY,...] [--keyspace NAME,...] \
-[--cluster-id N]";
+[--cluster-id N] [--allow-origin ORIGIN,...] [--allow-host HOST,...]";
 
-fn parse_keys(list: &str) -> Result<Vec<Vec<u8>>, String> {
-    list.split(',')
+fn parse_keys(value: &str) -> Result<Vec<Vec<u8>>, String> {
+    list(value).map(|k| parse_key(&k)).collect()
+}
+
+/// A comma-separated list, empty entries dropped.
+fn list(value: &str) -> impl Iterator<Item = String> + '_ {
+    value
+        .split(',')
         .filter(|k| !k.is_empty())
-        .map(parse_key)
-        .collect()
+        .map(str::to_owned)
 }
 
 fn parse_args() -> Result<(MockClusterBuilder, ApiVersion), String> {
@@ -84,12 +97,9 @@ fn parse_args() -> Result<(MockClusterBuilder, ApiVersion), String> {
             }
             "--split" => builder.split_raw(parse_keys(&value)?),
             "--txn-split" => builder.split_txn(parse_keys(&value)?),
-            "--keyspace" => builder.keyspaces(
-                value
-                    .split(',')
-                    .filter(|k| !k.is_empty())
-                    .map(str::to_owned),
-            ),
+            "--keyspace" => builder.keyspaces(list(&value)),
+            "--allow-origin" => builder.allow_origins(list(&value)),
+            "--allow-host" => builder.allow_hosts(list(&value)),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         };
     }

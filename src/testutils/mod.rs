@@ -1,5 +1,7 @@
 //! An in-memory TiKV + PD cluster for tests and examples, served over real gRPC (HTTP/2) and,
 //! on the same ports, gRPC-web (HTTP/1.1 with CORS) so browsers and Node reach it directly.
+//! It answers only requests naming a local host, and browser pages of local origins, unless
+//! told otherwise ([`MockClusterBuilder::allow_hosts`], [`MockClusterBuilder::allow_origins`]).
 //!
 //! PD serves membership, timestamps, regions, stores, GC safe points and keyspaces; every store
 //! serves raw KV and Percolator transactions (reads, prewrite incl. async commit and 1PC,
@@ -30,6 +32,7 @@
 mod admin;
 mod cluster;
 mod fault;
+mod guard;
 mod mvcc;
 mod pd;
 mod pd_http;
@@ -75,6 +78,8 @@ pub struct MockClusterBuilder {
     raw_splits: Vec<Vec<u8>>,
     txn_splits: Vec<Vec<u8>>,
     seed: u64,
+    allow_origins: Vec<String>,
+    allow_hosts: Vec<String>,
 }
 
 impl Default for MockClusterBuilder {
@@ -90,6 +95,8 @@ impl Default for MockClusterBuilder {
             raw_splits: Vec::new(),
             txn_splits: Vec::new(),
             seed: 0x5EED,
+            allow_origins: Vec::new(),
+            allow_hosts: Vec::new(),
         }
     }
 }
@@ -162,6 +169,26 @@ impl MockClusterBuilder {
         self
     }
 
+    /// Lets web pages of these origins (`https://app.example:8443`, matched exactly) call the
+    /// cluster from a browser, besides local ones (`http://` or `https://` `localhost`,
+    /// `127.0.0.1` or `[::1]`, any port), which always may. `"*"` allows every origin: then any
+    /// page the browser opens can read and change the cluster's data. A request from another
+    /// origin is refused with 403 and granted no CORS.
+    pub fn allow_origins<S: Into<String>>(mut self, origins: impl IntoIterator<Item = S>) -> Self {
+        self.allow_origins
+            .extend(origins.into_iter().map(Into::into));
+        self
+    }
+
+    /// Serves requests that name these hosts (in `Host` or HTTP/2's `:authority`; any port),
+    /// besides `localhost`, `127.0.0.1` and `[::1]`, which are always served. Requests naming
+    /// another host are refused with 403, so that a page cannot reach the cluster by DNS
+    /// rebinding its own host name to 127.0.0.1.
+    pub fn allow_hosts<S: Into<String>>(mut self, hosts: impl IntoIterator<Item = S>) -> Self {
+        self.allow_hosts.extend(hosts.into_iter().map(Into::into));
+        self
+    }
+
     /// Binds the ports and starts serving on the current tokio runtime.
     pub async fn start(self) -> std::io::Result<MockCluster> {
         let id = self
@@ -192,7 +219,9 @@ impl MockClusterBuilder {
             .map(TcpListener::local_addr)
             .collect::<std::io::Result<Vec<_>>>()?;
         let pd_group = Arc::new(pd::PdGroup::new(id, pd_addrs));
-        let stores = Arc::new(Stores::start(node.clone(), &self.store_ports).await?);
+        let policy = Arc::new(guard::HttpPolicy::new(self.allow_hosts, self.allow_origins));
+        let stores =
+            Arc::new(Stores::start(node.clone(), &self.store_ports, policy.clone()).await?);
         let pd_servers = pd_listeners
             .into_iter()
             .enumerate()
@@ -202,7 +231,7 @@ impl MockClusterBuilder {
                     pd: pd_http::PdHttp::new(cluster.clone()),
                     admin: admin::Admin::new(node.clone(), pd_group.clone(), &stores),
                 };
-                server::serve(listener, pd.into_router(), Some(http))
+                server::serve(listener, pd.into_router(), Some(http), &policy)
             })
             .collect();
         log::info!(

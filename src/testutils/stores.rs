@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;
 
+use super::guard::HttpPolicy;
 use super::router::Router;
 use super::server::{self, ServerHandle};
 use super::tikv::{MockTikv, Node};
@@ -23,13 +24,18 @@ struct StoreServer {
 /// Every store's server, in store-id order.
 pub(crate) struct Stores {
     node: Arc<Node>,
+    policy: Arc<HttpPolicy>,
     servers: Mutex<Vec<StoreServer>>,
 }
 
 impl Stores {
     /// Binds each store's port (0 picks a free one; missing entries are 0), records the
     /// address in the store's metadata and starts serving.
-    pub(crate) async fn start(node: Arc<Node>, ports: &[u16]) -> std::io::Result<Stores> {
+    pub(crate) async fn start(
+        node: Arc<Node>,
+        ports: &[u16],
+        policy: Arc<HttpPolicy>,
+    ) -> std::io::Result<Stores> {
         let ids: Vec<u64> = node.cluster.meta().stores.keys().copied().collect();
         let mut servers = Vec::new();
         for (i, id) in ids.into_iter().enumerate() {
@@ -41,7 +47,7 @@ impl Stores {
                 store.meta.peer_address = addr.to_string();
                 store.meta.status_address = addr.to_string();
             }
-            let handle = serve_store(&node, id, listener);
+            let handle = serve_store(&node, id, listener, &policy);
             servers.push(StoreServer {
                 id,
                 addr,
@@ -50,6 +56,7 @@ impl Stores {
         }
         Ok(Stores {
             node,
+            policy,
             servers: Mutex::new(servers),
         })
     }
@@ -92,7 +99,7 @@ impl Stores {
                 std::io::Error::new(std::io::ErrorKind::NotFound, format!("no store {store}"))
             })?;
         let listener = TcpListener::bind(addr).await?;
-        let handle = serve_store(&self.node, store, listener);
+        let handle = serve_store(&self.node, store, listener, &self.policy);
         if let Some(s) = self.lock().iter_mut().find(|s| s.id == store) {
             s.handle = Some(handle);
         }
@@ -103,13 +110,18 @@ impl Stores {
     }
 }
 
-fn serve_store(node: &Arc<Node>, store_id: u64, listener: TcpListener) -> ServerHandle {
+fn serve_store(
+    node: &Arc<Node>,
+    store_id: u64,
+    listener: TcpListener,
+    policy: &Arc<HttpPolicy>,
+) -> ServerHandle {
     let service = TikvServer::new(MockTikv::new(node.clone(), store_id))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE)
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip);
-    let handle = server::serve(listener, Router::default().add(service), None);
+    let handle = server::serve(listener, Router::default().add(service), None, policy);
     node.set_killer(store_id, handle.connection_killer());
     handle
 }

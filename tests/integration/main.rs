@@ -10,6 +10,7 @@ mod mock_admin;
 mod mock_batch;
 mod mock_faults;
 mod mock_fuzz;
+mod mock_http_guard;
 mod mock_pd;
 mod mock_pd_members;
 mod mock_pipelined;
