@@ -2,7 +2,7 @@
 //!
 //! A [`Rule`] pairs a condition (RPC method, store, region, key prefix, the nth matching call,
 //! a seeded probability, how many times) with a [`Reaction`] (a region error, a gRPC status, a
-//! delay, a dropped connection). Rules can be added and removed while clients run. Every RPC a
+//! delay before or after executing, a dropped connection, a reply lost after executing). Rules can be added and removed while clients run. Every RPC a
 //! store serves is appended to the call log as a [`Call`], so tests can assert on the attempt
 //! pattern a client produced.
 
@@ -32,25 +32,32 @@ pub enum Reaction {
     Delay(Duration),
     /// Cut every open connection to the store; the call gets no answer.
     DropConnection,
+    /// Execute the call (its effect is applied), then cut every open connection to the store
+    /// instead of answering: the client sees a broken connection after the fact, as when a
+    /// reply is lost on the wire.
+    LoseReply,
+    /// Execute the call, then wait this long before answering: the effect is visible to
+    /// other clients while the caller still waits.
+    DelayReply(Duration),
 }
 
 /// When a rule fires. Unset fields match anything.
 #[derive(Debug, Clone, Default)]
 pub struct Condition {
-    method: Option<String>,
-    store: Option<u64>,
-    region: Option<u64>,
-    key_prefix: Option<Vec<u8>>,
-    nth: Option<u64>,
-    probability: Option<f64>,
-    times: Option<u64>,
+    pub(crate) method: Option<String>,
+    pub(crate) store: Option<u64>,
+    pub(crate) region: Option<u64>,
+    pub(crate) key_prefix: Option<Vec<u8>>,
+    pub(crate) nth: Option<u64>,
+    pub(crate) probability: Option<f64>,
+    pub(crate) times: Option<u64>,
 }
 
 /// A fault rule: a condition and a reaction.
 #[derive(Debug, Clone)]
 pub struct Rule {
-    condition: Condition,
-    reaction: Reaction,
+    pub(crate) condition: Condition,
+    pub(crate) reaction: Reaction,
 }
 
 impl Rule {
@@ -129,6 +136,16 @@ impl RuleBuilder {
         self.then(Reaction::DropConnection)
     }
 
+    /// Execute, then cut the store's connections instead of answering.
+    pub fn lose_reply(self) -> Rule {
+        self.then(Reaction::LoseReply)
+    }
+
+    /// Execute, then wait before answering.
+    pub fn delay_reply(self, by: Duration) -> Rule {
+        self.then(Reaction::DelayReply(by))
+    }
+
     /// Any reaction.
     pub fn then(self, reaction: Reaction) -> Rule {
         Rule {
@@ -140,7 +157,7 @@ impl RuleBuilder {
 
 /// Identifies an added rule, for removal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct RuleId(u64);
+pub struct RuleId(pub(crate) u64);
 
 /// How a call ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,6 +170,8 @@ pub enum Outcome {
     Status(GrpcCode),
     /// The connection was cut.
     Dropped,
+    /// Executed, then the connection was cut instead of answering.
+    ReplyLost,
 }
 
 /// One RPC the cluster served.
@@ -295,6 +314,15 @@ impl Faults {
         self.lock().rules.clear();
     }
 
+    /// The active rules, oldest first, with how often each has fired.
+    pub(crate) fn rules(&self) -> Vec<(RuleId, Rule, u64)> {
+        let s = self.lock();
+        s.rules
+            .iter()
+            .map(|r| (r.id, r.rule.clone(), r.fired))
+            .collect()
+    }
+
     /// The reaction of the first rule that fires for this call, if any.
     pub(crate) fn react(&self, call: &CallInfo<'_>) -> Option<Reaction> {
         let mut s = self.lock();
@@ -400,6 +428,110 @@ pub fn region_error_kind(e: &errorpb::Error) -> &'static str {
     }
 }
 
+/// Every kind of region error [`region_error_kind`] names (but `"Other"`).
+pub const REGION_ERROR_KINDS: [&str; 21] = [
+    "NotLeader",
+    "RegionNotFound",
+    "KeyNotInRegion",
+    "EpochNotMatch",
+    "ServerIsBusy",
+    "StaleCommand",
+    "StoreNotMatch",
+    "RaftEntryTooLarge",
+    "MaxTimestampNotSynced",
+    "ReadIndexNotReady",
+    "ProposalInMergingMode",
+    "DataIsNotReady",
+    "RegionNotInitialized",
+    "DiskFull",
+    "RecoveryInProgress",
+    "FlashbackInProgress",
+    "FlashbackNotPrepared",
+    "IsWitness",
+    "MismatchPeerId",
+    "BucketVersionNotMatch",
+    "UndeterminedResult",
+];
+
+/// A region error of `kind` (as [`region_error_kind`] names it) about `region`, its other
+/// details left empty: a `NotLeader` without a known leader, an `EpochNotMatch` without the
+/// current regions (clients then reload the region from PD). `None` for an unknown kind.
+pub fn region_error(kind: &str, region: u64) -> Option<errorpb::Error> {
+    let region_id = region;
+    let mut e = errorpb::Error {
+        message: format!("{kind} injected by a fault rule"),
+        ..Default::default()
+    };
+    match kind {
+        "NotLeader" => {
+            e.not_leader = Some(errorpb::NotLeader {
+                region_id,
+                leader: None,
+            })
+        }
+        "RegionNotFound" => e.region_not_found = Some(errorpb::RegionNotFound { region_id }),
+        "KeyNotInRegion" => {
+            e.key_not_in_region = Some(errorpb::KeyNotInRegion {
+                region_id,
+                ..Default::default()
+            })
+        }
+        "EpochNotMatch" => e.epoch_not_match = Some(Default::default()),
+        "ServerIsBusy" => {
+            e.server_is_busy = Some(errorpb::ServerIsBusy {
+                reason: "injected by a fault rule".into(),
+                ..Default::default()
+            })
+        }
+        "StaleCommand" => e.stale_command = Some(Default::default()),
+        "StoreNotMatch" => e.store_not_match = Some(Default::default()),
+        "RaftEntryTooLarge" => {
+            e.raft_entry_too_large = Some(errorpb::RaftEntryTooLarge {
+                region_id,
+                ..Default::default()
+            })
+        }
+        "MaxTimestampNotSynced" => e.max_timestamp_not_synced = Some(Default::default()),
+        "ReadIndexNotReady" => {
+            e.read_index_not_ready = Some(errorpb::ReadIndexNotReady {
+                region_id,
+                ..Default::default()
+            })
+        }
+        "ProposalInMergingMode" => {
+            e.proposal_in_merging_mode = Some(errorpb::ProposalInMergingMode { region_id })
+        }
+        "DataIsNotReady" => {
+            e.data_is_not_ready = Some(errorpb::DataIsNotReady {
+                region_id,
+                ..Default::default()
+            })
+        }
+        "RegionNotInitialized" => {
+            e.region_not_initialized = Some(errorpb::RegionNotInitialized { region_id })
+        }
+        "DiskFull" => e.disk_full = Some(Default::default()),
+        "RecoveryInProgress" => {
+            e.recovery_in_progress = Some(errorpb::RecoveryInProgress { region_id })
+        }
+        "FlashbackInProgress" => {
+            e.flashback_in_progress = Some(errorpb::FlashbackInProgress {
+                region_id,
+                ..Default::default()
+            })
+        }
+        "FlashbackNotPrepared" => {
+            e.flashback_not_prepared = Some(errorpb::FlashbackNotPrepared { region_id })
+        }
+        "IsWitness" => e.is_witness = Some(errorpb::IsWitness { region_id }),
+        "MismatchPeerId" => e.mismatch_peer_id = Some(Default::default()),
+        "BucketVersionNotMatch" => e.bucket_version_not_match = Some(Default::default()),
+        "UndeterminedResult" => e.undetermined_result = Some(Default::default()),
+        _ => return None,
+    }
+    Some(e)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,6 +592,24 @@ mod tests {
         assert_eq!(run(7), run(7));
         let hits = run(7).iter().filter(|h| **h).count();
         assert!((16..=48).contains(&hits), "{hits} of 64");
+    }
+
+    #[test]
+    fn region_errors_are_built_by_the_kind_they_are_named_by() {
+        for kind in REGION_ERROR_KINDS {
+            let e = region_error(kind, 7).unwrap();
+            assert_eq!(region_error_kind(&e), kind);
+        }
+        assert_eq!(
+            region_error("NotLeader", 7)
+                .unwrap()
+                .not_leader
+                .unwrap()
+                .region_id,
+            7
+        );
+        assert!(region_error("Other", 7).is_none());
+        assert!(region_error("notleader", 7).is_none(), "names are exact");
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! An in-memory TiKV + PD cluster for tests and examples, served over real gRPC (HTTP/2) and,
 //! on the same ports, gRPC-web (HTTP/1.1 with CORS) so browsers and Node reach it directly.
+//! It answers only requests naming a local host, and browser pages of local origins, unless
+//! told otherwise ([`MockClusterBuilder::allow_hosts`], [`MockClusterBuilder::allow_origins`]).
 //!
 //! PD serves membership, timestamps, regions, stores, GC safe points and keyspaces; every store
 //! serves raw KV and Percolator transactions (reads, prewrite incl. async commit and 1PC,
@@ -9,8 +11,10 @@
 //! for now.
 //!
 //! While clients run, a test can reshape the cluster ([`MockCluster::split_raw`],
-//! [`MockCluster::merge`], [`MockCluster::transfer_leader`], [`MockCluster::stop_store`]),
-//! inject faults with [`Rule`]s, and read the [`Call`] log.
+//! [`MockCluster::merge`], [`MockCluster::transfer_leader`], [`MockCluster::stop_store`],
+//! [`MockCluster::transfer_pd_leader`] among [`MockClusterBuilder::pd_members`]), inject
+//! faults with [`Rule`]s, and read the [`Call`] log. The same controls are served as JSON over
+//! HTTP under `/mock/api/v1/` on PD's port (docs/mock-admin.md), for tests in other languages.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -25,44 +29,47 @@
 
 #![allow(clippy::disallowed_methods)] // the mock cluster is a native tokio program
 
+mod admin;
 mod cluster;
 mod fault;
+mod guard;
 mod mvcc;
 mod pd;
 mod pd_http;
 mod raw;
 mod router;
 mod server;
+mod stores;
 mod tikv;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tonic::codec::CompressionEncoding;
 
 use crate::backoff::SplitMix64;
 use crate::proto::metapb;
-use crate::proto::tikvpb::tikv_server::TikvServer;
 
+pub use admin::parse_key;
 pub use cluster::ApiVersion;
 pub use fault::{
-    region_error_kind, Call, Labels, Outcome, Reaction, Rule, RuleBuilder, RuleId,
-    CALL_LOG_CAPACITY,
+    region_error, region_error_kind, Call, Labels, Outcome, Reaction, Rule, RuleBuilder, RuleId,
+    CALL_LOG_CAPACITY, REGION_ERROR_KINDS,
 };
 
 use cluster::{Cluster, DataKind};
-use router::Router;
 use server::ServerHandle;
-use tikv::{MockTikv, Node};
+use stores::Stores;
+use tikv::Node;
 
 /// The largest message the mock accepts or sends: 256 MiB.
-const MAX_MESSAGE: usize = 256 << 20;
+pub(crate) const MAX_MESSAGE: usize = 256 << 20;
 
 /// Configures and starts a [`MockCluster`].
 #[derive(Debug, Clone)]
 pub struct MockClusterBuilder {
     pd_port: u16,
+    pd_members: usize,
     store_ports: Vec<u16>,
     stores: usize,
     cluster_id: Option<u64>,
@@ -71,12 +78,15 @@ pub struct MockClusterBuilder {
     raw_splits: Vec<Vec<u8>>,
     txn_splits: Vec<Vec<u8>>,
     seed: u64,
+    allow_origins: Vec<String>,
+    allow_hosts: Vec<String>,
 }
 
 impl Default for MockClusterBuilder {
     fn default() -> Self {
         MockClusterBuilder {
             pd_port: 0,
+            pd_members: 1,
             store_ports: Vec::new(),
             stores: 3,
             cluster_id: None,
@@ -85,14 +95,26 @@ impl Default for MockClusterBuilder {
             raw_splits: Vec::new(),
             txn_splits: Vec::new(),
             seed: 0x5EED,
+            allow_origins: Vec::new(),
+            allow_hosts: Vec::new(),
         }
     }
 }
 
 impl MockClusterBuilder {
-    /// Serves PD on this port of 127.0.0.1; 0 (the default) picks a free one.
+    /// Serves PD (its first member) on this port of 127.0.0.1; 0 (the default) picks a free
+    /// one.
     pub fn pd_port(mut self, port: u16) -> Self {
         self.pd_port = port;
+        self
+    }
+
+    /// The number of PD members (default 1, at least 1), `pd-1`..`pd-n`, each on its own port
+    /// of 127.0.0.1 (the first on [`pd_port`](Self::pd_port), the others on free ones). They
+    /// share the cluster's state and timestamp oracle; the first leads until
+    /// [`MockCluster::transfer_pd_leader`].
+    pub fn pd_members(mut self, n: usize) -> Self {
+        self.pd_members = n.max(1);
         self
     }
 
@@ -147,6 +169,26 @@ impl MockClusterBuilder {
         self
     }
 
+    /// Lets web pages of these origins (`https://app.example:8443`, matched exactly) call the
+    /// cluster from a browser, besides local ones (`http://` or `https://` `localhost`,
+    /// `127.0.0.1` or `[::1]`, any port), which always may. `"*"` allows every origin: then any
+    /// page the browser opens can read and change the cluster's data. A request from another
+    /// origin is refused with 403 and granted no CORS.
+    pub fn allow_origins<S: Into<String>>(mut self, origins: impl IntoIterator<Item = S>) -> Self {
+        self.allow_origins
+            .extend(origins.into_iter().map(Into::into));
+        self
+    }
+
+    /// Serves requests that name these hosts (in `Host` or HTTP/2's `:authority`; any port),
+    /// besides `localhost`, `127.0.0.1` and `[::1]`, which are always served. Requests naming
+    /// another host are refused with 403, so that a page cannot reach the cluster by DNS
+    /// rebinding its own host name to 127.0.0.1.
+    pub fn allow_hosts<S: Into<String>>(mut self, hosts: impl IntoIterator<Item = S>) -> Self {
+        self.allow_hosts.extend(hosts.into_iter().map(Into::into));
+        self
+    }
+
     /// Binds the ports and starts serving on the current tokio runtime.
     pub async fn start(self) -> std::io::Result<MockCluster> {
         let id = self
@@ -167,76 +209,60 @@ impl MockClusterBuilder {
         }
         let node = Arc::new(Node::new(cluster.clone(), self.seed));
 
-        let pd_listener = TcpListener::bind(("127.0.0.1", self.pd_port)).await?;
-        let pd_addr = pd_listener.local_addr()?;
-        let store_ids: Vec<u64> = cluster.meta().stores.keys().copied().collect();
-        let mut stores = Vec::new();
-        for (i, store_id) in store_ids.into_iter().enumerate() {
-            let port = self.store_ports.get(i).copied().unwrap_or(0);
-            let listener = TcpListener::bind(("127.0.0.1", port)).await?;
-            let addr = listener.local_addr()?;
-            if let Some(store) = cluster.meta().stores.get_mut(&store_id) {
-                store.meta.address = addr.to_string();
-                store.meta.peer_address = addr.to_string();
-                store.meta.status_address = addr.to_string();
-            }
-            let handle = serve_store(&node, store_id, listener);
-            stores.push(StoreServer {
-                id: store_id,
-                addr,
-                handle: Some(handle),
-            });
+        let mut pd_listeners = Vec::new();
+        for i in 0..self.pd_members {
+            let port = if i == 0 { self.pd_port } else { 0 };
+            pd_listeners.push(TcpListener::bind(("127.0.0.1", port)).await?);
         }
-        let pd = server::serve(
-            pd_listener,
-            pd::MockPd::new(node.clone(), pd_addr).into_router(),
-            Some(pd_http::PdHttp::new(cluster.clone())),
-        );
+        let pd_addrs = pd_listeners
+            .iter()
+            .map(TcpListener::local_addr)
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let pd_group = Arc::new(pd::PdGroup::new(id, pd_addrs));
+        let policy = Arc::new(guard::HttpPolicy::new(self.allow_hosts, self.allow_origins));
+        let stores =
+            Arc::new(Stores::start(node.clone(), &self.store_ports, policy.clone()).await?);
+        let pd_servers = pd_listeners
+            .into_iter()
+            .enumerate()
+            .map(|(i, listener)| {
+                let pd = pd::MockPd::new(node.clone(), pd_group.clone(), i);
+                let http = pd_http::HttpApis {
+                    pd: pd_http::PdHttp::new(cluster.clone()),
+                    admin: admin::Admin::new(node.clone(), pd_group.clone(), &stores),
+                };
+                server::serve(listener, pd.into_router(), Some(http), &policy)
+            })
+            .collect();
         log::info!(
-            "mock cluster {id} ({:?}): PD {pd_addr}, stores {:?}",
+            "mock cluster {id} ({:?}): PD {:?}, stores {:?}",
             self.api_version,
-            stores.iter().map(|s| s.addr).collect::<Vec<_>>()
+            pd_group.addrs(),
+            stores.addrs()
         );
         Ok(MockCluster {
             node,
-            pd_addr,
-            _pd: pd,
-            stores: Mutex::new(stores),
+            pd: pd_group,
+            _pd_servers: pd_servers,
+            stores,
         })
     }
-}
-
-fn serve_store(node: &Arc<Node>, store_id: u64, listener: TcpListener) -> ServerHandle {
-    let service = TikvServer::new(MockTikv::new(node.clone(), store_id))
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE)
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip);
-    let handle = server::serve(listener, Router::default().add(service), None);
-    node.set_killer(store_id, handle.connection_killer());
-    handle
-}
-
-#[derive(Debug)]
-struct StoreServer {
-    id: u64,
-    addr: SocketAddr,
-    handle: Option<ServerHandle>,
 }
 
 /// A running in-memory cluster. Dropping it stops every server.
 pub struct MockCluster {
     node: Arc<Node>,
-    pd_addr: SocketAddr,
-    _pd: ServerHandle,
-    stores: Mutex<Vec<StoreServer>>,
+    pd: Arc<pd::PdGroup>,
+    _pd_servers: Vec<ServerHandle>,
+    stores: Arc<Stores>,
 }
 
 impl std::fmt::Debug for MockCluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MockCluster")
             .field("cluster_id", &self.cluster_id())
-            .field("pd", &self.pd_addr)
+            .field("pd", &self.pd.addrs())
+            .field("pd_leader", &self.pd_leader())
             .field("stores", &self.store_addrs())
             .finish()
     }
@@ -262,27 +288,45 @@ impl MockCluster {
         self.cluster().api_version
     }
 
-    /// PD's address, `127.0.0.1:port`.
+    /// The PD leader's address, `127.0.0.1:port`.
     pub fn pd_endpoint(&self) -> String {
-        self.pd_addr.to_string()
+        self.pd_addr().to_string()
     }
 
-    /// PD's socket address.
+    /// The PD leader's socket address.
     pub fn pd_addr(&self) -> SocketAddr {
-        self.pd_addr
+        self.pd.addrs()[self.pd.leader()]
+    }
+
+    /// Every PD member's address, by member index (`pd-1` first).
+    pub fn pd_endpoints(&self) -> Vec<String> {
+        self.pd.addrs().iter().map(ToString::to_string).collect()
+    }
+
+    /// The index of the PD member that leads (0 for `pd-1`).
+    pub fn pd_leader(&self) -> usize {
+        self.pd.leader()
+    }
+
+    /// Makes PD member `to` (by index) the leader. The others then answer every request but
+    /// GetMembers and GetClusterInfo with `Unavailable` "not leader", and fail the next request
+    /// of an open Tso stream, which ends it; GetMembers on any member names the new leader.
+    pub fn transfer_pd_leader(&self, to: usize) -> Result<(), String> {
+        self.pd.transfer(to)
     }
 
     /// The stores' addresses, in store-id order.
     pub fn store_addrs(&self) -> Vec<String> {
-        self.lock_stores()
+        self.stores
+            .addrs()
             .iter()
-            .map(|s| s.addr.to_string())
+            .map(ToString::to_string)
             .collect()
     }
 
     /// The store ids, in order.
     pub fn store_ids(&self) -> Vec<u64> {
-        self.lock_stores().iter().map(|s| s.id).collect()
+        self.stores.ids()
     }
 
     /// Every region, in key order (boundaries in TiKV's internal key space).
@@ -345,9 +389,7 @@ impl MockCluster {
 
     /// Moves the leader of `region` to `store`.
     pub fn transfer_leader(&self, region: u64, store: u64) -> Result<(), String> {
-        self.cluster().transfer_leader(region, store)?;
-        self.node.new_leader(region, store);
-        Ok(())
+        self.node.transfer_leader(region, store)
     }
 
     /// How long a new leader (after a leader transfer or a merge) takes to sync its max_ts
@@ -360,36 +402,12 @@ impl MockCluster {
 
     /// Stops a store's server: open connections fail and new ones are refused. Data is kept.
     pub fn stop_store(&self, store: u64) -> bool {
-        let mut stores = self.lock_stores();
-        let Some(s) = stores.iter_mut().find(|s| s.id == store) else {
-            return false;
-        };
-        let was_up = s.handle.take().is_some();
-        if let Some(meta) = self.cluster().meta().stores.get_mut(&store) {
-            meta.up = false;
-        }
-        was_up
+        self.stores.stop(store)
     }
 
     /// Starts a stopped store again on its old address.
     pub async fn start_store(&self, store: u64) -> std::io::Result<()> {
-        let addr = self
-            .lock_stores()
-            .iter()
-            .find(|s| s.id == store)
-            .map(|s| s.addr)
-            .ok_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::NotFound, format!("no store {store}"))
-            })?;
-        let listener = TcpListener::bind(addr).await?;
-        let handle = serve_store(&self.node, store, listener);
-        if let Some(s) = self.lock_stores().iter_mut().find(|s| s.id == store) {
-            s.handle = Some(handle);
-        }
-        if let Some(meta) = self.cluster().meta().stores.get_mut(&store) {
-            meta.up = true;
-        }
-        Ok(())
+        self.stores.start_again(store).await
     }
 
     /// Makes followers' safe ts (their resolved ts) trail PD's latest timestamp by `lag`, so
@@ -428,10 +446,6 @@ impl MockCluster {
     /// Empties the call log.
     pub fn clear_calls(&self) {
         self.node.faults.clear_calls()
-    }
-
-    fn lock_stores(&self) -> std::sync::MutexGuard<'_, Vec<StoreServer>> {
-        self.stores.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -1,8 +1,16 @@
 //! The mock PD: membership, timestamps, regions, stores, GC safe points and keyspaces
 //! (spec 8), over the shared cluster metadata.
+//!
+//! PD may run as several members ([`PdGroup`]) that share the cluster's state and its timestamp
+//! oracle, one of them leading. As in PD (server/grpc_service.go), any member answers
+//! GetMembers and GetClusterInfo; a follower refuses every other request with `Unavailable`
+//! "not leader" before looking at the cluster id, and fails a Tso request (after the cluster
+//! id check) with TSO's own error, `Unknown` "... requested pd is not leader of cluster",
+//! which ends the stream.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
@@ -18,35 +26,101 @@ use crate::proto::keyspacepb::{self, keyspace_server::Keyspace, keyspace_server:
 use crate::proto::pdpb::{self, pd_server::Pd, pd_server::PdServer};
 use crate::GrpcCode;
 
-/// PD's name in `GetMembers`.
-const MEMBER_NAME: &str = "pd-1";
 /// The largest TSO batch PD hands out at once.
 const MAX_TSO_COUNT: u32 = 1 << (LOGICAL_BITS - 1);
+
+/// PD's TSO error on a member that does not lead (pkg/tso `GenerateTSO`, wrapped in
+/// `codes.Unknown` by the Tso handler).
+const TSO_NOT_LEADER: &str =
+    "[PD:tso:ErrGenerateTimestamp]generate timestamp failed, requested pd is not leader of cluster";
+
+/// The PD members, named `pd-1`..`pd-n`, and which one leads.
+#[derive(Debug)]
+pub(crate) struct PdGroup {
+    members: Vec<pdpb::Member>,
+    addrs: Vec<SocketAddr>,
+    leader: AtomicUsize,
+}
+
+impl PdGroup {
+    /// Members at these addresses (at least one); the first leads.
+    pub(crate) fn new(cluster_id: u64, addrs: Vec<SocketAddr>) -> Self {
+        let first_id = cluster_id.rotate_left(17) | 1;
+        let members = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| {
+                let url = format!("http://{addr}");
+                pdpb::Member {
+                    name: format!("pd-{}", i + 1),
+                    // Odd, so never 0, and distinct.
+                    member_id: first_id.wrapping_add(2 * i as u64),
+                    client_urls: vec![url.clone()],
+                    peer_urls: vec![url],
+                    ..Default::default()
+                }
+            })
+            .collect();
+        PdGroup {
+            members,
+            addrs,
+            leader: AtomicUsize::new(0),
+        }
+    }
+
+    /// The index of the leading member.
+    pub(crate) fn leader(&self) -> usize {
+        self.leader.load(Ordering::SeqCst)
+    }
+
+    /// Every member's address, by index.
+    pub(crate) fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Makes member `to` the leader.
+    pub(crate) fn transfer(&self, to: usize) -> Result<(), String> {
+        if to >= self.members.len() {
+            return Err(format!(
+                "no PD member {to}: there are {} (0-based)",
+                self.members.len()
+            ));
+        }
+        self.leader.store(to, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// Which members may serve a request, and how the others refuse it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Only the leader; a follower answers `Unavailable` "not leader" before the id check.
+    Leader,
+    /// Any member (GetMembers, GetClusterInfo).
+    Any,
+    /// The TSO allocator: a follower fails after the cluster id check, with TSO's error.
+    Tso,
+}
 
 #[derive(Clone)]
 pub(crate) struct MockPd {
     cluster: Arc<Cluster>,
     node: Arc<Node>,
-    member: pdpb::Member,
+    group: Arc<PdGroup>,
+    /// This member's index in the group.
+    index: usize,
 }
 
 type Reply<T> = Result<Response<T>, Status>;
 type TsoStream = Pin<Box<dyn Stream<Item = Result<pdpb::TsoResponse, Status>> + Send>>;
 
 impl MockPd {
-    pub(crate) fn new(node: Arc<Node>, addr: SocketAddr) -> Self {
-        let url = format!("http://{addr}");
-        let cluster = node.cluster.clone();
+    pub(crate) fn new(node: Arc<Node>, group: Arc<PdGroup>, index: usize) -> Self {
         MockPd {
+            cluster: node.cluster.clone(),
             node,
-            member: pdpb::Member {
-                name: MEMBER_NAME.into(),
-                member_id: cluster.id.rotate_left(17) | 1,
-                client_urls: vec![url.clone()],
-                peer_urls: vec![url],
-                ..Default::default()
-            },
-            cluster,
+            group,
+            index,
         }
     }
 
@@ -91,20 +165,33 @@ impl MockPd {
         }
     }
 
+    fn leads(&self) -> bool {
+        self.group.leader() == self.index
+    }
+
     /// Every request but GetMembers and GetClusterInfo must carry this cluster's id (0 included
-    /// is a mismatch).
+    /// is a mismatch), and only the leader serves it.
     fn check(
         &self,
         method: &'static str,
         header: Option<&pdpb::RequestHeader>,
     ) -> Result<(), Status> {
-        self.admit(method, Some(header.map_or(0, |h| h.cluster_id)))
+        self.admit(
+            method,
+            Some(header.map_or(0, |h| h.cluster_id)),
+            Role::Leader,
+        )
     }
 
     /// Logs the call (as store 0) with whether it was accepted; `cluster_id: None` skips the
-    /// cluster id check. A fault rule's gRPC status applies to PD calls too (other reactions
-    /// are TiKV's).
-    fn admit(&self, method: &'static str, cluster_id: Option<u64>) -> Result<(), Status> {
+    /// cluster id check, `role` says whether a follower may serve it. A fault rule's gRPC
+    /// status applies to PD calls too (other reactions are TiKV's).
+    fn admit(
+        &self,
+        method: &'static str,
+        cluster_id: Option<u64>,
+        role: Role,
+    ) -> Result<(), Status> {
         let info = CallInfo {
             method,
             store: 0,
@@ -115,18 +202,29 @@ impl MockPd {
             Some(Reaction::Status { code, message }) => Err(Status::new(tonic_code(code), message)),
             _ => Ok(()),
         };
-        let verdict = injected.and_then(|()| self.available()).and_then(|()| {
-            let Some(got) = cluster_id else {
-                return Ok(());
-            };
-            if got != self.cluster.id {
-                return Err(Status::failed_precondition(format!(
-                    "mismatch cluster id, need {} but got {got}",
-                    self.cluster.id
-                )));
-            }
-            Ok(())
-        });
+        let follower = !self.leads();
+        let verdict = injected
+            .and_then(|()| self.available())
+            .and_then(|()| match role {
+                Role::Leader if follower => Err(Status::unavailable("not leader")),
+                _ => Ok(()),
+            })
+            .and_then(|()| {
+                let Some(got) = cluster_id else {
+                    return Ok(());
+                };
+                if got != self.cluster.id {
+                    return Err(Status::failed_precondition(format!(
+                        "mismatch cluster id, need {} but got {got}",
+                        self.cluster.id
+                    )));
+                }
+                Ok(())
+            })
+            .and_then(|()| match role {
+                Role::Tso if follower => Err(Status::unknown(TSO_NOT_LEADER)),
+                _ => Ok(()),
+            });
         self.node.faults.record(Call {
             method,
             store: 0,
@@ -188,23 +286,25 @@ fn pd_region(r: &Region) -> pdpb::Region {
 
 #[tonic::async_trait]
 impl Pd for MockPd {
-    /// Answered without checking the cluster id: this is how clients learn it.
+    /// Answered by any member without checking the cluster id: this is how clients learn it,
+    /// and the leader.
     async fn get_members(
         &self,
         _request: Request<pdpb::GetMembersRequest>,
     ) -> Reply<pdpb::GetMembersResponse> {
         self.available()?;
+        let leader = self.group.members.get(self.group.leader()).cloned();
         Ok(Response::new(pdpb::GetMembersResponse {
             header: self.header(),
-            members: vec![self.member.clone()],
-            leader: Some(self.member.clone()),
-            etcd_leader: Some(self.member.clone()),
+            members: self.group.members.clone(),
+            leader: leader.clone(),
+            etcd_leader: leader,
             ..Default::default()
         }))
     }
 
     /// One response per request, in order: the last of `count` consecutive timestamps. An
-    /// error ends the stream.
+    /// error ends the stream; on a follower, the first request fails.
     async fn tso(&self, request: Request<Streaming<pdpb::TsoRequest>>) -> Reply<TsoStream> {
         self.available()?;
         let pd = self.clone();
@@ -219,7 +319,8 @@ impl Pd for MockPd {
                     Ok(req) => req,
                     Err(status) => return Some((Err(status), (inbound, pd, true))),
                 };
-                let answer = pd.check("Tso", req.header.as_ref()).and_then(|()| {
+                let cluster_id = req.header.as_ref().map_or(0, |h| h.cluster_id);
+                let answer = pd.admit("Tso", Some(cluster_id), Role::Tso).and_then(|()| {
                     if req.count == 0 {
                         return Err(Status::invalid_argument("tso count should be positive"));
                     }
@@ -583,7 +684,7 @@ impl Pd for MockPd {
     ) -> Reply<pdpb::GetClusterInfoResponse> {
         // Not checked against the cluster id, as upstream: PD's client calls it during
         // discovery with an empty request.
-        self.admit("GetClusterInfo", None)?;
+        self.admit("GetClusterInfo", None, Role::Any)?;
         Ok(Response::new(pdpb::GetClusterInfoResponse {
             header: self.header(),
             service_modes: vec![pdpb::ServiceMode::PdSvcMode as i32],

@@ -1,17 +1,19 @@
 //! The part of PD's HTTP API that tools read (`pd-ctl`, TiDB's status pages, client-go's
 //! `pdhttp`): `GET /pd/api/v1/version`, `/pd/api/v1/stores` and `/pd/api/v1/regions`, served
 //! on PD's port next to gRPC with JSON shaped like PD's (keys as upper-case hex, state and
-//! role names spelled out).
+//! role names spelled out). The same layer serves the mock's own admin API (`admin`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use futures::future::BoxFuture;
 use http::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use tonic::body::Body;
 use tower::{Layer, Service};
 
+use super::admin::{self, Admin};
 use super::cluster::{Cluster, Region, PD_VERSION};
 use crate::proto::metapb;
 
@@ -108,7 +110,7 @@ fn peer_json(p: &metapb::Peer) -> Value {
     json!({ "id": p.id, "store_id": p.store_id, "role_name": role })
 }
 
-fn region_json(r: &Region) -> Value {
+pub(crate) fn region_json(r: &Region) -> Value {
     let m = &r.meta;
     let epoch = m.region_epoch.unwrap_or_default();
     json!({
@@ -128,18 +130,25 @@ fn region_json(r: &Region) -> Value {
 }
 
 /// PD's `HexRegionKeyStr`: upper-case hex.
-fn hex_upper(key: &[u8]) -> String {
+pub(crate) fn hex_upper(key: &[u8]) -> String {
     key.iter().map(|b| format!("{b:02X}")).collect()
 }
 
-/// Serves PD's HTTP API ahead of the gRPC and gRPC-web services it wraps (which would
-/// refuse plain HTTP/1.1 requests).
+/// The HTTP APIs a PD member serves next to gRPC: PD's own and the mock's admin API.
+#[derive(Clone)]
+pub(crate) struct HttpApis {
+    pub pd: PdHttp,
+    pub admin: Admin,
+}
+
+/// Serves the HTTP APIs ahead of the gRPC and gRPC-web services it wraps (which would refuse
+/// plain HTTP/1.1 requests).
 #[derive(Clone, Default)]
-pub(crate) struct HttpApiLayer(Option<PdHttp>);
+pub(crate) struct HttpApiLayer(Option<HttpApis>);
 
 impl HttpApiLayer {
-    pub(crate) fn new(api: Option<PdHttp>) -> Self {
-        HttpApiLayer(api)
+    pub(crate) fn new(apis: Option<HttpApis>) -> Self {
+        HttpApiLayer(apis)
     }
 }
 
@@ -148,7 +157,7 @@ impl<S> Layer<S> for HttpApiLayer {
 
     fn layer(&self, inner: S) -> HttpApi<S> {
         HttpApi {
-            api: self.0.clone(),
+            apis: self.0.clone(),
             inner,
         }
     }
@@ -157,44 +166,55 @@ impl<S> Layer<S> for HttpApiLayer {
 /// See [`HttpApiLayer`].
 #[derive(Clone)]
 pub(crate) struct HttpApi<S> {
-    api: Option<PdHttp>,
+    apis: Option<HttpApis>,
     inner: S,
 }
 
-impl<S, B> Service<Request<B>> for HttpApi<S>
+/// A JSON response.
+pub(crate) fn json_response(status: StatusCode, body: String) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(
+            http::header::CONTENT_TYPE,
+            "application/json; charset=UTF-8",
+        )
+        .body(Body::new(http_body_util::Full::new(bytes::Bytes::from(
+            body,
+        ))))
+        .unwrap_or_default()
+}
+
+impl<S> Service<Request<Body>> for HttpApi<S>
 where
-    S: Service<Request<B>, Response = Response<Body>, Error = Infallible>,
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
     S::Future: Send + 'static,
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future =
-        futures::future::Either<std::future::Ready<Result<Response<Body>, Infallible>>, S::Future>;
+    type Future = futures::future::Either<
+        std::future::Ready<Result<Response<Body>, Infallible>>,
+        futures::future::Either<BoxFuture<'static, Result<Response<Body>, Infallible>>, S::Future>,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        let answer = self
-            .api
-            .as_ref()
-            .and_then(|api| api.answer(request.method(), request.uri().path()));
-        match answer {
-            Some((status, body)) => {
-                let response = Response::builder()
-                    .status(status)
-                    .header(
-                        http::header::CONTENT_TYPE,
-                        "application/json; charset=UTF-8",
-                    )
-                    .body(Body::new(http_body_util::Full::new(bytes::Bytes::from(
-                        body,
-                    ))))
-                    .unwrap_or_default();
-                futures::future::Either::Left(std::future::ready(Ok(response)))
-            }
-            None => futures::future::Either::Right(self.inner.call(request)),
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        use futures::future::Either::{Left, Right};
+        let Some(apis) = &self.apis else {
+            return Right(Right(self.inner.call(request)));
+        };
+        if let Some((status, body)) = apis.pd.answer(request.method(), request.uri().path()) {
+            return Left(std::future::ready(Ok(json_response(status, body))));
         }
+        if request.uri().path().starts_with(admin::PREFIX) {
+            let admin = apis.admin.clone();
+            return Right(Left(Box::pin(async move {
+                let (status, body) = admin.serve(request).await;
+                Ok(json_response(status, body.to_string()))
+            })));
+        }
+        Right(Right(self.inner.call(request)))
     }
 }

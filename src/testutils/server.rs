@@ -11,14 +11,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use futures::{Future, StreamExt};
-use http::HeaderName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
-use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
-use super::pd_http::{HttpApiLayer, PdHttp};
+use super::guard::{GuardLayer, HttpPolicy};
+use super::pd_http::{HttpApiLayer, HttpApis};
 use super::router::Router;
 
 /// Stops the server when dropped.
@@ -63,26 +62,14 @@ impl Drop for ServerHandle {
     }
 }
 
-/// CORS for any origin, exposing the gRPC headers that browsers otherwise hide: the status,
-/// and the encoding of compressed responses (without it a browser cannot decode them).
-fn cors() -> CorsLayer {
-    CorsLayer::new()
-        .allow_origin(AllowOrigin::any())
-        .allow_methods(Any)
-        .allow_headers(Any)
-        // Browsers cap this (Chromium at 2 h); without it they repeat the preflight every 5 s.
-        .max_age(std::time::Duration::from_secs(7200))
-        .expose_headers([
-            HeaderName::from_static("grpc-status"),
-            HeaderName::from_static("grpc-message"),
-            HeaderName::from_static("grpc-status-details-bin"),
-            HeaderName::from_static("grpc-encoding"),
-            HeaderName::from_static("grpc-accept-encoding"),
-        ])
-}
-
-/// Serves `router` (and PD's HTTP API when given) on `listener` until the handle is dropped.
-pub(crate) fn serve(listener: TcpListener, router: Router, http: Option<PdHttp>) -> ServerHandle {
+/// Serves `router` (and the HTTP APIs when given) on `listener` until the handle is dropped,
+/// to the hosts and origins `policy` allows.
+pub(crate) fn serve(
+    listener: TcpListener,
+    router: Router,
+    http: Option<HttpApis>,
+    policy: &Arc<HttpPolicy>,
+) -> ServerHandle {
     let stop = CancellationToken::new();
     let connections = ConnectionKiller {
         current: Arc::new(Mutex::new(CancellationToken::new())),
@@ -94,7 +81,8 @@ pub(crate) fn serve(listener: TcpListener, router: Router, http: Option<PdHttp>)
         .map(move |conn| conn.map(|io| Killable::new(io, conn_stop.clone(), killer.token())));
     let server = tonic::transport::Server::builder()
         .accept_http1(true)
-        .layer(cors())
+        .layer(GuardLayer(policy.clone()))
+        .layer(policy.cors())
         .layer(HttpApiLayer::new(http))
         .layer(tonic_web::GrpcWebLayer::new())
         .serve_with_incoming_shutdown(router, incoming, stop.clone().cancelled_owned());

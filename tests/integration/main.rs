@@ -7,9 +7,13 @@
 mod batch;
 mod deadline;
 mod mock;
+mod mock_admin;
 mod mock_batch;
+mod mock_faults;
 mod mock_fuzz;
+mod mock_http_guard;
 mod mock_pd;
+mod mock_pd_members;
 mod mock_pipelined;
 mod mock_raw;
 mod mock_reads;

@@ -16,7 +16,7 @@ use tokio_stream::StreamExt;
 
 use super::util::{ctx_for, tikv};
 
-fn batch(commands: Vec<(u64, Option<Req>)>) -> BatchCommandsRequest {
+pub(crate) fn batch(commands: Vec<(u64, Option<Req>)>) -> BatchCommandsRequest {
     let (request_ids, requests) = commands
         .into_iter()
         .map(|(id, cmd)| (id, tikvpb::batch_commands_request::Request { cmd }))
@@ -29,7 +29,7 @@ fn batch(commands: Vec<(u64, Option<Req>)>) -> BatchCommandsRequest {
 }
 
 /// Opens a stream to `store`; returns the sender of request batches and the responses.
-async fn open(
+pub(crate) async fn open(
     cluster: &MockCluster,
     store: u64,
 ) -> (

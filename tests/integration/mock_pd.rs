@@ -3,7 +3,7 @@
 use tikv_client::proto::{keyspacepb, metapb, pdpb};
 use tikv_client::testutils::{ApiVersion, MockCluster};
 
-use super::util::{channel, pd_client};
+use super::util::{channel, http, pd_client};
 
 fn header(cluster: &MockCluster) -> Option<pdpb::RequestHeader> {
     Some(pdpb::RequestHeader {
@@ -411,36 +411,8 @@ async fn pd_can_be_made_unavailable() {
 
 /// A plain HTTP/1.1 GET, as `curl` or `pd-ctl` would send it: the status and the body.
 async fn http_get(addr: &str, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    conn.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = String::new();
-    conn.read_to_string(&mut raw).await.unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    (status, body)
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    loop {
-        let (size, rest) = body.split_once("\r\n").unwrap();
-        let size = usize::from_str_radix(size.trim(), 16).unwrap();
-        if size == 0 {
-            return out;
-        }
-        out.push_str(&rest[..size]);
-        body = &rest[size + 2..];
-    }
+    let reply = http(addr, "GET", path, &[], "").await;
+    (reply.status, reply.body)
 }
 
 #[tokio::test]

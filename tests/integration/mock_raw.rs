@@ -11,7 +11,7 @@ use tikv_client::GrpcCode;
 
 use super::util::{ctx_for, peer_on, tikv};
 
-async fn put(cluster: &MockCluster, key: &[u8], value: &[u8]) {
+pub(crate) async fn put(cluster: &MockCluster, key: &[u8], value: &[u8]) {
     let (ctx, leader) = ctx_for(cluster, key);
     let resp = tikv(cluster, leader)
         .await
@@ -30,7 +30,7 @@ async fn put(cluster: &MockCluster, key: &[u8], value: &[u8]) {
     );
 }
 
-async fn get(cluster: &MockCluster, key: &[u8]) -> kvrpcpb::RawGetResponse {
+pub(crate) async fn get(cluster: &MockCluster, key: &[u8]) -> kvrpcpb::RawGetResponse {
     let (ctx, leader) = ctx_for(cluster, key);
     tikv(cluster, leader)
         .await

@@ -3,7 +3,7 @@
 //! Every store serves the same data (one shared engine stands in for Raft replication), but
 //! answers as its own store: the request's context is checked in TiKV's order (spec 2.2) and
 //! answered with the region errors real TiKV gives. Fault rules are applied before the
-//! checks, and every call is logged.
+//! checks (and, for lost or delayed replies, after execution), and every call is logged.
 
 mod batch;
 mod pessimistic;
@@ -222,6 +222,13 @@ impl Node {
         }
     }
 
+    /// Moves the leader of `region` to `store`, which then syncs its max_ts.
+    pub(crate) fn transfer_leader(&self, region: u64, store: u64) -> Result<(), String> {
+        self.cluster.transfer_leader(region, store)?;
+        self.new_leader(region, store);
+        Ok(())
+    }
+
     pub(crate) fn set_max_ts_sync_delay(&self, delay: std::time::Duration) {
         *lock(&self.max_ts_sync_delay) = delay;
     }
@@ -347,6 +354,16 @@ pub(crate) struct Waiting {
     pub queued: Option<(u64, Arc<tokio::sync::Notify>)>,
     /// The deadline passed.
     pub timed_out: bool,
+}
+
+/// What a fault rule leaves to do with the answer of a request that has run.
+enum Then {
+    /// Answer at once.
+    Answer,
+    /// Cut the connections instead of answering.
+    LoseReply,
+    /// Answer after this long.
+    DelayReply(std::time::Duration),
 }
 
 /// One store's view of the node.
@@ -485,25 +502,13 @@ impl MockTikv {
             region: region_id,
             first_key: req.first_key(),
         };
-        match self.node.faults.react(&info) {
-            None => {}
-            Some(Reaction::Delay(d)) => tokio::time::sleep(d).await,
-            Some(Reaction::RegionError(e)) => {
-                record(Outcome::RegionError(region_error_kind(&e)));
-                let mut resp = Resp::default();
-                resp.set_region_error(*e);
-                return Ok(Response::new(resp));
-            }
-            Some(Reaction::Status { code, message }) => {
-                record(Outcome::Status(code));
-                return Err(Status::new(tonic_code(code), message));
-            }
-            Some(Reaction::DropConnection) => {
-                record(Outcome::Dropped);
-                self.node.kill_connections(self.store);
-                return Err(Status::unavailable("connection dropped by a fault rule"));
-            }
-        }
+        let then = match self
+            .react_before(self.node.faults.react(&info), &record)
+            .await
+        {
+            Ok(then) => then,
+            Err(early) => return early,
+        };
         let resp = match self.check_context(req.context(), req.read_ts()) {
             Err(e) => {
                 let mut resp = Resp::default();
@@ -542,11 +547,72 @@ impl MockTikv {
                 resp
             }
         };
-        record(match resp.region_error() {
+        let outcome = match resp.region_error() {
             Some(e) => Outcome::RegionError(region_error_kind(e)),
             None => Outcome::Ok,
-        });
+        };
         log::trace!("{method} from store {}: {resp:?}", self.store);
+        self.answer(then, resp, outcome, &record).await
+    }
+
+    /// Applies a fault rule's reaction before the request runs: either an early answer (a
+    /// region error, a status, a cut connection), or what to do with the answer once it has
+    /// run.
+    async fn react_before<Resp: Reply>(
+        &self,
+        reaction: Option<Reaction>,
+        record: &impl Fn(Outcome),
+    ) -> Result<Then, Result<Response<Resp>, Status>> {
+        match reaction {
+            None => Ok(Then::Answer),
+            Some(Reaction::Delay(d)) => {
+                tokio::time::sleep(d).await;
+                Ok(Then::Answer)
+            }
+            Some(Reaction::LoseReply) => Ok(Then::LoseReply),
+            Some(Reaction::DelayReply(d)) => Ok(Then::DelayReply(d)),
+            Some(Reaction::RegionError(e)) => {
+                record(Outcome::RegionError(region_error_kind(&e)));
+                let mut resp = Resp::default();
+                resp.set_region_error(*e);
+                Err(Ok(Response::new(resp)))
+            }
+            Some(Reaction::Status { code, message }) => {
+                record(Outcome::Status(code));
+                Err(Err(Status::new(tonic_code(code), message)))
+            }
+            Some(Reaction::DropConnection) => {
+                record(Outcome::Dropped);
+                self.node.kill_connections(self.store);
+                Err(Err(Status::unavailable(
+                    "connection dropped by a fault rule",
+                )))
+            }
+        }
+    }
+
+    /// Answers a request that has run, logging `outcome`, unless a fault rule loses or delays
+    /// the reply.
+    async fn answer<Resp>(
+        &self,
+        then: Then,
+        resp: Resp,
+        outcome: Outcome,
+        record: &impl Fn(Outcome),
+    ) -> Result<Response<Resp>, Status> {
+        match then {
+            Then::Answer => record(outcome),
+            Then::DelayReply(d) => {
+                record(outcome);
+                tokio::time::sleep(d).await;
+            }
+            Then::LoseReply => {
+                record(Outcome::ReplyLost);
+                // Cut before returning: the connection fails before the status could be sent.
+                self.node.kill_connections(self.store);
+                return Err(Status::unavailable("reply lost by a fault rule"));
+            }
+        }
         Ok(Response::new(resp))
     }
 
@@ -574,14 +640,16 @@ impl MockTikv {
                 batched: false,
             })
         };
-        if let Some(Reaction::Status { code, message }) = self.node.faults.react(&info) {
-            record(Outcome::Status(code));
-            return Err(Status::new(tonic_code(code), message));
-        }
+        let then = match self
+            .react_before(self.node.faults.react(&info), &record)
+            .await
+        {
+            Ok(then) => then,
+            Err(early) => return early,
+        };
         let resp = exec(self, &req);
-        record(Outcome::Ok);
         self.node.wake_released();
-        Ok(Response::new(resp))
+        self.answer(then, resp, Outcome::Ok, &record).await
     }
 
     /// Logs the opening of a BatchCommands stream.
