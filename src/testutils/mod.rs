@@ -8,6 +8,9 @@
 //! engine, standing in for Raft replication. GC RPCs and BatchCommands answer `Unimplemented`
 //! for now.
 //!
+//! With [`MockClusterBuilder::tls`], PD and the stores serve TLS or mutual TLS (HTTPS for
+//! gRPC-web too); [`TestPki`] makes throwaway certificates to serve and trust.
+//!
 //! While clients run, a test can reshape the cluster ([`MockCluster::split_raw`],
 //! [`MockCluster::merge`], [`MockCluster::transfer_leader`], [`MockCluster::stop_store`]),
 //! inject faults with [`Rule`]s, and read the [`Call`] log.
@@ -34,11 +37,13 @@ mod raw;
 mod router;
 mod server;
 mod tikv;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tonic::codec::CompressionEncoding;
 
 use crate::backoff::SplitMix64;
@@ -50,6 +55,7 @@ pub use fault::{
     region_error_kind, Call, Labels, Outcome, Reaction, Rule, RuleBuilder, RuleId,
     CALL_LOG_CAPACITY,
 };
+pub use tls::{MockTls, TestPki, TestPkiFiles};
 
 use cluster::{Cluster, DataKind};
 use router::Router;
@@ -71,6 +77,7 @@ pub struct MockClusterBuilder {
     raw_splits: Vec<Vec<u8>>,
     txn_splits: Vec<Vec<u8>>,
     seed: u64,
+    tls: Option<MockTls>,
 }
 
 impl Default for MockClusterBuilder {
@@ -85,6 +92,7 @@ impl Default for MockClusterBuilder {
             raw_splits: Vec::new(),
             txn_splits: Vec::new(),
             seed: 0x5EED,
+            tls: None,
         }
     }
 }
@@ -147,8 +155,18 @@ impl MockClusterBuilder {
         self
     }
 
-    /// Binds the ports and starts serving on the current tokio runtime.
+    /// Serves PD and the stores over TLS (mutual TLS when [`MockTls::require_client_cert`]
+    /// is set); PD then advertises `https://` client URLs. gRPC-web and PD's HTTP API stay
+    /// on the same ports, over HTTPS.
+    pub fn tls(mut self, tls: MockTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Binds the ports and starts serving on the current tokio runtime. Unusable TLS
+    /// material is an `InvalidInput` error.
     pub async fn start(self) -> std::io::Result<MockCluster> {
+        let tls = self.tls.as_ref().map(MockTls::acceptor).transpose()?;
         let id = self
             .cluster_id
             .filter(|id| *id != 0)
@@ -180,7 +198,7 @@ impl MockClusterBuilder {
                 store.meta.peer_address = addr.to_string();
                 store.meta.status_address = addr.to_string();
             }
-            let handle = serve_store(&node, store_id, listener);
+            let handle = serve_store(&node, store_id, listener, tls.clone());
             stores.push(StoreServer {
                 id: store_id,
                 addr,
@@ -189,8 +207,9 @@ impl MockClusterBuilder {
         }
         let pd = server::serve(
             pd_listener,
-            pd::MockPd::new(node.clone(), pd_addr).into_router(),
+            pd::MockPd::new(node.clone(), pd_addr, tls.is_some()).into_router(),
             Some(pd_http::PdHttp::new(cluster.clone())),
+            tls.clone(),
         );
         log::info!(
             "mock cluster {id} ({:?}): PD {pd_addr}, stores {:?}",
@@ -202,17 +221,23 @@ impl MockClusterBuilder {
             pd_addr,
             _pd: pd,
             stores: Mutex::new(stores),
+            tls,
         })
     }
 }
 
-fn serve_store(node: &Arc<Node>, store_id: u64, listener: TcpListener) -> ServerHandle {
+fn serve_store(
+    node: &Arc<Node>,
+    store_id: u64,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+) -> ServerHandle {
     let service = TikvServer::new(MockTikv::new(node.clone(), store_id))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE)
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip);
-    let handle = server::serve(listener, Router::default().add(service), None);
+    let handle = server::serve(listener, Router::default().add(service), None, tls);
     node.set_killer(store_id, handle.connection_killer());
     handle
 }
@@ -230,6 +255,7 @@ pub struct MockCluster {
     pd_addr: SocketAddr,
     _pd: ServerHandle,
     stores: Mutex<Vec<StoreServer>>,
+    tls: Option<TlsAcceptor>,
 }
 
 impl std::fmt::Debug for MockCluster {
@@ -382,7 +408,7 @@ impl MockCluster {
                 std::io::Error::new(std::io::ErrorKind::NotFound, format!("no store {store}"))
             })?;
         let listener = TcpListener::bind(addr).await?;
-        let handle = serve_store(&self.node, store, listener);
+        let handle = serve_store(&self.node, store, listener, self.tls.clone());
         if let Some(s) = self.lock_stores().iter_mut().find(|s| s.id == store) {
             s.handle = Some(handle);
         }

@@ -34,8 +34,9 @@ type Reply<T> = Result<Response<T>, Status>;
 type TsoStream = Pin<Box<dyn Stream<Item = Result<pdpb::TsoResponse, Status>> + Send>>;
 
 impl MockPd {
-    pub(crate) fn new(node: Arc<Node>, addr: SocketAddr) -> Self {
-        let url = format!("http://{addr}");
+    /// PD at `addr`, advertising `https://` client URLs when it serves TLS.
+    pub(crate) fn new(node: Arc<Node>, addr: SocketAddr, tls: bool) -> Self {
+        let url = format!("{}://{addr}", if tls { "https" } else { "http" });
         let cluster = node.cluster.clone();
         MockPd {
             node,

@@ -13,13 +13,15 @@ use std::task::{Context, Poll};
 use futures::{Future, StreamExt};
 use http::HeaderName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 use super::pd_http::{HttpApiLayer, PdHttp};
 use super::router::Router;
+use super::tls::{handshakes, Conn};
 
 /// Stops the server when dropped.
 #[derive(Debug)]
@@ -81,16 +83,22 @@ fn cors() -> CorsLayer {
         ])
 }
 
-/// Serves `router` (and PD's HTTP API when given) on `listener` until the handle is dropped.
-pub(crate) fn serve(listener: TcpListener, router: Router, http: Option<PdHttp>) -> ServerHandle {
+/// Serves `router` (and PD's HTTP API when given) on `listener`, over TLS when `tls` is
+/// given, until the handle is dropped.
+pub(crate) fn serve(
+    listener: TcpListener,
+    router: Router,
+    http: Option<PdHttp>,
+    tls: Option<TlsAcceptor>,
+) -> ServerHandle {
     let stop = CancellationToken::new();
     let connections = ConnectionKiller {
         current: Arc::new(Mutex::new(CancellationToken::new())),
     };
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     let (conn_stop, killer) = (stop.clone(), connections.clone());
-    let incoming = TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
+    let accepted = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = handshakes(accepted, tls)
         .map(move |conn| conn.map(|io| Killable::new(io, conn_stop.clone(), killer.token())));
     let server = tonic::transport::Server::builder()
         .accept_http1(true)
@@ -108,13 +116,13 @@ pub(crate) fn serve(listener: TcpListener, router: Router, http: Option<PdHttp>)
 
 /// A connection that fails as soon as its server is stopped or its connections are killed.
 struct Killable {
-    io: TcpStream,
+    io: Conn,
     stopped: Pin<Box<WaitForCancellationFutureOwned>>,
     killed: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
 impl Killable {
-    fn new(io: TcpStream, stop: CancellationToken, kill: CancellationToken) -> Self {
+    fn new(io: Conn, stop: CancellationToken, kill: CancellationToken) -> Self {
         Killable {
             io,
             stopped: Box::pin(stop.cancelled_owned()),
