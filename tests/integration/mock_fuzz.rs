@@ -8,12 +8,14 @@
 
 use std::sync::{Mutex, PoisonError};
 
+use tikv_client::proto::kvrpcpb::Action;
 use tikv_client::proto::tikvpb::tikv_client::TikvClient;
 use tikv_client::proto::{kvrpcpb, metapb, pdpb};
 use tikv_client::testutils::{ApiVersion, MockCluster};
 use tonic::transport::Channel;
 use tonic::Code;
 
+use super::mock_txn::{lock_req, put, store, ts};
 use super::util::{ctx_for, pd_client, tikv, txn_ctx_for};
 
 /// Panics seen anywhere in this test process (nextest runs each test in its own).
@@ -688,4 +690,93 @@ async fn random_requests_never_crash_an_api_v1_cluster() {
 #[tokio::test]
 async fn random_requests_never_crash_an_api_v2_cluster() {
     survive_random_requests(ApiVersion::V2, kvrpcpb::ApiVersion::V2 as i32, 0x5eed_0002).await;
+}
+
+/// The lock TTL (ms) a client may ask for is any u64: TiKV adds it to the lock's physical time
+/// in release builds without overflow checks (so a huge TTL wraps and the lock looks expired);
+/// the mock saturates instead, and such a lock never expires by TTL.
+#[tokio::test]
+async fn a_maximal_lock_ttl_never_expires_and_never_overflows() {
+    let cluster = MockCluster::builder().stores(1).start().await.unwrap();
+    let mut s = store(&cluster).await;
+    let ctx = s.ctx.clone();
+    let far_future = ts(1 << 40);
+
+    // Raised by a heartbeat.
+    s.prewrite(vec![put("h", "1")], "h", ts(200)).await;
+    let beat = s
+        .client
+        .kv_txn_heart_beat(kvrpcpb::TxnHeartBeatRequest {
+            context: Some(ctx.clone()),
+            primary_lock: b"h".to_vec(),
+            start_version: ts(200),
+            advise_lock_ttl: u64::MAX,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(beat.lock_ttl, u64::MAX, "{beat:?}");
+    let status = s
+        .status(kvrpcpb::CheckTxnStatusRequest {
+            primary_key: b"h".to_vec(),
+            lock_ts: ts(200),
+            caller_start_ts: ts(300),
+            current_ts: far_future,
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(status.lock_ttl, u64::MAX, "alive: {status:?}");
+    assert_ne!(status.action, Action::TtlExpireRollback as i32);
+    let cleanup = s
+        .client
+        .kv_cleanup(kvrpcpb::CleanupRequest {
+            context: Some(ctx.clone()),
+            key: b"h".to_vec(),
+            start_version: ts(200),
+            current_ts: far_future,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        cleanup.error.and_then(|e| e.locked).is_some(),
+        "an unexpired lock is not cleaned up"
+    );
+
+    // Given at prewrite and at pessimistic locking.
+    let prewrite = kvrpcpb::PrewriteRequest {
+        context: Some(ctx.clone()),
+        mutations: vec![put("p", "1")],
+        primary_lock: b"p".to_vec(),
+        start_version: ts(400),
+        lock_ttl: u64::MAX,
+        ..Default::default()
+    };
+    assert!(s.prewrite_req(prewrite).await.errors.is_empty());
+    let mut lock = lock_req(&ctx, &["q"], "q", ts(500), ts(500), 0);
+    lock.lock_ttl = u64::MAX;
+    let locked = s
+        .client
+        .kv_pessimistic_lock(lock)
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(locked.errors.is_empty(), "{locked:?}");
+    for (key, start) in [("p", ts(400)), ("q", ts(500))] {
+        let status = s
+            .status(kvrpcpb::CheckTxnStatusRequest {
+                primary_key: key.into(),
+                lock_ts: start,
+                caller_start_ts: ts(600),
+                current_ts: far_future,
+                resolving_pessimistic_lock: true,
+                ..Default::default()
+            })
+            .await;
+        assert_eq!(status.lock_ttl, u64::MAX, "{key}: {status:?}");
+    }
+    // The cluster still serves: the lock is committed normally.
+    let commit = s.commit(&["p"], ts(400), ts(700)).await;
+    assert!(commit.error.is_none(), "{commit:?}");
 }
