@@ -780,3 +780,59 @@ async fn a_maximal_lock_ttl_never_expires_and_never_overflows() {
     let commit = s.commit(&["p"], ts(400), ts(700)).await;
     assert!(commit.error.is_none(), "{commit:?}");
 }
+
+/// No commit ts can follow the maximal timestamp: async commit and 1PC prewrites there (at
+/// start ts or for-update ts u64::MAX) fall back to 2PC, as when max_commit_ts is too small,
+/// instead of overflowing `ts + 1` (TiKV's `TimeStamp::next` asserts and would crash).
+#[tokio::test]
+async fn async_commit_at_the_maximal_timestamp_falls_back_to_2pc() {
+    let cluster = MockCluster::builder().stores(1).start().await.unwrap();
+    let mut s = store(&cluster).await;
+    let ctx = s.ctx.clone();
+    let async_req = |key: &str, start: u64| kvrpcpb::PrewriteRequest {
+        context: Some(ctx.clone()),
+        mutations: vec![put(key, "v")],
+        primary_lock: key.into(),
+        start_version: start,
+        lock_ttl: 3000,
+        use_async_commit: true,
+        ..Default::default()
+    };
+    let resp = s.prewrite_req(async_req("a", u64::MAX)).await;
+    assert!(resp.errors.is_empty(), "{resp:?}");
+    assert_eq!(resp.min_commit_ts, 0, "fell back to 2PC");
+
+    let mut one_pc = async_req("b", u64::MAX);
+    one_pc.use_async_commit = false;
+    one_pc.try_one_pc = true;
+    let resp = s.prewrite_req(one_pc).await;
+    assert!(resp.errors.is_empty(), "{resp:?}");
+    assert_eq!(resp.one_pc_commit_ts, 0, "not committed by 1PC");
+
+    // A pessimistic transaction whose for-update ts is the maximal one.
+    let locked = s
+        .client
+        .kv_pessimistic_lock(lock_req(&ctx, &["c"], "c", ts(100), u64::MAX, 0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(locked.errors.is_empty(), "{locked:?}");
+    let mut pessimistic = async_req("c", ts(100));
+    pessimistic.for_update_ts = u64::MAX;
+    pessimistic.pessimistic_actions =
+        vec![kvrpcpb::prewrite_request::PessimisticAction::DoPessimisticCheck as i32];
+    let resp = s.prewrite_req(pessimistic).await;
+    assert!(resp.errors.is_empty(), "{resp:?}");
+    assert_eq!(resp.min_commit_ts, 0, "fell back to 2PC");
+
+    // The locks are there, as ordinary 2PC locks.
+    let locks = s.all_locks().await;
+    let locks: Vec<(&[u8], bool)> = locks
+        .iter()
+        .map(|l| (&l.key[..], l.use_async_commit))
+        .collect();
+    assert_eq!(
+        locks,
+        vec![(&b"a"[..], false), (&b"b"[..], false), (&b"c"[..], false)]
+    );
+}
