@@ -55,6 +55,7 @@ pub use fault::{
     region_error_kind, Call, Labels, Outcome, Reaction, Rule, RuleBuilder, RuleId,
     CALL_LOG_CAPACITY,
 };
+pub use tikv::BATCH_COMMANDS_IN_FLIGHT;
 pub use tls::{MockTls, TestPki, TestPkiFiles};
 
 use cluster::{Cluster, DataKind};
@@ -454,6 +455,17 @@ impl MockCluster {
     /// Empties the call log.
     pub fn clear_calls(&self) {
         self.node.faults.clear_calls()
+    }
+
+    /// The commands of BatchCommands streams running now, on every store: read from a stream
+    /// and not yet answered (or given up when their client went away).
+    pub fn batch_commands_running(&self) -> usize {
+        self.node.batch_in_flight.running()
+    }
+
+    /// The most commands of BatchCommands streams that ever ran at once.
+    pub fn batch_commands_peak(&self) -> usize {
+        self.node.batch_in_flight.peak()
     }
 
     fn lock_stores(&self) -> std::sync::MutexGuard<'_, Vec<StoreServer>> {

@@ -13,6 +13,8 @@ mod txn;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+pub use batch::BATCH_COMMANDS_IN_FLIGHT;
+
 use tonic::{Request, Response, Status};
 
 use super::cluster::{unix_now, ApiVersion, Cluster, DataKind, Region};
@@ -43,6 +45,8 @@ pub(crate) struct Node {
     max_ts: Mutex<std::collections::HashMap<u64, u64>>,
     /// How long a new leader takes to sync its max_ts from PD.
     max_ts_sync_delay: Mutex<std::time::Duration>,
+    /// The BatchCommands commands running.
+    pub batch_in_flight: batch::InFlight,
 }
 
 /// TiKV's `wake-up-delay-duration`: how long after waking the head of a key's queue the
@@ -103,6 +107,7 @@ impl Node {
             safe_ts_lag: Mutex::new(std::time::Duration::ZERO),
             max_ts: Mutex::new(std::collections::HashMap::new()),
             max_ts_sync_delay: Mutex::new(std::time::Duration::ZERO),
+            batch_in_flight: batch::InFlight::default(),
         }
     }
 
