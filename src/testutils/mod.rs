@@ -457,6 +457,11 @@ impl MockCluster {
         self.node.faults.clear_calls()
     }
 
+    /// The pessimistic lock requests waiting for a lock now, on every store.
+    pub fn waiting_lock_requests(&self) -> usize {
+        self.node.waiting_lock_requests()
+    }
+
     /// The commands of BatchCommands streams running now, on every store: read from a stream
     /// and not yet answered (or given up when their client went away).
     pub fn batch_commands_running(&self) -> usize {

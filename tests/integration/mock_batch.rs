@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
-use super::util::{ctx_for, tikv};
+use super::util::{ctx_for, tikv, wait_until};
 
 fn batch(commands: Vec<(u64, Option<Req>)>) -> BatchCommandsRequest {
     let (request_ids, requests) = commands
@@ -260,17 +260,9 @@ fn raw_gets(ctx: &kvrpcpb::Context, first: u64, count: usize) -> BatchCommandsRe
     )
 }
 
-/// Polls `cluster.batch_commands_running()` until `done` holds of it, for 10 s at most.
+/// Waits until `done` holds of the number of batched commands running.
 async fn until_running(cluster: &MockCluster, what: &str, done: impl Fn(usize) -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !done(cluster.batch_commands_running()) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: {} commands still running",
-            cluster.batch_commands_running()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_until(what, || cluster.batch_commands_running(), |n| done(*n)).await;
 }
 
 #[tokio::test]

@@ -77,3 +77,23 @@ pub fn calls_of(cluster: &MockCluster, method: &str) -> Vec<tikv_client::testuti
         .filter(|c| c.method == method)
         .collect()
 }
+
+/// Polls `value` until `done` holds of it, failing after 10 s with `what` and the last value.
+pub async fn wait_until<T: std::fmt::Debug>(
+    what: &str,
+    value: impl Fn() -> T,
+    done: impl Fn(&T) -> bool,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = value();
+        if done(&now) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: still {now:?} after 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}

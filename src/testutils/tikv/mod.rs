@@ -139,6 +139,11 @@ impl Node {
         (id, wake)
     }
 
+    /// The lock requests waiting in the keys' queues.
+    pub(crate) fn waiting_lock_requests(&self) -> usize {
+        lock(&self.queues).values().map(Vec::len).sum()
+    }
+
     /// Takes a finished request out of the queues.
     pub(crate) fn dequeue(&self, id: u64) {
         let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
@@ -354,6 +359,25 @@ pub(crate) struct Waiting {
     pub timed_out: bool,
 }
 
+/// A request's place in the lock-wait bookkeeping (its queue entry and wait-for edge), given
+/// up however the request ends: answered, or dropped mid-wait when its client cancels (a
+/// leftover entry would make a false deadlock, or wake a waiter that is gone).
+struct WaitGuard<'a> {
+    node: &'a Node,
+    waiting: Waiting,
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        if let Some((id, _)) = &self.waiting.queued {
+            self.node.dequeue(*id);
+        }
+        if let Some(txn) = self.waiting.edge_of {
+            self.node.stop_waiting(txn);
+        }
+    }
+}
+
 /// One store's view of the node.
 #[derive(Clone)]
 pub(crate) struct MockTikv {
@@ -516,14 +540,17 @@ impl MockTikv {
                 resp
             }
             Ok(region) => {
-                let mut waiting = Waiting::default();
+                let mut waiting = WaitGuard {
+                    node: &self.node,
+                    waiting: Waiting::default(),
+                };
                 let resp = loop {
-                    match exec(self, &req, &region, &mut waiting) {
+                    match exec(self, &req, &region, &mut waiting.waiting) {
                         Exec::Done(resp) => break resp,
                         Exec::Wait(deadline) => {
                             // Queued by the handler under the engine lock: a wake-up sent
                             // before this await is kept as a permit.
-                            let wake = waiting.queued.as_ref().map(|(_, w)| w.clone());
+                            let wake = waiting.waiting.queued.as_ref().map(|(_, w)| w.clone());
                             let woken = async {
                                 match wake {
                                     Some(w) => w.notified().await,
@@ -531,18 +558,13 @@ impl MockTikv {
                                 }
                             };
                             tokio::select! {
-                                () = woken => waiting.woken = true,
-                                () = tokio::time::sleep_until(deadline) => waiting.timed_out = true,
+                                () = woken => waiting.waiting.woken = true,
+                                () = tokio::time::sleep_until(deadline) => waiting.waiting.timed_out = true,
                             }
                         }
                     }
                 };
-                if let Some((id, _)) = &waiting.queued {
-                    self.node.dequeue(*id);
-                }
-                if let Some(txn) = waiting.edge_of {
-                    self.node.stop_waiting(txn);
-                }
+                drop(waiting);
                 self.node.wake_released();
                 resp
             }
