@@ -76,15 +76,44 @@ pub struct Config {
     pub batch_commands: bool,
 }
 
-/// Paths to PEM files for mutual TLS (native targets; browsers use the page's HTTPS).
+/// Paths to PEM files for TLS (native targets; browsers use the page's HTTPS).
+///
+/// With only a CA the client checks the servers' certificates (server-only TLS, from
+/// [`Config::with_tls_ca`]); with a client certificate and key as well it also proves who it
+/// is (mutual TLS, from [`Config::with_security`]), as TiKV's `security.cert-allowed-cn`
+/// setups require. The certificate and the key come together: [`Config::validate`] refuses
+/// one without the other.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TlsConfig {
     /// The CA certificate that signed the servers' certificates.
     pub ca_path: PathBuf,
-    /// This client's certificate.
-    pub cert_path: PathBuf,
-    /// This client's private key.
-    pub key_path: PathBuf,
+    /// This client's certificate, for mutual TLS.
+    pub cert_path: Option<PathBuf>,
+    /// This client's private key, for mutual TLS.
+    pub key_path: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// Server-only TLS: trust servers whose certificates `ca_path` signed.
+    pub fn new(ca_path: impl Into<PathBuf>) -> Self {
+        TlsConfig {
+            ca_path: ca_path.into(),
+            cert_path: None,
+            key_path: None,
+        }
+    }
+
+    /// Mutual TLS: also present this certificate, proven with this private key.
+    pub fn with_client_identity(
+        mut self,
+        cert_path: impl Into<PathBuf>,
+        key_path: impl Into<PathBuf>,
+    ) -> Self {
+        self.cert_path = Some(cert_path.into());
+        self.key_path = Some(key_path.into());
+        self
+    }
 }
 
 impl Default for Config {
@@ -139,18 +168,23 @@ impl Config {
         self
     }
 
-    /// Connects with mutual TLS using PEM files.
+    /// Connects with TLS, trusting servers whose certificates the CA in `ca_path` (PEM)
+    /// signed. Addresses without a scheme become `https://` URLs; an `http://` URL is then
+    /// refused rather than dialled in plaintext.
+    pub fn with_tls_ca(mut self, ca_path: impl Into<PathBuf>) -> Self {
+        self.tls = Some(TlsConfig::new(ca_path));
+        self
+    }
+
+    /// Connects with mutual TLS using PEM files: the CA that signed the servers'
+    /// certificates, and this client's certificate and private key.
     pub fn with_security(
         mut self,
         ca_path: impl Into<PathBuf>,
         cert_path: impl Into<PathBuf>,
         key_path: impl Into<PathBuf>,
     ) -> Self {
-        self.tls = Some(TlsConfig {
-            ca_path: ca_path.into(),
-            cert_path: cert_path.into(),
-            key_path: key_path.into(),
-        });
+        self.tls = Some(TlsConfig::new(ca_path).with_client_identity(cert_path, key_path));
         self
     }
 
@@ -217,11 +251,20 @@ impl Config {
                 "keyspace name must not be empty".into(),
             ));
         }
-        if self.tls.is_some() && !crate::transport::TLS_FILES_SUPPORTED {
-            return Err(Error::InvalidConfig(
-                "TLS files cannot be used on wasm32: use https:// URLs through the address mapper"
-                    .into(),
-            ));
+        if let Some(tls) = &self.tls {
+            if !crate::transport::TLS_FILES_SUPPORTED {
+                return Err(Error::InvalidConfig(
+                    "TLS files cannot be used on wasm32: use https:// URLs through the address mapper"
+                        .into(),
+                ));
+            }
+            if tls.cert_path.is_some() != tls.key_path.is_some() {
+                return Err(Error::InvalidConfig(
+                    "tls: a client certificate needs its private key and a key its certificate: \
+                     set both (mutual TLS, Config::with_security) or neither (Config::with_tls_ca)"
+                        .into(),
+                ));
+            }
         }
         Ok(())
     }
@@ -260,8 +303,46 @@ mod tests {
         assert_eq!(c.dial_timeout, Duration::from_secs(3));
         assert_eq!(c.max_encoding_message_size, 1 << 20);
         assert_eq!(c.keyspace.as_deref(), Some("ks"));
-        assert_eq!(c.tls.as_ref().unwrap().key_path, PathBuf::from("key.pem"));
+        let tls = c.tls.as_ref().unwrap();
+        assert_eq!(tls.ca_path, PathBuf::from("ca.pem"));
+        assert_eq!(
+            tls.cert_path.as_deref(),
+            Some(std::path::Path::new("cert.pem"))
+        );
+        assert_eq!(
+            tls.key_path.as_deref(),
+            Some(std::path::Path::new("key.pem"))
+        );
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn server_only_tls_needs_just_a_ca() {
+        let c = Config::default().with_tls_ca("ca.pem");
+        assert_eq!(c.tls, Some(TlsConfig::new("ca.pem")));
+        assert!(c.tls.as_ref().unwrap().cert_path.is_none());
+        c.validate().unwrap();
+        // A later with_security replaces it with mutual TLS.
+        let c = c.with_security("ca2.pem", "cert.pem", "key.pem");
+        assert_eq!(
+            c.tls,
+            Some(TlsConfig::new("ca2.pem").with_client_identity("cert.pem", "key.pem"))
+        );
+    }
+
+    #[test]
+    fn a_client_certificate_without_its_key_is_invalid() {
+        for (cert, key) in [(Some("cert.pem"), None), (None, Some("key.pem"))] {
+            let mut c = Config::default().with_tls_ca("ca.pem");
+            let tls = c.tls.as_mut().unwrap();
+            tls.cert_path = cert.map(PathBuf::from);
+            tls.key_path = key.map(PathBuf::from);
+            let err = c.validate().unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidConfig(m) if m.starts_with("tls:") && m.contains("with_security")),
+                "{err}"
+            );
+        }
     }
 
     #[test]

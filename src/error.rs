@@ -211,14 +211,14 @@ pub enum Error {
 impl Error {
     /// Whether repeating the same operation later may succeed. True for exhausted retry budgets,
     /// timeouts, transport failures, unavailable servers and write conflicts (restart the
-    /// transaction); false for invalid input and definitive answers.
+    /// transaction); false for invalid input, TLS misconfiguration and definitive answers.
     pub fn is_retryable(&self) -> bool {
         match self {
+            Error::Transport(e) => e.kind != TransportErrorKind::Tls,
             Error::BackoffExhausted { .. }
             | Error::DeadlineExceeded { .. }
             | Error::NoRegion { .. }
             | Error::Timeout { .. }
-            | Error::Transport(_)
             | Error::Pd(_)
             | Error::WriteConflict(_)
             | Error::TransactionRolledBack { .. }
@@ -331,7 +331,11 @@ pub enum TransportErrorKind {
     Connect,
     /// The connection broke or the fetch failed while the request was in flight.
     Broken,
-    /// TLS material could not be loaded.
+    /// TLS is misconfigured: PEM files that cannot be read or parsed, a URL whose scheme
+    /// contradicts the TLS setting (`http://` with TLS, `https://` without), or a handshake
+    /// that failed (an untrusted server certificate, a client certificate the server requires
+    /// or rejects, a server not speaking TLS). Nothing reached the server, and retrying
+    /// without changing the settings fails the same way.
     Tls,
 }
 
@@ -520,6 +524,19 @@ mod tests {
             may_have_been_sent: true,
         };
         assert!(!e.is_retryable());
+    }
+
+    #[test]
+    fn tls_errors_are_neither_retried_nor_sent() {
+        let e: Error = TransportError {
+            kind: TransportErrorKind::Tls,
+            address: "https://127.0.0.1:2379".into(),
+            message: "the server's certificate is not trusted".into(),
+            may_have_been_sent: false,
+        }
+        .into();
+        assert!(!e.is_retryable());
+        assert!(!e.may_have_been_sent());
     }
 
     #[test]

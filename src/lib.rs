@@ -5,7 +5,7 @@
 //!
 //! | feature | what you get |
 //! |---|---|
-//! | `native` (default) | tonic over tokio: HTTP/2 with optional mutual TLS |
+//! | `native` (default) | tonic over tokio: HTTP/2 with optional TLS, server-only ([`Config::with_tls_ca`]) or mutual ([`Config::with_security`]) |
 //! | `wasm` | gRPC-web over `fetch` for `wasm32-unknown-unknown`: browsers, Node, edge workers |
 //! | `metrics` | Prometheus metrics, see `observe::registry` |
 //! | `tracing` | events through the `tracing` crate |

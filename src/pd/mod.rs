@@ -595,6 +595,7 @@ impl Inner {
             );
             let fatal = definite
                 || matches!(&err, Error::Grpc { message, .. } if message.contains("mismatch cluster id"))
+                || matches!(&err, Error::Transport(t) if t.kind == crate::TransportErrorKind::Tls)
                 || matches!(err, Error::Pd(_) | Error::UnexpectedResponse(_));
             if fatal {
                 return Err(err);

@@ -10,6 +10,9 @@
 //! engine, standing in for Raft replication. GC RPCs and BatchCommands answer `Unimplemented`
 //! for now.
 //!
+//! With [`MockClusterBuilder::tls`], PD and the stores serve TLS or mutual TLS (HTTPS for
+//! gRPC-web too); [`TestPki`] makes throwaway certificates to serve and trust.
+//!
 //! While clients run, a test can reshape the cluster ([`MockCluster::split_raw`],
 //! [`MockCluster::merge`], [`MockCluster::transfer_leader`], [`MockCluster::stop_store`],
 //! [`MockCluster::transfer_pd_leader`] among [`MockClusterBuilder::pd_members`]), inject
@@ -41,6 +44,7 @@ mod router;
 mod server;
 mod stores;
 mod tikv;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,6 +60,8 @@ pub use fault::{
     region_error, region_error_kind, Call, Labels, Outcome, Reaction, Rule, RuleBuilder, RuleId,
     CALL_LOG_CAPACITY, REGION_ERROR_KINDS,
 };
+pub use tikv::BATCH_COMMANDS_IN_FLIGHT;
+pub use tls::{MockTls, TestPki, TestPkiFiles};
 
 use cluster::{Cluster, DataKind};
 use server::ServerHandle;
@@ -80,6 +86,7 @@ pub struct MockClusterBuilder {
     seed: u64,
     allow_origins: Vec<String>,
     allow_hosts: Vec<String>,
+    tls: Option<MockTls>,
 }
 
 impl Default for MockClusterBuilder {
@@ -97,6 +104,7 @@ impl Default for MockClusterBuilder {
             seed: 0x5EED,
             allow_origins: Vec::new(),
             allow_hosts: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -189,8 +197,18 @@ impl MockClusterBuilder {
         self
     }
 
-    /// Binds the ports and starts serving on the current tokio runtime.
+    /// Serves PD and the stores over TLS (mutual TLS when [`MockTls::require_client_cert`]
+    /// is set); PD then advertises `https://` client URLs. gRPC-web and PD's HTTP API stay
+    /// on the same ports, over HTTPS.
+    pub fn tls(mut self, tls: MockTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Binds the ports and starts serving on the current tokio runtime. Unusable TLS
+    /// material is an `InvalidInput` error.
     pub async fn start(self) -> std::io::Result<MockCluster> {
+        let tls = self.tls.as_ref().map(MockTls::acceptor).transpose()?;
         let id = self
             .cluster_id
             .filter(|id| *id != 0)
@@ -218,10 +236,11 @@ impl MockClusterBuilder {
             .iter()
             .map(TcpListener::local_addr)
             .collect::<std::io::Result<Vec<_>>>()?;
-        let pd_group = Arc::new(pd::PdGroup::new(id, pd_addrs));
+        let pd_group = Arc::new(pd::PdGroup::new(id, pd_addrs, tls.is_some()));
         let policy = Arc::new(guard::HttpPolicy::new(self.allow_hosts, self.allow_origins));
-        let stores =
-            Arc::new(Stores::start(node.clone(), &self.store_ports, policy.clone()).await?);
+        let stores = Arc::new(
+            Stores::start(node.clone(), &self.store_ports, policy.clone(), tls.clone()).await?,
+        );
         let pd_servers = pd_listeners
             .into_iter()
             .enumerate()
@@ -231,7 +250,7 @@ impl MockClusterBuilder {
                     pd: pd_http::PdHttp::new(cluster.clone()),
                     admin: admin::Admin::new(node.clone(), pd_group.clone(), &stores),
                 };
-                server::serve(listener, pd.into_router(), Some(http), &policy)
+                server::serve(listener, pd.into_router(), Some(http), &policy, tls.clone())
             })
             .collect();
         log::info!(
@@ -446,6 +465,22 @@ impl MockCluster {
     /// Empties the call log.
     pub fn clear_calls(&self) {
         self.node.faults.clear_calls()
+    }
+
+    /// The pessimistic lock requests waiting for a lock now, on every store.
+    pub fn waiting_lock_requests(&self) -> usize {
+        self.node.waiting_lock_requests()
+    }
+
+    /// The commands of BatchCommands streams running now, on every store: read from a stream
+    /// and not yet answered (or given up when their client went away).
+    pub fn batch_commands_running(&self) -> usize {
+        self.node.batch_in_flight.running()
+    }
+
+    /// The most commands of BatchCommands streams that ever ran at once.
+    pub fn batch_commands_peak(&self) -> usize {
+        self.node.batch_in_flight.peak()
     }
 }
 

@@ -65,9 +65,11 @@ impl Lock {
         }
     }
 
-    /// Expired by TiKV's rule: lock ttl against physical parts, strictly (spec 4.9).
+    /// Expired by TiKV's rule: lock ttl against physical parts, strictly (spec 4.9). The sum
+    /// saturates: any TTL a client sends is accepted, and one past the end of time never
+    /// expires (TiKV's release builds wrap it instead, making such a lock look expired).
     pub(crate) fn expired(&self, current_ts: u64) -> bool {
-        current_ts == u64::MAX || physical(self.ts) + self.ttl < physical(current_ts)
+        current_ts == u64::MAX || physical(self.ts).saturating_add(self.ttl) < physical(current_ts)
     }
 }
 
@@ -620,6 +622,17 @@ mod tests {
             Some((b"v".to_vec(), 20)),
             "Lock records are skipped"
         );
+    }
+
+    #[test]
+    fn ttl_expiry_compares_physical_times_and_saturates() {
+        let at = |ms: u64| ms << crate::timestamp::LOGICAL_BITS;
+        let mut l = lock(at(1000), b"k", LockType::Put);
+        assert!(!l.expired(at(4000)), "1000 + 3000 is not before 4000");
+        assert!(l.expired(at(4001)));
+        assert!(l.expired(u64::MAX), "the maximal ts expires every lock");
+        l.ttl = u64::MAX;
+        assert!(!l.expired(u64::MAX - 1), "a maximal ttl outlives every ts");
     }
 
     #[test]

@@ -43,14 +43,15 @@ pub(crate) struct PdGroup {
 }
 
 impl PdGroup {
-    /// Members at these addresses (at least one); the first leads.
-    pub(crate) fn new(cluster_id: u64, addrs: Vec<SocketAddr>) -> Self {
+    /// Members at these addresses (at least one), advertising `https://` client URLs when
+    /// they serve TLS; the first leads.
+    pub(crate) fn new(cluster_id: u64, addrs: Vec<SocketAddr>, tls: bool) -> Self {
         let first_id = cluster_id.rotate_left(17) | 1;
         let members = addrs
             .iter()
             .enumerate()
             .map(|(i, addr)| {
-                let url = format!("http://{addr}");
+                let url = format!("{}://{addr}", if tls { "https" } else { "http" });
                 pdpb::Member {
                     name: format!("pd-{}", i + 1),
                     // Odd, so never 0, and distinct.

@@ -12,13 +12,15 @@ use std::task::{Context, Poll};
 
 use futures::{Future, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
 
 use super::guard::{GuardLayer, HttpPolicy};
 use super::pd_http::{HttpApiLayer, HttpApis};
 use super::router::Router;
+use super::tls::{handshakes, Conn};
 
 /// Stops the server when dropped.
 #[derive(Debug)]
@@ -62,13 +64,14 @@ impl Drop for ServerHandle {
     }
 }
 
-/// Serves `router` (and the HTTP APIs when given) on `listener` until the handle is dropped,
-/// to the hosts and origins `policy` allows.
+/// Serves `router` (and the HTTP APIs when given) on `listener`, over TLS when `tls` is given,
+/// until the handle is dropped, to the hosts and origins `policy` allows.
 pub(crate) fn serve(
     listener: TcpListener,
     router: Router,
     http: Option<HttpApis>,
     policy: &Arc<HttpPolicy>,
+    tls: Option<TlsAcceptor>,
 ) -> ServerHandle {
     let stop = CancellationToken::new();
     let connections = ConnectionKiller {
@@ -76,8 +79,8 @@ pub(crate) fn serve(
     };
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     let (conn_stop, killer) = (stop.clone(), connections.clone());
-    let incoming = TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
+    let accepted = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = handshakes(accepted, tls)
         .map(move |conn| conn.map(|io| Killable::new(io, conn_stop.clone(), killer.token())));
     let server = tonic::transport::Server::builder()
         .accept_http1(true)
@@ -96,13 +99,13 @@ pub(crate) fn serve(
 
 /// A connection that fails as soon as its server is stopped or its connections are killed.
 struct Killable {
-    io: TcpStream,
+    io: Conn,
     stopped: Pin<Box<WaitForCancellationFutureOwned>>,
     killed: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
 impl Killable {
-    fn new(io: TcpStream, stop: CancellationToken, kill: CancellationToken) -> Self {
+    fn new(io: Conn, stop: CancellationToken, kill: CancellationToken) -> Self {
         Killable {
             io,
             stopped: Box::pin(stop.cancelled_owned()),

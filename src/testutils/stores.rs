@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tonic::codec::CompressionEncoding;
 
 use super::guard::HttpPolicy;
@@ -25,16 +26,18 @@ struct StoreServer {
 pub(crate) struct Stores {
     node: Arc<Node>,
     policy: Arc<HttpPolicy>,
+    tls: Option<TlsAcceptor>,
     servers: Mutex<Vec<StoreServer>>,
 }
 
 impl Stores {
     /// Binds each store's port (0 picks a free one; missing entries are 0), records the
-    /// address in the store's metadata and starts serving.
+    /// address in the store's metadata and starts serving (over TLS when `tls` is given).
     pub(crate) async fn start(
         node: Arc<Node>,
         ports: &[u16],
         policy: Arc<HttpPolicy>,
+        tls: Option<TlsAcceptor>,
     ) -> std::io::Result<Stores> {
         let ids: Vec<u64> = node.cluster.meta().stores.keys().copied().collect();
         let mut servers = Vec::new();
@@ -47,7 +50,7 @@ impl Stores {
                 store.meta.peer_address = addr.to_string();
                 store.meta.status_address = addr.to_string();
             }
-            let handle = serve_store(&node, id, listener, &policy);
+            let handle = serve_store(&node, id, listener, &policy, tls.clone());
             servers.push(StoreServer {
                 id,
                 addr,
@@ -57,6 +60,7 @@ impl Stores {
         Ok(Stores {
             node,
             policy,
+            tls,
             servers: Mutex::new(servers),
         })
     }
@@ -99,7 +103,7 @@ impl Stores {
                 std::io::Error::new(std::io::ErrorKind::NotFound, format!("no store {store}"))
             })?;
         let listener = TcpListener::bind(addr).await?;
-        let handle = serve_store(&self.node, store, listener, &self.policy);
+        let handle = serve_store(&self.node, store, listener, &self.policy, self.tls.clone());
         if let Some(s) = self.lock().iter_mut().find(|s| s.id == store) {
             s.handle = Some(handle);
         }
@@ -115,13 +119,14 @@ fn serve_store(
     store_id: u64,
     listener: TcpListener,
     policy: &Arc<HttpPolicy>,
+    tls: Option<TlsAcceptor>,
 ) -> ServerHandle {
     let service = TikvServer::new(MockTikv::new(node.clone(), store_id))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE)
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip);
-    let handle = server::serve(listener, Router::default().add(service), None, policy);
+    let handle = server::serve(listener, Router::default().add(service), None, policy, tls);
     node.set_killer(store_id, handle.connection_killer());
     handle
 }

@@ -5,7 +5,8 @@
 //! in browsers, Node and workers. Only `pd/`, `rpc/` and `store/` open channels.
 //!
 //! Servers are known by the addresses PD hands out (`host:port`). An [`AddressMapper`] turns
-//! such an address into the URL to dial. The default adds `http://` (or `https://` with TLS);
+//! such an address into the URL to dial. The default adds `http://` (or `https://` with TLS;
+//! natively, a URL whose scheme contradicts the TLS setting is refused before dialling);
 //! [`UrlTemplate`] sends every connection through one proxy, as browsers need when the stores
 //! are not reachable directly (an Envoy `grpc_web` filter in front of the cluster).
 
@@ -84,7 +85,10 @@ pub(crate) fn status_to_error(status: tonic::Status, address: &str) -> Error {
             kind,
             address: address.to_owned(),
             message: imp::describe(&status),
-            may_have_been_sent: kind != TransportErrorKind::Connect,
+            may_have_been_sent: !matches!(
+                kind,
+                TransportErrorKind::Connect | TransportErrorKind::Tls
+            ),
         }
         .into();
     }

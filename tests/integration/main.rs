@@ -22,6 +22,7 @@ mod mock_writes;
 mod pd;
 mod raw;
 mod region_cache;
+mod tls;
 mod txn;
 mod txn_api;
 mod txn_faults;

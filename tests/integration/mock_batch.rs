@@ -9,12 +9,12 @@ use tikv_client::proto::tikvpb::batch_commands_request::request::Cmd as Req;
 use tikv_client::proto::tikvpb::batch_commands_response::response::Cmd as Resp;
 use tikv_client::proto::tikvpb::{self, BatchCommandsRequest};
 use tikv_client::proto::{kvrpcpb, metapb};
-use tikv_client::testutils::MockCluster;
+use tikv_client::testutils::{MockCluster, Rule, BATCH_COMMANDS_IN_FLIGHT};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
-use super::util::{ctx_for, tikv};
+use super::util::{ctx_for, tikv, wait_until};
 
 pub(crate) fn batch(commands: Vec<(u64, Option<Req>)>) -> BatchCommandsRequest {
     let (request_ids, requests) = commands
@@ -242,4 +242,60 @@ async fn a_command_for_another_cluster_fails_the_stream() {
     .unwrap();
     let status = responses.next().await.unwrap().unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
+}
+
+/// `count` RawGet commands with ids from `first`, in one request message.
+fn raw_gets(ctx: &kvrpcpb::Context, first: u64, count: usize) -> BatchCommandsRequest {
+    batch(
+        (first..first + count as u64)
+            .map(|id| {
+                let get = kvrpcpb::RawGetRequest {
+                    context: Some(ctx.clone()),
+                    key: format!("slow-{id}").into_bytes(),
+                    ..Default::default()
+                };
+                (id, Some(Req::RawGet(get)))
+            })
+            .collect(),
+    )
+}
+
+/// Waits until `done` holds of the number of batched commands running.
+async fn until_running(cluster: &MockCluster, what: &str, done: impl Fn(usize) -> bool) {
+    wait_until(what, || cluster.batch_commands_running(), |n| done(*n)).await;
+}
+
+#[tokio::test]
+async fn a_stream_runs_a_bounded_number_of_commands_at_once() {
+    let cluster = MockCluster::builder().stores(1).start().await.unwrap();
+    let store = cluster.store_ids()[0];
+    let (ctx, _) = ctx_for(&cluster, b"slow");
+    // Long enough that every admitted command is still running when the last is admitted.
+    cluster.add_rule(Rule::on("RawGet").delay(Duration::from_millis(500)));
+    let (tx, mut responses) = open(&cluster, store).await;
+    let total = 2 * BATCH_COMMANDS_IN_FLIGHT + 10;
+    tx.send(raw_gets(&ctx, 1, total)).await.unwrap();
+    let got = answers(&mut responses, total, Duration::from_millis(50)).await;
+    let ids: std::collections::BTreeSet<u64> = got.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids.len(), total, "every command answered once");
+    assert_eq!(
+        cluster.batch_commands_peak(),
+        BATCH_COMMANDS_IN_FLIGHT,
+        "the bound is reached and never passed"
+    );
+    until_running(&cluster, "all answered", |n| n == 0).await;
+}
+
+#[tokio::test]
+async fn commands_stop_when_their_client_goes_away() {
+    let cluster = MockCluster::builder().stores(1).start().await.unwrap();
+    let store = cluster.store_ids()[0];
+    let (ctx, _) = ctx_for(&cluster, b"slow");
+    cluster.add_rule(Rule::on("RawGet").delay(Duration::from_secs(3600)));
+    let (tx, responses) = open(&cluster, store).await;
+    tx.send(raw_gets(&ctx, 1, 10)).await.unwrap();
+    until_running(&cluster, "all started", |n| n == 10).await;
+    drop(tx);
+    drop(responses);
+    until_running(&cluster, "client gone", |n| n == 0).await;
 }

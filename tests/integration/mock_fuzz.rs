@@ -8,12 +8,14 @@
 
 use std::sync::{Mutex, PoisonError};
 
+use tikv_client::proto::kvrpcpb::Action;
 use tikv_client::proto::tikvpb::tikv_client::TikvClient;
 use tikv_client::proto::{kvrpcpb, metapb, pdpb};
 use tikv_client::testutils::{ApiVersion, MockCluster};
 use tonic::transport::Channel;
 use tonic::Code;
 
+use super::mock_txn::{lock_req, put, store, ts};
 use super::util::{ctx_for, pd_client, tikv, txn_ctx_for};
 
 /// Panics seen anywhere in this test process (nextest runs each test in its own).
@@ -688,4 +690,149 @@ async fn random_requests_never_crash_an_api_v1_cluster() {
 #[tokio::test]
 async fn random_requests_never_crash_an_api_v2_cluster() {
     survive_random_requests(ApiVersion::V2, kvrpcpb::ApiVersion::V2 as i32, 0x5eed_0002).await;
+}
+
+/// The lock TTL (ms) a client may ask for is any u64: TiKV adds it to the lock's physical time
+/// in release builds without overflow checks (so a huge TTL wraps and the lock looks expired);
+/// the mock saturates instead, and such a lock never expires by TTL.
+#[tokio::test]
+async fn a_maximal_lock_ttl_never_expires_and_never_overflows() {
+    let cluster = MockCluster::builder().stores(1).start().await.unwrap();
+    let mut s = store(&cluster).await;
+    let ctx = s.ctx.clone();
+    let far_future = ts(1 << 40);
+
+    // Raised by a heartbeat.
+    s.prewrite(vec![put("h", "1")], "h", ts(200)).await;
+    let beat = s
+        .client
+        .kv_txn_heart_beat(kvrpcpb::TxnHeartBeatRequest {
+            context: Some(ctx.clone()),
+            primary_lock: b"h".to_vec(),
+            start_version: ts(200),
+            advise_lock_ttl: u64::MAX,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(beat.lock_ttl, u64::MAX, "{beat:?}");
+    let status = s
+        .status(kvrpcpb::CheckTxnStatusRequest {
+            primary_key: b"h".to_vec(),
+            lock_ts: ts(200),
+            caller_start_ts: ts(300),
+            current_ts: far_future,
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(status.lock_ttl, u64::MAX, "alive: {status:?}");
+    assert_ne!(status.action, Action::TtlExpireRollback as i32);
+    let cleanup = s
+        .client
+        .kv_cleanup(kvrpcpb::CleanupRequest {
+            context: Some(ctx.clone()),
+            key: b"h".to_vec(),
+            start_version: ts(200),
+            current_ts: far_future,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        cleanup.error.and_then(|e| e.locked).is_some(),
+        "an unexpired lock is not cleaned up"
+    );
+
+    // Given at prewrite and at pessimistic locking.
+    let prewrite = kvrpcpb::PrewriteRequest {
+        context: Some(ctx.clone()),
+        mutations: vec![put("p", "1")],
+        primary_lock: b"p".to_vec(),
+        start_version: ts(400),
+        lock_ttl: u64::MAX,
+        ..Default::default()
+    };
+    assert!(s.prewrite_req(prewrite).await.errors.is_empty());
+    let mut lock = lock_req(&ctx, &["q"], "q", ts(500), ts(500), 0);
+    lock.lock_ttl = u64::MAX;
+    let locked = s
+        .client
+        .kv_pessimistic_lock(lock)
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(locked.errors.is_empty(), "{locked:?}");
+    for (key, start) in [("p", ts(400)), ("q", ts(500))] {
+        let status = s
+            .status(kvrpcpb::CheckTxnStatusRequest {
+                primary_key: key.into(),
+                lock_ts: start,
+                caller_start_ts: ts(600),
+                current_ts: far_future,
+                resolving_pessimistic_lock: true,
+                ..Default::default()
+            })
+            .await;
+        assert_eq!(status.lock_ttl, u64::MAX, "{key}: {status:?}");
+    }
+    // The cluster still serves: the lock is committed normally.
+    let commit = s.commit(&["p"], ts(400), ts(700)).await;
+    assert!(commit.error.is_none(), "{commit:?}");
+}
+
+/// No commit ts can follow the maximal timestamp: async commit and 1PC prewrites there (at
+/// start ts or for-update ts u64::MAX) fall back to 2PC, as when max_commit_ts is too small,
+/// instead of overflowing `ts + 1` (TiKV's `TimeStamp::next` asserts and would crash).
+#[tokio::test]
+async fn async_commit_at_the_maximal_timestamp_falls_back_to_2pc() {
+    let cluster = MockCluster::builder().stores(1).start().await.unwrap();
+    let mut s = store(&cluster).await;
+    let ctx = s.ctx.clone();
+    let async_req = |key: &str, start: u64| kvrpcpb::PrewriteRequest {
+        context: Some(ctx.clone()),
+        mutations: vec![put(key, "v")],
+        primary_lock: key.into(),
+        start_version: start,
+        lock_ttl: 3000,
+        use_async_commit: true,
+        ..Default::default()
+    };
+    let resp = s.prewrite_req(async_req("a", u64::MAX)).await;
+    assert!(resp.errors.is_empty(), "{resp:?}");
+    assert_eq!(resp.min_commit_ts, 0, "fell back to 2PC");
+
+    let mut one_pc = async_req("b", u64::MAX);
+    one_pc.use_async_commit = false;
+    one_pc.try_one_pc = true;
+    let resp = s.prewrite_req(one_pc).await;
+    assert!(resp.errors.is_empty(), "{resp:?}");
+    assert_eq!(resp.one_pc_commit_ts, 0, "not committed by 1PC");
+
+    // A pessimistic transaction whose for-update ts is the maximal one.
+    let locked = s
+        .client
+        .kv_pessimistic_lock(lock_req(&ctx, &["c"], "c", ts(100), u64::MAX, 0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(locked.errors.is_empty(), "{locked:?}");
+    let mut pessimistic = async_req("c", ts(100));
+    pessimistic.for_update_ts = u64::MAX;
+    pessimistic.pessimistic_actions =
+        vec![kvrpcpb::prewrite_request::PessimisticAction::DoPessimisticCheck as i32];
+    let resp = s.prewrite_req(pessimistic).await;
+    assert!(resp.errors.is_empty(), "{resp:?}");
+    assert_eq!(resp.min_commit_ts, 0, "fell back to 2PC");
+
+    // The locks are there, as ordinary 2PC locks.
+    let locks = s.all_locks().await;
+    let locks: Vec<(&[u8], bool)> = locks
+        .iter()
+        .map(|l| (&l.key[..], l.use_async_commit))
+        .collect();
+    assert_eq!(
+        locks,
+        vec![(&b"a"[..], false), (&b"b"[..], false), (&b"c"[..], false)]
+    );
 }

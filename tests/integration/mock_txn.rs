@@ -158,6 +158,21 @@ impl Store {
         self.client.kv_get(req).await.unwrap().into_inner()
     }
 
+    /// Every lock in the region, at any version.
+    pub(crate) async fn all_locks(&mut self) -> Vec<kvrpcpb::LockInfo> {
+        let req = kvrpcpb::ScanLockRequest {
+            context: self.ctx(),
+            max_version: u64::MAX,
+            ..Default::default()
+        };
+        self.client
+            .kv_scan_lock(req)
+            .await
+            .unwrap()
+            .into_inner()
+            .locks
+    }
+
     pub(crate) async fn status(
         &mut self,
         req: kvrpcpb::CheckTxnStatusRequest,
@@ -213,7 +228,6 @@ async fn two_phase_commit_and_snapshot_reads() {
 async fn prewrite_errors() {
     let cluster = MockCluster::builder().stores(1).start().await.unwrap();
     let mut s = store(&cluster).await;
-    let ctx = s.ctx.clone();
     s.prewrite(vec![put("k", "v1")], "k", ts(100)).await;
     s.commit(&["k"], ts(100), ts(120)).await;
 
@@ -245,18 +259,8 @@ async fn prewrite_errors() {
         .map(|e| e.locked.clone().unwrap().key)
         .collect();
     assert_eq!(locked, vec![b"x".to_vec(), b"y".to_vec()]);
-    let scan = s
-        .client
-        .kv_scan_lock(kvrpcpb::ScanLockRequest {
-            context: Some(ctx.clone()),
-            max_version: u64::MAX,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
     assert!(
-        scan.locks.iter().all(|l| l.key != b"free"),
+        s.all_locks().await.iter().all(|l| l.key != b"free"),
         "the free key was not locked"
     );
 

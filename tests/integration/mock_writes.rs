@@ -9,6 +9,7 @@ use tikv_client::proto::kvrpcpb::{self, Op};
 use tikv_client::testutils::MockCluster;
 
 use super::mock_txn::{abort_of, lock_req, put, store, ts, Store};
+use super::util::wait_until;
 
 fn op(op: Op, key: &str) -> kvrpcpb::Mutation {
     kvrpcpb::Mutation {
@@ -766,4 +767,50 @@ async fn lite_resolve_needs_the_lock_to_commit_while_a_region_resolve_skips_miss
     assert!(!rolled_back(&mut s, "gone", ts(300)).await);
     assert!(resolve(&mut s, rollback(&["gone"])).await.is_none());
     assert!(rolled_back(&mut s, "gone", ts(300)).await);
+}
+
+/// Waits until `want` lock requests wait.
+async fn until_waiting(cluster: &MockCluster, want: usize) {
+    let what = format!("waiting lock requests to become {want}");
+    wait_until(&what, || cluster.waiting_lock_requests(), |n| *n == want).await;
+}
+
+#[tokio::test]
+async fn a_cancelled_lock_wait_leaves_no_queue_entry_or_wait_for_edge() {
+    let cluster = MockCluster::builder().stores(1).start().await.unwrap();
+    let mut s = store(&cluster).await;
+    let ctx = s.ctx.clone();
+    let (t1, t2) = (ts(100), ts(200));
+    for (key, t) in [("a", t1), ("b", t2)] {
+        let held = s
+            .client
+            .kv_pessimistic_lock(lock_req(&ctx, &[key], key, t, t, -1))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(held.errors.is_empty(), "{held:?}");
+    }
+    // t2 waits for t1 on a, then its client gives up: the call is dropped mid-wait.
+    let mut client = s.client.clone();
+    let waiting_ctx = ctx.clone();
+    let waiter = tokio::spawn(async move {
+        client
+            .kv_pessimistic_lock(lock_req(&waiting_ctx, &["a"], "b", t2, t2, 1000))
+            .await
+    });
+    until_waiting(&cluster, 1).await;
+    waiter.abort();
+    assert!(waiter.await.unwrap_err().is_cancelled());
+    until_waiting(&cluster, 0).await;
+
+    // t1 now waiting for t2 on b closes no cycle: t2 waits for nothing any more.
+    let r = s
+        .client
+        .kv_pessimistic_lock(lock_req(&ctx, &["b"], "a", t1, t1, 100))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.errors[0].deadlock.is_none(), "false deadlock: {r:?}");
+    assert!(r.errors[0].locked.is_some(), "a lock wait timeout: {r:?}");
+    until_waiting(&cluster, 0).await;
 }

@@ -166,3 +166,23 @@ fn dechunk(mut body: &str) -> String {
         body = &rest[size + 2..];
     }
 }
+
+/// Polls `value` until `done` holds of it, failing after 10 s with `what` and the last value.
+pub async fn wait_until<T: std::fmt::Debug>(
+    what: &str,
+    value: impl Fn() -> T,
+    done: impl Fn(&T) -> bool,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = value();
+        if done(&now) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: still {now:?} after 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}

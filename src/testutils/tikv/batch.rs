@@ -2,13 +2,18 @@
 //! it were its own unary call (same checks, faults and call log) and answered by id in
 //! whatever response message is going out when it finishes.
 
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use futures::StreamExt;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio::task::JoinSet;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::BoxStream;
 use tonic::{Request, Status, Streaming};
 
-use super::MockTikv;
+use super::{MockTikv, Node};
 use crate::proto::kvrpcpb;
 use crate::proto::tikvpb::batch_commands_request::request::Cmd as ReqCmd;
 use crate::proto::tikvpb::batch_commands_response::response::Cmd as RespCmd;
@@ -23,6 +28,12 @@ const MAX_RESPONSES: usize = 128;
 
 /// An `Empty` command shorter than this is answered at once (TiKV's rule).
 const MIN_EMPTY_DELAY_MS: u64 = 10;
+
+/// The commands one BatchCommands stream runs at once. At the bound the stream reads no
+/// further request until one finishes, so a client sending faster than the mock answers is
+/// held back by HTTP/2 flow control instead of growing the mock's memory. TiKV bounds its
+/// work too (its read pool refuses tasks beyond `max-tasks-per-worker`, 2000 per worker).
+pub const BATCH_COMMANDS_IN_FLIGHT: usize = 1024;
 
 macro_rules! commands {
     ($($variant:ident => $method:ident,)*) => {
@@ -81,6 +92,43 @@ commands! {
     BufferBatchGet => kv_buffer_batch_get,
 }
 
+/// Counts the batched commands running, across every store's streams (for tests).
+#[derive(Debug, Default)]
+pub(crate) struct InFlight {
+    running: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl InFlight {
+    pub(crate) fn running(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn peak(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
+    }
+}
+
+/// One running command, counted in [`InFlight`] until dropped (finished or cancelled).
+struct Counted(Arc<Node>);
+
+impl Counted {
+    fn start(node: &Arc<Node>) -> Counted {
+        let now = node.batch_in_flight.running.fetch_add(1, Ordering::SeqCst) + 1;
+        node.batch_in_flight.peak.fetch_max(now, Ordering::SeqCst);
+        Counted(node.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0
+            .batch_in_flight
+            .running
+            .fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Marks a request as one command of a BatchCommands stream (for the call log).
 #[derive(Clone, Copy)]
 pub(super) struct Batched;
@@ -91,46 +139,25 @@ fn batched<T>(message: T) -> Request<T> {
     request
 }
 
+/// Where a stream's answers go: the id and the answer, or a status failing the stream. It
+/// holds as many answers as may run at once: a client that stops reading stops the commands
+/// (they wait to deliver), and so the reading of more.
+type Answers = mpsc::Sender<Result<(u64, Option<RespCmd>), Status>>;
+
 impl MockTikv {
     /// Serves one BatchCommands stream until the client closes it and every command is
     /// answered. A command whose handler fails at the gRPC level gets no answer (as in TiKV);
-    /// a command for another cluster fails the whole stream.
+    /// a command for another cluster fails the whole stream. At most
+    /// [`BATCH_COMMANDS_IN_FLIGHT`] commands run at once; when the client goes away, the
+    /// running ones are dropped.
     pub(super) fn serve_batch_commands(
         &self,
-        mut incoming: Streaming<BatchCommandsRequest>,
+        incoming: Streaming<BatchCommandsRequest>,
     ) -> BoxStream<BatchCommandsResponse> {
-        let (tx, rx) = mpsc::unbounded_channel::<Result<(u64, Option<RespCmd>), Status>>();
+        let (tx, rx) = mpsc::channel(BATCH_COMMANDS_IN_FLIGHT);
         self.record_stream_open();
-        let tikv = self.clone();
-        tokio::spawn(async move {
-            while let Some(Ok(batch)) = incoming.next().await {
-                for (request, id) in batch.requests.into_iter().zip(batch.request_ids) {
-                    let Some(cmd) = request.cmd else {
-                        let _ = tx.send(Ok((id, None)));
-                        continue;
-                    };
-                    let cluster = context_of(&cmd).map_or(0, |c| c.cluster_id);
-                    if cluster != 0 && cluster != tikv.cluster().id {
-                        let _ = tx.send(Err(Status::invalid_argument(format!(
-                            "the cluster id {cluster} of request {id} does not match the TiKV cluster"
-                        ))));
-                        return;
-                    }
-                    let (tikv, tx) = (tikv.clone(), tx.clone());
-                    tokio::spawn(async move {
-                        match dispatch(&tikv, cmd).await {
-                            Ok(resp) => {
-                                let _ = tx.send(Ok((id, Some(resp))));
-                            }
-                            Err(status) => log::debug!(
-                                "batched request {id} failed, left unanswered: {status}"
-                            ),
-                        }
-                    });
-                }
-            }
-        });
-        let responses = UnboundedReceiverStream::new(rx)
+        tokio::spawn(self.clone().run_batch_commands(incoming, tx));
+        let responses = ReceiverStream::new(rx)
             .ready_chunks(MAX_RESPONSES)
             .map(|answers| {
                 let mut out = BatchCommandsResponse::default();
@@ -143,5 +170,61 @@ impl MockTikv {
                 Ok(out)
             });
         Box::pin(responses)
+    }
+
+    /// Reads the stream's commands and runs them, reading no further while
+    /// [`BATCH_COMMANDS_IN_FLIGHT`] run, until the client has closed its side and every
+    /// command is answered, or until the client stops listening: then the commands still
+    /// running are dropped with the task set.
+    async fn run_batch_commands(self, mut incoming: Streaming<BatchCommandsRequest>, tx: Answers) {
+        let mut running = JoinSet::new();
+        let mut read: VecDeque<(u64, ReqCmd)> = VecDeque::new();
+        let mut reading = true;
+        loop {
+            while running.len() < BATCH_COMMANDS_IN_FLIGHT {
+                let Some((id, cmd)) = read.pop_front() else {
+                    break;
+                };
+                let counted = Counted::start(&self.node);
+                let (tikv, tx) = (self.clone(), tx.clone());
+                running.spawn(async move {
+                    let _counted = counted;
+                    match dispatch(&tikv, cmd).await {
+                        Ok(resp) => {
+                            let _ = tx.send(Ok((id, Some(resp)))).await;
+                        }
+                        Err(status) => {
+                            log::debug!("batched request {id} failed, left unanswered: {status}")
+                        }
+                    }
+                });
+            }
+            if !reading && running.is_empty() {
+                return;
+            }
+            tokio::select! {
+                () = tx.closed() => return,
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+                batch = incoming.next(), if reading && read.is_empty() => match batch {
+                    Some(Ok(batch)) => {
+                        for (request, id) in batch.requests.into_iter().zip(batch.request_ids) {
+                            let Some(cmd) = request.cmd else {
+                                let _ = tx.send(Ok((id, None))).await;
+                                continue;
+                            };
+                            let cluster = context_of(&cmd).map_or(0, |c| c.cluster_id);
+                            if cluster != 0 && cluster != self.cluster().id {
+                                let _ = tx.send(Err(Status::invalid_argument(format!(
+                                    "the cluster id {cluster} of request {id} does not match the TiKV cluster"
+                                )))).await;
+                                return;
+                            }
+                            read.push_back((id, cmd));
+                        }
+                    }
+                    _ => reading = false,
+                },
+            }
+        }
     }
 }

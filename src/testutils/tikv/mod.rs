@@ -13,6 +13,8 @@ mod txn;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+pub use batch::BATCH_COMMANDS_IN_FLIGHT;
+
 use tonic::{Request, Response, Status};
 
 use super::cluster::{unix_now, ApiVersion, Cluster, DataKind, Region};
@@ -43,6 +45,8 @@ pub(crate) struct Node {
     max_ts: Mutex<std::collections::HashMap<u64, u64>>,
     /// How long a new leader takes to sync its max_ts from PD.
     max_ts_sync_delay: Mutex<std::time::Duration>,
+    /// The BatchCommands commands running.
+    pub batch_in_flight: batch::InFlight,
 }
 
 /// TiKV's `wake-up-delay-duration`: how long after waking the head of a key's queue the
@@ -103,6 +107,7 @@ impl Node {
             safe_ts_lag: Mutex::new(std::time::Duration::ZERO),
             max_ts: Mutex::new(std::collections::HashMap::new()),
             max_ts_sync_delay: Mutex::new(std::time::Duration::ZERO),
+            batch_in_flight: batch::InFlight::default(),
         }
     }
 
@@ -132,6 +137,11 @@ impl Node {
             wake: wake.clone(),
         });
         (id, wake)
+    }
+
+    /// The lock requests waiting in the keys' queues.
+    pub(crate) fn waiting_lock_requests(&self) -> usize {
+        lock(&self.queues).values().map(Vec::len).sum()
     }
 
     /// Takes a finished request out of the queues.
@@ -366,6 +376,25 @@ enum Then {
     DelayReply(std::time::Duration),
 }
 
+/// A request's place in the lock-wait bookkeeping (its queue entry and wait-for edge), given
+/// up however the request ends: answered, or dropped mid-wait when its client cancels (a
+/// leftover entry would make a false deadlock, or wake a waiter that is gone).
+struct WaitGuard<'a> {
+    node: &'a Node,
+    waiting: Waiting,
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        if let Some((id, _)) = &self.waiting.queued {
+            self.node.dequeue(*id);
+        }
+        if let Some(txn) = self.waiting.edge_of {
+            self.node.stop_waiting(txn);
+        }
+    }
+}
+
 /// One store's view of the node.
 #[derive(Clone)]
 pub(crate) struct MockTikv {
@@ -516,14 +545,17 @@ impl MockTikv {
                 resp
             }
             Ok(region) => {
-                let mut waiting = Waiting::default();
+                let mut waiting = WaitGuard {
+                    node: &self.node,
+                    waiting: Waiting::default(),
+                };
                 let resp = loop {
-                    match exec(self, &req, &region, &mut waiting) {
+                    match exec(self, &req, &region, &mut waiting.waiting) {
                         Exec::Done(resp) => break resp,
                         Exec::Wait(deadline) => {
                             // Queued by the handler under the engine lock: a wake-up sent
                             // before this await is kept as a permit.
-                            let wake = waiting.queued.as_ref().map(|(_, w)| w.clone());
+                            let wake = waiting.waiting.queued.as_ref().map(|(_, w)| w.clone());
                             let woken = async {
                                 match wake {
                                     Some(w) => w.notified().await,
@@ -531,18 +563,13 @@ impl MockTikv {
                                 }
                             };
                             tokio::select! {
-                                () = woken => waiting.woken = true,
-                                () = tokio::time::sleep_until(deadline) => waiting.timed_out = true,
+                                () = woken => waiting.waiting.woken = true,
+                                () = tokio::time::sleep_until(deadline) => waiting.waiting.timed_out = true,
                             }
                         }
                     }
                 };
-                if let Some((id, _)) = &waiting.queued {
-                    self.node.dequeue(*id);
-                }
-                if let Some(txn) = waiting.edge_of {
-                    self.node.stop_waiting(txn);
-                }
+                drop(waiting);
                 self.node.wake_released();
                 resp
             }

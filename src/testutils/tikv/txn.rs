@@ -953,18 +953,28 @@ fn prewrite(mvcc: &mut Mvcc, req: &kvrpcpb::PrewriteRequest) -> Result<(u64, u64
             generation: 0,
         };
         if async_commit {
-            let computed = (mvcc.max_ts.max(start).max(for_update_ts) + 1).max(min_commit);
-            if req.max_commit_ts != 0 && computed > req.max_commit_ts {
-                // Commit ts too large: this key and the rest fall back to plain 2PC.
-                async_commit = false;
-                one_pc = false;
-            } else {
-                lock.min_commit_ts = computed;
-                lock.use_async_commit = req.use_async_commit;
-                if req.use_async_commit && *key == req.primary_lock {
-                    lock.secondaries = req.secondaries.clone();
+            // Above max_commit_ts, or past the maximal timestamp (no commit ts follows it).
+            let computed = mvcc
+                .max_ts
+                .max(start)
+                .max(for_update_ts)
+                .checked_add(1)
+                .map(|ts| ts.max(min_commit))
+                .filter(|ts| req.max_commit_ts == 0 || *ts <= req.max_commit_ts);
+            match computed {
+                Some(computed) => {
+                    lock.min_commit_ts = computed;
+                    lock.use_async_commit = req.use_async_commit;
+                    if req.use_async_commit && *key == req.primary_lock {
+                        lock.secondaries = req.secondaries.clone();
+                    }
+                    max_min_commit = max_min_commit.max(computed);
                 }
-                max_min_commit = max_min_commit.max(computed);
+                None => {
+                    // Commit ts too large: this key and the rest fall back to plain 2PC.
+                    async_commit = false;
+                    one_pc = false;
+                }
             }
         }
         new_locks.push((key.clone(), lock));
