@@ -43,7 +43,8 @@
 //! POST   rules                 {"method":"RawGet","nth":1,"region_error":"ServerIsBusy"} -> {"id":1}
 //!                              (condition: method, store, region, key_prefix, nth, probability,
 //!                              times; one reaction: region_error, status {code, message},
-//!                              delay_ms, delay_reply_ms, drop_connection, lose_reply)
+//!                              delay_ms, delay_reply_ms, drop_connection, lose_reply,
+//!                              no_region (PD region queries))
 //! GET    rules                 the active rules, with their ids
 //! DELETE rules/{id}, rules     remove one rule, or all
 //! GET    calls[?method=NAME]   the call log; DELETE calls empties it

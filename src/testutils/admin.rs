@@ -415,12 +415,15 @@ fn rule_from_json(mut f: Fields) -> Result<Rule, String> {
     if f.flag("lose_reply")? {
         reactions.push(Reaction::LoseReply);
     }
+    if f.flag("no_region")? {
+        reactions.push(Reaction::NoRegion);
+    }
     f.finish()?;
     match <[Reaction; 1]>::try_from(reactions) {
         Ok([reaction]) => Ok(rule.then(reaction)),
         Err(_) => Err(
             "give exactly one reaction: region_error, status, delay_ms, \
-             delay_reply_ms, drop_connection or lose_reply"
+             delay_reply_ms, drop_connection, lose_reply or no_region"
                 .into(),
         ),
     }
@@ -485,6 +488,7 @@ fn rule_json(rule: &Rule) -> Map<String, Value> {
         Reaction::DelayReply(d) => ("delay_reply_ms", millis(*d)),
         Reaction::DropConnection => ("drop_connection", true.into()),
         Reaction::LoseReply => ("lose_reply", true.into()),
+        Reaction::NoRegion => ("no_region", true.into()),
     };
     out.insert(key.into(), value);
     out

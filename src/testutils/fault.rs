@@ -39,6 +39,10 @@ pub enum Reaction {
     /// Execute the call, then wait this long before answering: the effect is visible to
     /// other clients while the caller still waits.
     DelayReply(Duration),
+    /// PD only: answer a region query (`GetRegion`, `GetPrevRegion`, `ScanRegions`,
+    /// `BatchScanRegions`) as PD does when it knows no region for the key (for example a new
+    /// leader that has not loaded the regions yet): success, with no region.
+    NoRegion,
 }
 
 /// When a rule fires. Unset fields match anything.
@@ -131,6 +135,11 @@ impl RuleBuilder {
         self.then(Reaction::Delay(by))
     }
 
+    /// Answer PD region queries with no region.
+    pub fn no_region(self) -> Rule {
+        self.then(Reaction::NoRegion)
+    }
+
     /// Cut the store's connections.
     pub fn drop_connection(self) -> Rule {
         self.then(Reaction::DropConnection)
@@ -189,6 +198,8 @@ pub struct Call {
     pub labels: Labels,
     /// Whether it came inside a BatchCommands stream.
     pub batched: bool,
+    /// The request's first key, as the client sent it (empty if it has none).
+    pub first_key: Vec<u8>,
 }
 
 /// The context fields of a request that label its sender and its handling.

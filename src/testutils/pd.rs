@@ -181,27 +181,50 @@ impl MockPd {
             method,
             Some(header.map_or(0, |h| h.cluster_id)),
             Role::Leader,
+            None,
         )
+        .map(drop)
+    }
+
+    /// As [`MockPd::check`] for a region query about `key`: true when a fault rule makes PD
+    /// answer that it knows no region for it.
+    fn check_region_query(
+        &self,
+        method: &'static str,
+        header: Option<&pdpb::RequestHeader>,
+        key: &[u8],
+    ) -> Result<bool, Status> {
+        let reaction = self.admit(
+            method,
+            Some(header.map_or(0, |h| h.cluster_id)),
+            Role::Leader,
+            Some(key),
+        )?;
+        Ok(matches!(reaction, Some(Reaction::NoRegion)))
     }
 
     /// Logs the call (as store 0) with whether it was accepted; `cluster_id: None` skips the
     /// cluster id check, `role` says whether a follower may serve it. A fault rule's gRPC
     /// status applies to PD calls too (other reactions are TiKV's).
+    /// Returns the fault rule's reaction left for the handler (PD's `NoRegion`).
     fn admit(
         &self,
         method: &'static str,
         cluster_id: Option<u64>,
         role: Role,
-    ) -> Result<(), Status> {
+        key: Option<&[u8]>,
+    ) -> Result<Option<Reaction>, Status> {
         let info = CallInfo {
             method,
             store: 0,
             region: 0,
-            first_key: None,
+            first_key: key,
         };
-        let injected = match self.node.faults.react(&info) {
-            Some(Reaction::Status { code, message }) => Err(Status::new(tonic_code(code), message)),
-            _ => Ok(()),
+        let (injected, left) = match self.node.faults.react(&info) {
+            Some(Reaction::Status { code, message }) => {
+                (Err(Status::new(tonic_code(code), message)), None)
+            }
+            other => (Ok(()), other),
         };
         let follower = !self.leads();
         let verdict = injected
@@ -236,8 +259,9 @@ impl MockPd {
                 Ok(()) => Outcome::Ok,
                 Err(status) => Outcome::Status(GrpcCode::from(status.code())),
             },
+            first_key: key.unwrap_or_default().to_vec(),
         });
-        verdict
+        verdict.map(|()| left)
     }
 
     /// Whether a region starts at each end of the keyspace's transactional range (PD's default
@@ -321,27 +345,29 @@ impl Pd for MockPd {
                     Err(status) => return Some((Err(status), (inbound, pd, true))),
                 };
                 let cluster_id = req.header.as_ref().map_or(0, |h| h.cluster_id);
-                let answer = pd.admit("Tso", Some(cluster_id), Role::Tso).and_then(|()| {
-                    if req.count == 0 {
-                        return Err(Status::invalid_argument("tso count should be positive"));
-                    }
-                    if req.count > MAX_TSO_COUNT {
-                        return Err(Status::invalid_argument(format!(
-                            "tso count {} exceeds {MAX_TSO_COUNT}",
-                            req.count
-                        )));
-                    }
-                    let (physical, logical) = pd.cluster.tso(req.count);
-                    Ok(pdpb::TsoResponse {
-                        header: pd.header(),
-                        count: req.count,
-                        timestamp: Some(pdpb::Timestamp {
-                            physical,
-                            logical,
-                            suffix_bits: 0,
-                        }),
-                    })
-                });
+                let answer = pd
+                    .admit("Tso", Some(cluster_id), Role::Tso, None)
+                    .and_then(|_| {
+                        if req.count == 0 {
+                            return Err(Status::invalid_argument("tso count should be positive"));
+                        }
+                        if req.count > MAX_TSO_COUNT {
+                            return Err(Status::invalid_argument(format!(
+                                "tso count {} exceeds {MAX_TSO_COUNT}",
+                                req.count
+                            )));
+                        }
+                        let (physical, logical) = pd.cluster.tso(req.count);
+                        Ok(pdpb::TsoResponse {
+                            header: pd.header(),
+                            count: req.count,
+                            timestamp: Some(pdpb::Timestamp {
+                                physical,
+                                logical,
+                                suffix_bits: 0,
+                            }),
+                        })
+                    });
                 let failed = answer.is_err();
                 Some((answer, (inbound, pd, failed)))
             },
@@ -354,11 +380,12 @@ impl Pd for MockPd {
         request: Request<pdpb::GetRegionRequest>,
     ) -> Reply<pdpb::GetRegionResponse> {
         let req = request.into_inner();
-        self.check("GetRegion", req.header.as_ref())?;
+        let hidden = self.check_region_query("GetRegion", req.header.as_ref(), &req.region_key)?;
         let region = self
             .cluster
             .meta()
             .region_containing(&req.region_key)
+            .filter(|_| !hidden)
             .cloned();
         Ok(Response::new(self.region_response(region)))
     }
@@ -368,11 +395,13 @@ impl Pd for MockPd {
         request: Request<pdpb::GetRegionRequest>,
     ) -> Reply<pdpb::GetRegionResponse> {
         let req = request.into_inner();
-        self.check("GetPrevRegion", req.header.as_ref())?;
+        let hidden =
+            self.check_region_query("GetPrevRegion", req.header.as_ref(), &req.region_key)?;
         let meta = self.cluster.meta();
         let prev = meta
             .region_containing(&req.region_key)
             .and_then(|r| meta.prev_region(r))
+            .filter(|_| !hidden)
             .cloned();
         Ok(Response::new(self.region_response(prev)))
     }
@@ -392,9 +421,11 @@ impl Pd for MockPd {
         request: Request<pdpb::ScanRegionsRequest>,
     ) -> Reply<pdpb::ScanRegionsResponse> {
         let req = request.into_inner();
-        self.check("ScanRegions", req.header.as_ref())?;
+        let hidden = self.check_region_query("ScanRegions", req.header.as_ref(), &req.start_key)?;
         let meta = self.cluster.meta();
-        let limit = if req.limit <= 0 {
+        let limit = if hidden {
+            0
+        } else if req.limit <= 0 {
             usize::MAX
         } else {
             req.limit as usize
@@ -685,7 +716,7 @@ impl Pd for MockPd {
     ) -> Reply<pdpb::GetClusterInfoResponse> {
         // Not checked against the cluster id, as upstream: PD's client calls it during
         // discovery with an empty request.
-        self.admit("GetClusterInfo", None, Role::Any)?;
+        self.admit("GetClusterInfo", None, Role::Any, None)?;
         Ok(Response::new(pdpb::GetClusterInfoResponse {
             header: self.header(),
             service_modes: vec![pdpb::ServiceMode::PdSvcMode as i32],

@@ -61,7 +61,7 @@ pub enum LockWait {
     /// Wait until the lock is released (client-go's `LockAlwaysWait`), within the operation's
     /// deadline ([`TransactionOptions::operation_timeout`]).
     Forever,
-    /// Fail at once with [`Error::LockWaitTimeout`] (client-go's `LockNoWait`).
+    /// Fail at once with [`crate::Error::LockWaitTimeout`] (client-go's `LockNoWait`).
     NoWait,
     /// Wait at most this long.
     Timeout(Duration),

@@ -130,7 +130,7 @@ impl Transaction {
     }
 
     /// Asserts at prewrite that `key` exists (or does not) before this transaction's write
-    /// to it; TiKV checks it when [`TransactionOptions::assertion_level`] is not off, and a
+    /// to it; TiKV checks it when [`super::TransactionOptions::assertion_level`] is not off, and a
     /// failed assertion fails the commit with [`Error::AssertionFailed`]. Applies only to
     /// keys the transaction writes or locks.
     pub fn set_assertion(&mut self, key: impl Into<Key>, assertion: kvrpcpb::Assertion) {

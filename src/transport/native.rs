@@ -189,17 +189,34 @@ pub(super) fn transport_failure(status: &tonic::Status) -> Option<TransportError
     }
     let mut kind = None;
     while let Some(e) = source {
-        if e.downcast_ref::<tonic::transport::Error>().is_some()
-            || e.downcast_ref::<std::io::Error>().is_some()
-        {
+        let io = e.downcast_ref::<std::io::Error>();
+        if e.downcast_ref::<tonic::transport::Error>().is_some() || io.is_some() {
             kind = Some(TransportErrorKind::Broken);
         }
-        if kind.is_some() && e.to_string().contains("connect") {
+        if kind.is_some() && (never_connected(&e.to_string()) || io.is_some_and(refused)) {
             return Some(TransportErrorKind::Connect);
         }
         source = e.source();
     }
     kind
+}
+
+/// Whether an error's text says the connection was never made ("tcp connect error",
+/// "connect timeout", ...). A connection that was made and then failed says "connection
+/// error" or "connection reset": the request may have reached the server.
+fn never_connected(text: &str) -> bool {
+    [
+        "connect error",
+        "connect timeout",
+        "error trying to connect",
+        "dns error",
+    ]
+    .iter()
+    .any(|phrase| text.contains(phrase))
+}
+
+fn refused(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::ConnectionRefused
 }
 
 /// An error and its causes on one line, led by what to check when TLS failed.
@@ -219,6 +236,25 @@ pub(super) fn describe(e: &(dyn std::error::Error + 'static)) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_reset_connection_is_not_a_failure_to_connect() {
+        for text in [
+            "tcp connect error",
+            "connect timeout",
+            "dns error: no record",
+        ] {
+            assert!(super::never_connected(text), "{text}");
+        }
+        for text in [
+            "connection error",
+            "connection reset",
+            "broken pipe",
+            "h2 protocol error",
+        ] {
+            assert!(!super::never_connected(text), "{text}");
+        }
+    }
+
     use super::*;
 
     #[test]

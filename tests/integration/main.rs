@@ -21,6 +21,7 @@ mod mock_txn;
 mod mock_writes;
 mod pd;
 mod raw;
+mod raw_faults;
 mod region_cache;
 mod tls;
 mod txn;

@@ -682,22 +682,23 @@ async fn fault_rules_and_the_call_log() {
     assert!(client.raw_put(put(b"fail-2")).await.is_ok(), "times(1)");
 
     let region = ctx.region_id;
-    let call = |method, outcome| Call {
+    let call = |method, outcome, key: &[u8]| Call {
         method,
         store: leader,
         region,
         outcome,
         labels: Labels::default(),
         batched: false,
+        first_key: key.to_vec(),
     };
     assert_eq!(
         cluster.calls(),
         vec![
-            call("RawGet", Outcome::Ok),
-            call("RawGet", Outcome::RegionError("ServerIsBusy")),
-            call("RawGet", Outcome::Ok),
-            call("RawPut", Outcome::Status(GrpcCode::Unavailable)),
-            call("RawPut", Outcome::Ok),
+            call("RawGet", Outcome::Ok, b"k"),
+            call("RawGet", Outcome::RegionError("ServerIsBusy"), b"k"),
+            call("RawGet", Outcome::Ok, b"k"),
+            call("RawPut", Outcome::Status(GrpcCode::Unavailable), b"fail-1"),
+            call("RawPut", Outcome::Ok, b"fail-2"),
         ]
     );
 }

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tikv_client::testutils::MockCluster;
-use tikv_client::{Error, TransactionClient};
+use tikv_client::testutils::{MockCluster, Outcome, Rule};
+use tikv_client::{Error, Timestamp, TransactionClient, TransactionOptions, TransactionStatus};
 
 use super::txn::{client, remaining_locks};
 
@@ -137,6 +137,10 @@ async fn cancelled_commits_never_tear_a_transaction() {
     let outcomes = cancelled_commits(&client, 2000, 16).await;
     let count = |e| outcomes.iter().filter(|o| **o == e).count();
     let (committed, cancelled) = (count(Ended::Committed), count(Ended::Cancelled));
+    eprintln!(
+        "cancellations: {committed} committed, {cancelled} cancelled, {} undetermined",
+        count(Ended::Undetermined)
+    );
     assert!(
         committed > 100 && cancelled > 100,
         "timeouts around the commit latency cut some commits and not others: \
@@ -146,6 +150,106 @@ async fn cancelled_commits_never_tear_a_transaction() {
     assert_eq!(
         torn, 0,
         "torn pairs among {committed} committed and {cancelled} cancelled commits"
+    );
+    assert_eq!(remaining_locks(&cluster).await, 0, "every lock settled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_primary_commit_replies_never_tear_and_are_undetermined_only_where_sent() {
+    let cluster = three_regions().await;
+    let client = client(&cluster).await;
+    let count = 2000;
+    // A third of the primaries' commits are applied and their reply lost (the store's connections
+    // are cut, failing whatever else was in flight on them too); a tight deadline leaves some
+    // commits without a definite answer.
+    cluster.add_rule(
+        Rule::on("KvCommit")
+            .key_prefix("a")
+            .probability(0.3)
+            .lose_reply(),
+    );
+    let options =
+        TransactionOptions::new_optimistic().operation_timeout(Duration::from_millis(400));
+    let outcomes = Arc::new(std::sync::Mutex::new(vec![Ended::Cancelled; count]));
+    let starts = Arc::new(std::sync::Mutex::new(vec![Timestamp::default(); count]));
+    let tasks = 16;
+    let workers: Vec<_> = (0..tasks)
+        .map(|t| {
+            let (client, outcomes, options) = (client.clone(), outcomes.clone(), options.clone());
+            let starts = starts.clone();
+            tokio::spawn(async move {
+                for i in (t..count).step_by(tasks) {
+                    let mut txn = client.begin_with_options(options.clone()).await.unwrap();
+                    starts.lock().unwrap()[i] = txn.start_timestamp();
+                    txn.put(format!("a{i:05}"), "v").await.unwrap();
+                    txn.put(format!("z{i:05}"), "v").await.unwrap();
+                    let ended = match txn.commit().await {
+                        Ok(_) => Ended::Committed,
+                        Err(Error::CommitUndetermined(u)) => {
+                            assert_eq!(u.primary, tikv_client::Key::from(format!("a{i:05}")));
+                            assert_eq!(u.start_ts, txn.start_timestamp());
+                            assert!(u.commit_ts.is_some(), "the primary's commit was sent");
+                            Ended::Undetermined
+                        }
+                        // The prewrite ran out of time: nothing was committed.
+                        Err(Error::DeadlineExceeded { .. } | Error::BackoffExhausted { .. }) => {
+                            Ended::Failed
+                        }
+                        Err(e) => panic!("commit {i} failed: {e}"),
+                    };
+                    outcomes.lock().unwrap()[i] = ended;
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    cluster.clear_rules();
+    let outcomes = outcomes.lock().unwrap().clone();
+    let of = |e| outcomes.iter().filter(|o| **o == e).count();
+    let (committed, undetermined) = (of(Ended::Committed), of(Ended::Undetermined));
+    eprintln!(
+        "lost replies: {committed} committed, {undetermined} undetermined, {} failed",
+        of(Ended::Failed)
+    );
+    assert!(
+        committed > 100 && undetermined > 0,
+        "{committed} committed, {undetermined} undetermined, {} failed",
+        of(Ended::Failed)
+    );
+    // An undetermined commit is one whose primary's commit may have landed: a commit that
+    // settles as committed was served by a store (its reply lost or its connection cut);
+    // one that settles as rolled back never got there (its connection was cut by another
+    // transaction's lost reply before the store read it).
+    let calls = cluster.calls();
+    for (i, _) in outcomes
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| **o == Ended::Undetermined)
+    {
+        let primary = format!("a{i:05}");
+        let served = calls.iter().any(|c| {
+            c.method == "KvCommit"
+                && c.first_key == primary.as_bytes()
+                && matches!(
+                    c.outcome,
+                    Outcome::ReplyLost | Outcome::Dropped | Outcome::Ok
+                )
+        });
+        let start = starts.lock().unwrap()[i];
+        let status = client.transaction_status(primary, start).await.unwrap();
+        if let TransactionStatus::Committed(_) = status {
+            assert!(
+                served,
+                "txn {i} committed without a store serving its commit"
+            );
+        }
+    }
+    let torn = check_pairs(&client, &outcomes).await;
+    assert_eq!(
+        torn, 0,
+        "torn pairs among {committed} committed and {undetermined} undetermined"
     );
     assert_eq!(remaining_locks(&cluster).await, 0, "every lock settled");
 }

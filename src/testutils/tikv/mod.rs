@@ -515,6 +515,7 @@ impl MockTikv {
                 outcome,
                 labels: Labels::of(req.context()),
                 batched,
+                first_key: req.first_key().unwrap_or_default().to_vec(),
             })
         };
         if let Some(ctx) = req.context() {
@@ -591,7 +592,8 @@ impl MockTikv {
         record: &impl Fn(Outcome),
     ) -> Result<Then, Result<Response<Resp>, Status>> {
         match reaction {
-            None => Ok(Then::Answer),
+            // A PD reaction: a store serves the call as usual.
+            None | Some(Reaction::NoRegion) => Ok(Then::Answer),
             Some(Reaction::Delay(d)) => {
                 tokio::time::sleep(d).await;
                 Ok(Then::Answer)
@@ -665,6 +667,7 @@ impl MockTikv {
                 outcome,
                 labels: Labels::of(req.context()),
                 batched: false,
+                first_key: req.first_key().unwrap_or_default().to_vec(),
             })
         };
         let then = match self
@@ -688,6 +691,7 @@ impl MockTikv {
             outcome: Outcome::Ok,
             labels: Labels::default(),
             batched: false,
+            first_key: Vec::new(),
         });
     }
 
