@@ -286,7 +286,7 @@ impl Backoffer {
     /// The error for an operation whose deadline passed, after `last` (if any).
     pub fn deadline_exceeded(&self, last: Option<Error>) -> Error {
         if let Some(e) = &last {
-            self.note(e);
+            self.record_failure(e);
         }
         Error::DeadlineExceeded {
             timeout: self.timeout().unwrap_or_default(),
@@ -306,8 +306,9 @@ impl Backoffer {
         self.operation.uncertain.store(true, Ordering::Release);
     }
 
-    /// Records what a failed attempt's error says about whether it may have taken effect.
-    fn note(&self, cause: &Error) {
+    /// Records what a failed attempt's error says about whether it may have taken effect
+    /// (done by every backoff; call it for a failure that ends the operation at once).
+    pub fn record_failure(&self, cause: &Error) {
         let maybe_sent = match cause {
             Error::Transport(_) | Error::Timeout { .. } | Error::Grpc { .. } => {
                 cause.may_have_been_sent()
@@ -352,7 +353,7 @@ impl Backoffer {
     /// is already spent, [`Error::BackoffExhausted`] carrying `cause` and naming the
     /// longest-sleeping kind.
     pub fn next_delay(&mut self, kind: BackoffKind, cause: Error) -> Result<Duration> {
-        self.note(&cause);
+        self.record_failure(&cause);
         if self.slept.saturating_sub(self.excluded) >= self.budget {
             let (longest, _) = self.longest().unwrap_or((kind, Duration::ZERO));
             log::warn!(

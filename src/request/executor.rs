@@ -609,9 +609,13 @@ impl Executor {
                 );
                 if !e.is_retryable() {
                     // A definite refusal (invalid argument, unimplemented, cluster mismatch).
+                    backoffer.record_failure(&e);
                     return Err(e);
                 }
-                if !matches!(e, Error::Grpc { .. }) {
+                // A broken connection is replaced, once however many requests it failed. A slow
+                // answer (a timeout) says nothing about the connection: HTTP/2 keepalive finds
+                // a dead one, and dropping it would fail every other request on it.
+                if matches!(e, Error::Transport(_)) {
                     self.stores.forget(&address, generation);
                     self.cache.invalidate_store(peer.store_id);
                     self.cache.invalidate(region.id, InvalidReason::Other);

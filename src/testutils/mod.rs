@@ -327,6 +327,17 @@ impl MockCluster {
         self.pd.leader()
     }
 
+    /// How many Tso streams are open on PD now (one per live PD client that has asked for a
+    /// timestamp): they close when their client is gone.
+    pub fn open_tso_streams(&self) -> usize {
+        self.pd.tso_streams()
+    }
+
+    /// How many connections `store`'s server accepted since it (last) started.
+    pub fn connections_accepted(&self, store: u64) -> u64 {
+        self.node.connections_accepted(store)
+    }
+
     /// Makes PD member `to` (by index) the leader. The others then answer every request but
     /// GetMembers and GetClusterInfo with `Unavailable` "not leader", and fail the next request
     /// of an open Tso stream, which ends it; GetMembers on any member names the new leader.

@@ -40,6 +40,24 @@ pub(crate) struct PdGroup {
     members: Vec<pdpb::Member>,
     addrs: Vec<SocketAddr>,
     leader: AtomicUsize,
+    /// Tso streams open now, on every member.
+    tso_streams: AtomicUsize,
+}
+
+/// Counts one open Tso stream for as long as it lives.
+struct OpenStream(Arc<PdGroup>);
+
+impl OpenStream {
+    fn new(group: &Arc<PdGroup>) -> Self {
+        group.tso_streams.fetch_add(1, Ordering::SeqCst);
+        OpenStream(group.clone())
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.tso_streams.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl PdGroup {
@@ -66,7 +84,13 @@ impl PdGroup {
             members,
             addrs,
             leader: AtomicUsize::new(0),
+            tso_streams: AtomicUsize::new(0),
         }
+    }
+
+    /// How many Tso streams are open now, on every member.
+    pub(crate) fn tso_streams(&self) -> usize {
+        self.tso_streams.load(Ordering::SeqCst)
     }
 
     /// The index of the leading member.
@@ -317,7 +341,7 @@ impl Pd for MockPd {
         &self,
         _request: Request<pdpb::GetMembersRequest>,
     ) -> Reply<pdpb::GetMembersResponse> {
-        self.available()?;
+        self.admit("GetMembers", None, Role::Any, None)?;
         let leader = self.group.members.get(self.group.leader()).cloned();
         Ok(Response::new(pdpb::GetMembersResponse {
             header: self.header(),
@@ -334,15 +358,16 @@ impl Pd for MockPd {
         self.available()?;
         let pd = self.clone();
         let inbound = request.into_inner();
+        let open = OpenStream::new(&self.group);
         let responses = futures::stream::unfold(
-            (inbound, pd, false),
-            |(mut inbound, pd, failed)| async move {
+            (inbound, pd, false, open),
+            |(mut inbound, pd, failed, open)| async move {
                 if failed {
                     return None;
                 }
                 let req = match inbound.next().await? {
                     Ok(req) => req,
-                    Err(status) => return Some((Err(status), (inbound, pd, true))),
+                    Err(status) => return Some((Err(status), (inbound, pd, true, open))),
                 };
                 let cluster_id = req.header.as_ref().map_or(0, |h| h.cluster_id);
                 let answer = pd
@@ -369,7 +394,7 @@ impl Pd for MockPd {
                         })
                     });
                 let failed = answer.is_err();
-                Some((answer, (inbound, pd, failed)))
+                Some((answer, (inbound, pd, failed, open)))
             },
         );
         Ok(Response::new(Box::pin(responses)))

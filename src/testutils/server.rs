@@ -36,10 +36,11 @@ impl ServerHandle {
     }
 }
 
-/// Cuts a server's open connections on demand.
+/// Cuts a server's open connections on demand, and counts the connections it accepted.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnectionKiller {
     current: Arc<Mutex<CancellationToken>>,
+    accepted: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl ConnectionKiller {
@@ -48,6 +49,11 @@ impl ConnectionKiller {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// How many connections the server accepted.
+    pub(crate) fn accepted(&self) -> u64 {
+        self.accepted.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Fails every connection open now.
@@ -76,12 +82,19 @@ pub(crate) fn serve(
     let stop = CancellationToken::new();
     let connections = ConnectionKiller {
         current: Arc::new(Mutex::new(CancellationToken::new())),
+        accepted: Arc::default(),
     };
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     let (conn_stop, killer) = (stop.clone(), connections.clone());
     let accepted = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let incoming = handshakes(accepted, tls)
-        .map(move |conn| conn.map(|io| Killable::new(io, conn_stop.clone(), killer.token())));
+    let incoming = handshakes(accepted, tls).map(move |conn| {
+        conn.map(|io| {
+            killer
+                .accepted
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Killable::new(io, conn_stop.clone(), killer.token())
+        })
+    });
     let server = tonic::transport::Server::builder()
         .accept_http1(true)
         .layer(GuardLayer(policy.clone()))

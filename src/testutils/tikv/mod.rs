@@ -332,6 +332,16 @@ impl Node {
         killers.push((store, killer));
     }
 
+    /// How many connections `store`'s current server accepted.
+    pub(crate) fn connections_accepted(&self, store: u64) -> u64 {
+        let killers = self.killers.lock().unwrap_or_else(PoisonError::into_inner);
+        killers
+            .iter()
+            .filter(|(s, _)| *s == store)
+            .map(|(_, k)| k.accepted())
+            .sum()
+    }
+
     fn kill_connections(&self, store: u64) {
         let killers = self.killers.lock().unwrap_or_else(PoisonError::into_inner);
         killers

@@ -1,0 +1,145 @@
+//! Cancelling transaction calls at the await that matters: after the primary's commit was
+//! applied, during the prewrite, and during a pessimistic lock. Each call is dropped once the
+//! store has served the request (its reply is held back), so the state it leaves is known.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tikv_client::testutils::{MockCluster, Rule};
+use tikv_client::{Error, TransactionClient};
+
+use super::txn::remaining_locks;
+use super::txn_faults::three_regions;
+
+async fn client(cluster: &MockCluster) -> TransactionClient {
+    TransactionClient::new(vec![cluster.pd_endpoint()])
+        .await
+        .unwrap()
+}
+
+/// Drives `call` until a store has served a `method` call whose first key is `key` (as the
+/// call log shows), then drops it: the caller gives up after the request took effect.
+async fn cancel_once_served<T: std::fmt::Debug>(
+    cluster: &MockCluster,
+    method: &str,
+    key: &str,
+    call: impl Future<Output = T>,
+) {
+    let served = async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let seen = cluster
+                .calls()
+                .iter()
+                .any(|c| c.method == method && c.first_key == key.as_bytes());
+            if seen {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{method} of {key} never served"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    };
+    tokio::select! {
+        done = call => panic!("the call finished before it could be cancelled: {done:?}"),
+        () = served => {}
+    }
+}
+
+/// Polls until no lock is left, within a bound.
+async fn until_no_lock(cluster: &MockCluster) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while remaining_locks(cluster).await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "locks left");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn hold_replies(cluster: &MockCluster, method: &str, key: &str) {
+    cluster.add_rule(
+        Rule::on(method)
+            .key_prefix(key)
+            .times(1)
+            .delay_reply(Duration::from_secs(30)),
+    );
+}
+
+#[tokio::test]
+async fn a_commit_cancelled_after_its_primary_committed_cannot_be_rolled_back_and_finishes() {
+    let cluster = three_regions().await;
+    let client = client(&cluster).await;
+    let mut txn = client.begin_optimistic().await.unwrap();
+    txn.put("a1", "v").await.unwrap();
+    txn.put("z1", "v").await.unwrap();
+    hold_replies(&cluster, "KvCommit", "a1");
+    cancel_once_served(&cluster, "KvCommit", "a1", txn.commit()).await;
+
+    let err = txn.rollback().await.unwrap_err();
+    let Error::CommitUndetermined(undetermined) = &err else {
+        panic!("rolling back after the commit point must refuse: {err:?}");
+    };
+    assert!(undetermined.cause.is_none(), "cut short by its caller");
+    assert!(undetermined.commit_ts.is_some());
+    // Committing again sends the primary's commit again; TiKV says it is committed.
+    let commit_ts = txn.commit().await.unwrap();
+    assert_eq!(commit_ts, undetermined.commit_ts);
+    let reader = client.begin_optimistic().await.unwrap();
+    assert_eq!(
+        reader.batch_get_values(["a1", "z1"]).await.unwrap(),
+        vec![Some(b"v".to_vec()), Some(b"v".to_vec())]
+    );
+    until_no_lock(&cluster).await;
+}
+
+#[tokio::test]
+async fn a_transaction_dropped_after_its_primary_committed_is_finished_in_the_background() {
+    let cluster = three_regions().await;
+    let client = client(&cluster).await;
+    let mut txn = client.begin_optimistic().await.unwrap();
+    txn.put("a2", "v").await.unwrap();
+    txn.put("z2", "v").await.unwrap();
+    hold_replies(&cluster, "KvCommit", "a2");
+    cancel_once_served(&cluster, "KvCommit", "a2", txn.commit()).await;
+    drop(txn);
+    // The secondary's lock goes without any reader resolving it: the drop finished the commit.
+    until_no_lock(&cluster).await;
+    let reader = client.begin_optimistic().await.unwrap();
+    assert_eq!(reader.get("z2").await.unwrap(), Some(b"v".to_vec()));
+}
+
+#[tokio::test]
+async fn a_commit_cancelled_during_its_prewrite_rolls_back() {
+    let cluster = three_regions().await;
+    let client = client(&cluster).await;
+    let mut txn = client.begin_optimistic().await.unwrap();
+    txn.put("a3", "v").await.unwrap();
+    txn.put("z3", "v").await.unwrap();
+    hold_replies(&cluster, "KvPrewrite", "z3");
+    cancel_once_served(&cluster, "KvPrewrite", "z3", txn.commit()).await;
+    // Nothing could have committed: rolling back is safe and removes the locks.
+    txn.rollback().await.unwrap();
+    assert_eq!(remaining_locks(&cluster).await, 0);
+    let reader = client.begin_optimistic().await.unwrap();
+    assert_eq!(
+        reader.batch_get_values(["a3", "z3"]).await.unwrap(),
+        vec![None, None]
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_pessimistic_lock_request_releases_what_it_was_granted() {
+    let cluster = three_regions().await;
+    let client = client(&cluster).await;
+    let mut txn = client.begin_pessimistic().await.unwrap();
+    hold_replies(&cluster, "KvPessimisticLock", "a4");
+    cancel_once_served(&cluster, "KvPessimisticLock", "a4", txn.put("a4", "v")).await;
+    // The lock TiKV granted goes at once, not after its 20 s TTL.
+    until_no_lock(&cluster).await;
+    // Another transaction can lock the key right away.
+    let mut other = client.begin_pessimistic().await.unwrap();
+    other.put("a4", "w").await.unwrap();
+    other.commit().await.unwrap();
+    drop(txn);
+}
