@@ -435,6 +435,9 @@ pd_responses! {
     keyspacepb::LoadKeyspaceResponse,
 }
 
+/// How many times in a row a PD request goes straight to a new leader before backing off.
+const MAX_LEADER_FOLLOWS: u32 = 3;
+
 /// Whether an error means PD's leader changed or is unreachable, so membership should be
 /// refreshed before retrying (pd:client/errs).
 fn is_leader_change(e: &Error) -> bool {
@@ -557,6 +560,7 @@ impl Inner {
     {
         let rt = &self.config.runtime;
         let mut backoffer = Backoffer::new(self.config.pd_retry_budget);
+        let mut follows = 0;
         loop {
             let leader = self.leader();
             let address = leader.member.client_urls[0].clone();
@@ -601,13 +605,29 @@ impl Inner {
                 return Err(err);
             }
             log::debug!("PD {method} failed: {err}");
-            if is_leader_change(&err) {
-                if let Err(e) = self.refresh_after(refreshes).await {
-                    log::debug!("PD membership refresh failed: {e}");
-                }
+            if is_leader_change(&err) && self.follow_leader(refreshes, &address, &mut follows).await
+            {
+                continue;
             }
             backoffer.backoff(rt, BackoffKind::PdRpc, err).await?;
         }
+    }
+
+    /// After a request to the leader at `address` failed as if leadership moved: refreshes
+    /// the membership (once for every request that failed together) and says whether to try
+    /// the new leader at once, which it does a few times in a row at most (a leadership that
+    /// keeps moving is then waited out with backoff).
+    async fn follow_leader(&self, refreshes: u64, address: &str, follows: &mut u32) -> bool {
+        if let Err(e) = self.refresh_after(refreshes).await {
+            log::debug!("PD membership refresh failed: {e}");
+            return false;
+        }
+        let moved = self.leader().member.client_urls[0] != address;
+        if moved && *follows < MAX_LEADER_FOLLOWS {
+            *follows += 1;
+            return true;
+        }
+        false
     }
 }
 

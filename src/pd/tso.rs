@@ -118,8 +118,10 @@ fn first_of_batch(previous: Option<Timestamp>, last: Timestamp, count: u32) -> R
 async fn fetch(pd: &Inner, count: u32, stream: &mut Option<Stream>) -> Result<Timestamp> {
     let rt = &pd.config.runtime;
     let mut backoffer = Backoffer::new(TSO_BUDGET);
+    let mut follows = 0;
     loop {
         let refreshes = pd.refreshes();
+        let address = pd.leader().member.client_urls[0].clone();
         let attempt = rt
             .timeout(pd.config.timeout, request(pd, count, stream))
             .await;
@@ -136,8 +138,8 @@ async fn fetch(pd: &Inner, count: u32, stream: &mut Option<Stream>) -> Result<Ti
         if matches!(&err, Error::Grpc { message, .. } if message.contains("mismatch cluster id")) {
             return Err(err);
         }
-        if let Err(e) = pd.refresh_after(refreshes).await {
-            log::debug!("PD membership refresh failed: {e}");
+        if pd.follow_leader(refreshes, &address, &mut follows).await {
+            continue;
         }
         backoffer.backoff(rt, BackoffKind::PdRpc, err).await?;
     }

@@ -22,6 +22,9 @@ use super::pd_http::{HttpApiLayer, HttpApis};
 use super::router::Router;
 use super::tls::{handshakes, Conn};
 
+/// Reset streams a connection may have pending before the server closes it.
+const MAX_RESET_STREAMS: usize = 4096;
+
 /// Stops the server when dropped.
 #[derive(Debug)]
 pub(crate) struct ServerHandle {
@@ -97,6 +100,10 @@ pub(crate) fn serve(
     });
     let server = tonic::transport::Server::builder()
         .accept_http1(true)
+        // A client that gives up on many calls at once resets their streams; h2's default
+        // guard against reset floods (20 pending) would close the whole connection, which a
+        // TiKV server does not do.
+        .http2_max_pending_accept_reset_streams(Some(MAX_RESET_STREAMS))
         .layer(GuardLayer(policy.clone()))
         .layer(policy.cors())
         .layer(HttpApiLayer::new(http))

@@ -80,6 +80,15 @@ impl AddressMapper for UrlTemplate {
 pub(crate) fn status_to_error(status: tonic::Status, address: &str) -> Error {
     let code = GrpcCode::from(status.code());
     let message = status.message().to_owned();
+    if deadline_expired(&status) {
+        // The call's own gRPC deadline passed: a slow answer, not a broken connection.
+        return Error::Grpc {
+            code: GrpcCode::DeadlineExceeded,
+            message,
+            address: address.to_owned(),
+            may_have_been_sent: true,
+        };
+    }
     if let Some(kind) = imp::transport_failure(&status) {
         return TransportError {
             kind,
@@ -100,9 +109,39 @@ pub(crate) fn status_to_error(status: tonic::Status, address: &str) -> Error {
     }
 }
 
+/// Whether tonic failed the call because its deadline (`grpc-timeout`) passed.
+fn deadline_expired(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        if e.downcast_ref::<tonic::TimeoutExpired>().is_some() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_expired_call_deadline_is_a_slow_answer_not_a_broken_connection() {
+        let expired = tonic::Status::from_error(Box::new(tonic::TimeoutExpired(())));
+        let e = status_to_error(expired, "store");
+        assert!(
+            matches!(
+                e,
+                Error::Grpc {
+                    code: GrpcCode::DeadlineExceeded,
+                    may_have_been_sent: true,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.is_retryable());
+    }
 
     #[test]
     fn default_mapper_adds_a_scheme_once() {

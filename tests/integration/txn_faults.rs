@@ -253,3 +253,182 @@ async fn lost_primary_commit_replies_never_tear_and_are_undetermined_only_where_
     );
     assert_eq!(remaining_locks(&cluster).await, 0, "every lock settled");
 }
+
+/// How a bank transfer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transfer {
+    /// Its commit returned `Ok`: it must be visible.
+    Acknowledged,
+    /// Its commit was cancelled or undetermined: it may be visible, whole.
+    Unknown,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bank_transfers_survive_lost_replies_pd_failover_and_cancelled_commits() {
+    let cluster = Arc::new(
+        MockCluster::builder()
+            .pd_members(3)
+            .split_txn(["acct03", "acct06"])
+            .seed(7)
+            .start()
+            .await
+            .unwrap(),
+    );
+    let client = TransactionClient::new(cluster.pd_endpoints())
+        .await
+        .unwrap();
+    let accounts: Vec<String> = (0..10).map(|i| format!("acct{i:02}")).collect();
+    let mut init = client.begin_optimistic().await.unwrap();
+    for account in &accounts {
+        init.put(account.as_str(), "100").await.unwrap();
+    }
+    init.commit().await.unwrap();
+    let latency = commit_latency(&client, 4).await;
+
+    // Replies lost after prewrites and commits took effect, and PD's leader moving around.
+    cluster.add_rule(Rule::on("KvPrewrite").probability(0.03).lose_reply());
+    cluster.add_rule(Rule::on("KvCommit").probability(0.05).lose_reply());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let failover = {
+        let (cluster, stop) = (cluster.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut moves = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let next = (cluster.pd_leader() + 1) % 3;
+                cluster.transfer_pd_leader(next).unwrap();
+                moves += 1;
+            }
+            moves
+        })
+    };
+
+    let workers: Vec<_> = (0..8u64)
+        .map(|t| {
+            let (client, accounts) = (client.clone(), accounts.clone());
+            tokio::spawn(async move {
+                let mut rng = Lcg(t * 7919 + 1);
+                let mut ended: Vec<(String, Transfer)> = Vec::new();
+                let mut attempt = 0;
+                while ended.len() < 60 {
+                    attempt += 1;
+                    let from = &accounts[rng.next() as usize % 10];
+                    let to = &accounts[rng.next() as usize % 10];
+                    if from == to {
+                        continue;
+                    }
+                    let Ok(mut txn) = client.begin_optimistic().await else {
+                        continue;
+                    };
+                    let balance = |v: Option<Vec<u8>>| -> i64 {
+                        String::from_utf8(v.unwrap()).unwrap().parse().unwrap()
+                    };
+                    let (Ok(a), Ok(b)) = (txn.get(from.as_str()).await, txn.get(to.as_str()).await)
+                    else {
+                        continue;
+                    };
+                    let marker = format!("xfer/{t}/{attempt}");
+                    txn.put(from.as_str(), (balance(a) - 1).to_string())
+                        .await
+                        .unwrap();
+                    txn.put(to.as_str(), (balance(b) + 1).to_string())
+                        .await
+                        .unwrap();
+                    txn.put(marker.as_str(), format!("{from}>{to}"))
+                        .await
+                        .unwrap();
+                    // A third of the commits are cut short at a random point.
+                    let limit = if rng.next() % 3 == 0 {
+                        rng.up_to(latency * 2)
+                    } else {
+                        Duration::from_secs(120)
+                    };
+                    match tokio::time::timeout(limit, txn.commit()).await {
+                        Ok(Ok(_)) => ended.push((marker, Transfer::Acknowledged)),
+                        Ok(Err(Error::CommitUndetermined(_))) | Err(_) => {
+                            ended.push((marker, Transfer::Unknown))
+                        }
+                        // Not committed (a conflict, or out of time before the commit point):
+                        // its marker must never appear.
+                        Ok(Err(e)) => {
+                            assert!(e.is_retryable(), "transfer failed for good: {e}");
+                            ended.push((marker, Transfer::Unknown));
+                            ended.pop();
+                        }
+                    }
+                }
+                ended
+            })
+        })
+        .collect();
+    let started = tokio::time::Instant::now();
+    let mut ended = std::collections::HashMap::new();
+    for worker in workers {
+        ended.extend(worker.await.unwrap());
+    }
+    let took = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let moves = failover.await.unwrap();
+    cluster.clear_rules();
+    assert!(moves >= 2, "PD's leader moved {moves} times");
+
+    // Readers settle every lock left behind (waiting out the TTL of live-looking ones).
+    let reader = client.begin_optimistic().await.unwrap();
+    let balances = reader
+        .batch_get_values(accounts.iter().cloned())
+        .await
+        .unwrap();
+    let balances: Vec<i64> = balances
+        .into_iter()
+        .map(|v| String::from_utf8(v.unwrap()).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(
+        balances.iter().sum::<i64>(),
+        1000,
+        "money is neither made nor lost"
+    );
+    let markers = reader.scan("xfer/".."xfer0", 10_000).await.unwrap();
+    let mut expected: Vec<i64> = vec![100; 10];
+    for pair in &markers {
+        let marker = String::from_utf8(pair.key.to_vec()).unwrap();
+        assert!(
+            ended.contains_key(&marker),
+            "{marker} is visible but its transfer failed"
+        );
+        let value = String::from_utf8(pair.value.clone()).unwrap();
+        let (from, to) = value.split_once('>').unwrap();
+        expected[from[4..].parse::<usize>().unwrap()] -= 1;
+        expected[to[4..].parse::<usize>().unwrap()] += 1;
+    }
+    let visible: std::collections::HashSet<String> = markers
+        .iter()
+        .map(|p| String::from_utf8(p.key.to_vec()).unwrap())
+        .collect();
+    for (marker, how) in &ended {
+        if *how == Transfer::Acknowledged {
+            assert!(
+                visible.contains(marker),
+                "acknowledged {marker} is not visible"
+            );
+        }
+    }
+    assert_eq!(
+        balances, expected,
+        "the balances are exactly the visible transfers applied"
+    );
+    let acknowledged = ended
+        .values()
+        .filter(|h| **h == Transfer::Acknowledged)
+        .count();
+    eprintln!(
+        "bank: {} transfers ended in {took:?}, {acknowledged} acknowledged, {} visible, {moves} \
+         PD leader moves",
+        ended.len(),
+        visible.len()
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while remaining_locks(&cluster).await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "locks left behind");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
