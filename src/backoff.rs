@@ -651,6 +651,70 @@ mod tests {
     }
 
     #[test]
+    fn forks_share_the_deadline_and_uncertainty_and_charge_their_sleep_back() {
+        let clock = ManualClock::new();
+        let rt = Runtime::manual(clock.clone());
+        let mut parent = Backoffer::new(Duration::from_secs(10))
+            .with_seed(1)
+            .with_timeout(Duration::from_secs(1), rt.now());
+        let mut fork = parent.clone();
+        let mut other = parent.clone();
+        for _ in 0..5 {
+            fork.next_delay(BackoffKind::RegionMiss, cause()).unwrap();
+        }
+        other.next_delay(BackoffKind::RegionMiss, cause()).unwrap();
+        assert_eq!(
+            parent.total_sleep(),
+            Duration::ZERO,
+            "a fork counts on its own"
+        );
+        parent.absorb(&fork);
+        parent.absorb(&other);
+        assert_eq!(
+            parent.total_sleep(),
+            Duration::from_millis(62),
+            "the longest fork"
+        );
+        assert_eq!(parent.attempts(BackoffKind::RegionMiss), 5);
+        // The next regionMiss of the parent continues where the fork left off: 64 ms.
+        assert_eq!(
+            parent.next_delay(BackoffKind::RegionMiss, cause()).unwrap(),
+            Duration::from_millis(64)
+        );
+
+        assert!(!parent.is_uncertain());
+        let sent: Error = crate::TransportError {
+            kind: crate::TransportErrorKind::Broken,
+            address: "a".into(),
+            message: "reset".into(),
+            may_have_been_sent: true,
+        }
+        .into();
+        other.record_failure(&sent);
+        assert!(
+            parent.is_uncertain() && fork.is_uncertain(),
+            "one operation"
+        );
+
+        assert_eq!(fork.remaining(rt.now()), Some(Duration::from_secs(1)));
+        clock.advance(Duration::from_millis(900));
+        assert_eq!(fork.remaining(rt.now()), Some(Duration::from_millis(100)));
+        // A sleep that would end past the deadline is not slept.
+        let err = futures::executor::block_on(fork.backoff(&rt, BackoffKind::PdRpc, cause()))
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::DeadlineExceeded { timeout, uncertain: true, ref last }
+                if timeout == Duration::from_secs(1) && last.is_some()),
+            "{err:?}"
+        );
+        assert_eq!(clock.elapsed(), Duration::from_millis(900), "nothing slept");
+        // The next phase of the operation keeps the deadline, not the uncertainty.
+        let next = parent.next_phase(Duration::from_secs(40));
+        assert_eq!(next.remaining(rt.now()), Some(Duration::from_millis(100)));
+        assert!(!next.is_uncertain());
+    }
+
+    #[test]
     fn a_zero_budget_allows_no_sleep() {
         let mut bo = Backoffer::new(Duration::ZERO).with_seed(1);
         assert!(matches!(

@@ -7,11 +7,16 @@
 //! * **Decide at the application level**: key errors reported by TiKV for a transaction
 //!   ([`Error::WriteConflict`], [`Error::KeyExists`], [`Error::Deadlock`],
 //!   [`Error::AssertionFailed`], [`Error::KeyError`]) and outcomes such as
-//!   [`Error::CommitUndetermined`]. Usually: restart the transaction, or report.
-//! * **The cluster did not answer well enough in time**: [`Error::BackoffExhausted`] (the retry
-//!   budget of the operation is spent; it names the backoff kind that slept longest and the last
-//!   error), [`Error::Region`] (a region error that is never retried), [`Error::Timeout`].
-//!   Retrying later may help: see [`Error::is_retryable`].
+//!   [`Error::TransactionRolledBack`]. Usually: restart the transaction, or report.
+//! * **The outcome of a write is not known**: [`Error::CommitUndetermined`] (ask
+//!   [`crate::TransactionClient::transaction_status`]), [`Error::WriteUndetermined`] (read the
+//!   data), [`Error::PartialWrite`] (write the unconfirmed keys again). Nothing was undone.
+//! * **The cluster did not answer well enough in time**: [`Error::DeadlineExceeded`] (the
+//!   operation's total deadline passed), [`Error::BackoffExhausted`] (its retry budget is spent;
+//!   it names the backoff kind that slept longest and the last error), [`Error::Region`] (a
+//!   region error that is never retried), [`Error::NoRegion`], [`Error::Timeout`]. Retrying
+//!   later may help: see [`Error::is_retryable`]; [`Error::may_have_been_sent`] says whether a
+//!   failed write may have taken effect.
 //! * **Transport and PD**: [`Error::Transport`] (with [`TransportError::may_have_been_sent`]),
 //!   [`Error::Grpc`], [`Error::Pd`], [`Error::ClusterIdMismatch`].
 //!

@@ -142,3 +142,40 @@ async fn a_key_without_a_region_is_looked_up_again_within_the_deadline() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn a_region_that_keeps_changing_is_retried_with_backoff_not_in_a_tight_loop() {
+    let cluster = MockCluster::builder().start().await.unwrap();
+    let clock = tikv_client::rt::ManualClock::new();
+    let config = Config::default().with_runtime(tikv_client::rt::Runtime::manual(clock.clone()));
+    let client = RawClient::new_with_config(vec![cluster.pd_endpoint()], config)
+        .await
+        .unwrap();
+    client.put("k", "v").await.unwrap();
+    // Every answer says the region changed and carries it: re-splitting is free each time.
+    let region = cluster.region_of_raw_key(b"k").unwrap();
+    cluster.add_rule(Rule::on("RawGet").region_error(errorpb::Error {
+        message: "injected".into(),
+        epoch_not_match: Some(errorpb::EpochNotMatch {
+            current_regions: vec![region],
+        }),
+        ..Default::default()
+    }));
+    let read = tokio::time::timeout(Duration::from_secs(20), client.get("k")).await;
+    let err = read.expect("the retries end").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::BackoffExhausted {
+                kind: tikv_client::backoff::BackoffKind::RegionMiss,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let attempts = calls_of(&cluster, "RawGet").len();
+    assert!(
+        attempts < 100,
+        "{attempts} attempts: after a few free re-splits each one backs off"
+    );
+}
