@@ -35,6 +35,13 @@ test('bad input and failures are Errors with a code', async () => {
   await assert.rejects(raw.get(42), (e) => e instanceof Error && e.code === 'InvalidArgument');
   await assert.rejects(raw.scan('z', 'a', 10), (e) => e.code === 'InvalidArgument');
   await assert.rejects(RawClient.connect(['127.0.0.1:1']), (e) => e.code === 'Unavailable');
+  // JavaScript timers cannot wait 2^31 ms or more: refused, not a panic in the wasm module.
+  await assert.rejects(
+    RawClient.connect([pd], { timeoutMs: 2 ** 31 }),
+    (e) => e.code === 'InvalidArgument' && /2147483647/.test(e.message),
+  );
+  const patient = await RawClient.connect([pd], { timeoutMs: 2 ** 31 - 1 });
+  assert.equal(await patient.get('node/absent'), undefined);
 });
 
 test('transactions and a write conflict surfaced as its code', async () => {

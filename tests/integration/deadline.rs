@@ -9,7 +9,8 @@ use tikv_client::testutils::{MockCluster, Rule};
 
 use super::txn_faults::three_regions;
 use tikv_client::{
-    Config, Error, Key, RawClient, TransactionClient, TransactionOptions, TransactionStatus,
+    Config, Error, GrpcCode, Key, RawClient, TransactionClient, TransactionOptions,
+    TransactionStatus,
 };
 
 async fn raw_client(cluster: &MockCluster, config: Config) -> RawClient {
@@ -255,5 +256,45 @@ async fn a_definite_refusal_of_the_first_commit_attempt_rolls_back() {
     assert_eq!(
         reader.batch_get_values(["a3", "z3"]).await.unwrap(),
         vec![None, None]
+    );
+}
+
+#[tokio::test]
+async fn a_failed_region_lookup_after_the_commit_may_have_landed_stays_undetermined() {
+    let cluster = three_regions().await;
+    let client = TransactionClient::new(vec![cluster.pd_endpoint()])
+        .await
+        .unwrap();
+    let options =
+        TransactionOptions::new_optimistic().operation_timeout(Duration::from_millis(800));
+    let mut txn = client.begin_with_options(options).await.unwrap();
+    txn.put("a5", "v").await.unwrap();
+    txn.put("z5", "v").await.unwrap();
+    // Both regions are cached, so the prewrite needs no lookup.
+    let cached = client.begin_optimistic().await.unwrap();
+    cached.batch_get(["a5", "z5"]).await.unwrap();
+    // The primary's commit lands but its reply is lost; the resend must look its region up
+    // again, and PD cannot answer (as during a leader change).
+    cluster.add_rule(Rule::on("KvCommit").key_prefix("a5").times(1).lose_reply());
+    cluster.add_rule(Rule::on("GetRegion").status(GrpcCode::Unavailable, "not leader"));
+    let err = txn.commit().await.unwrap_err();
+    let Error::CommitUndetermined(undetermined) = &err else {
+        panic!("a failed lookup after a commit that may have landed is no failure: {err:?}");
+    };
+    assert!(
+        matches!(undetermined.cause, Some(Error::DeadlineExceeded { .. })),
+        "{err:?}"
+    );
+    cluster.clear_rules();
+    let status = settled_status(&client, "a5", txn.start_timestamp()).await;
+    assert!(
+        matches!(status, TransactionStatus::Committed(_)),
+        "{status:?}"
+    );
+    drop(txn);
+    let reader = client.begin_optimistic().await.unwrap();
+    assert_eq!(
+        reader.batch_get_values(["a5", "z5"]).await.unwrap(),
+        vec![Some(b"v".to_vec()), Some(b"v".to_vec())]
     );
 }
