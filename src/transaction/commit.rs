@@ -175,19 +175,40 @@ impl Transaction {
         };
         self.state = State::Committing(Pending {
             mode: CommitMode::TwoPc,
-            primary: primary.clone(),
+            primary,
             commit_ts: Some(commit_ts),
         });
-        let sent = Box::pin(commit_primary(
-            &self.core,
-            self.interceptors(),
-            self.start_version(),
+        let sent = Box::pin(self.send_primary_commit(commit_ts, &mut backoffer)).await;
+        self.settle(sent).map(Some)
+    }
+
+    /// Sends the primary's commit of the two-phase commit in the committing state. Each
+    /// timestamp it is sent with is kept in that state first, so that a commit cut short is
+    /// finished with the timestamp that may have landed.
+    async fn send_primary_commit(
+        &mut self,
+        commit_ts: Timestamp,
+        backoffer: &mut Backoffer,
+    ) -> Primary {
+        let (core, interceptors) = (self.core.clone(), self.interceptors().clone());
+        let start = self.start_version();
+        let primary = self.primary();
+        let state = &mut self.state;
+        let mut keep = |ts| {
+            if let State::Committing(pending) = state {
+                pending.commit_ts = Some(ts);
+            }
+        };
+        commit_primary(
+            &core,
+            &interceptors,
+            start,
             &primary,
             commit_ts,
-            &mut backoffer,
-        ))
-        .await;
-        self.settle(sent).map(Some)
+            backoffer,
+            &mut keep,
+        )
+        .await
     }
 
     /// Continues a commit that may have reached TiKV (see [`Transaction::commit`]).
@@ -197,15 +218,7 @@ impl Transaction {
         backoffer.mark_uncertain();
         match (pending.mode, pending.commit_ts) {
             (CommitMode::TwoPc, Some(commit_ts)) => {
-                let sent = Box::pin(commit_primary(
-                    &self.core,
-                    self.interceptors(),
-                    self.start_version(),
-                    &pending.primary,
-                    commit_ts,
-                    &mut backoffer,
-                ))
-                .await;
+                let sent = Box::pin(self.send_primary_commit(commit_ts, &mut backoffer)).await;
                 self.settle(sent)
             }
             _ => {
@@ -609,16 +622,18 @@ impl Transaction {
             let mut backoffer = Backoffer::new(WRITE_BUDGET).with_timeout(timeout, rt.now());
             backoffer.mark_uncertain();
             let secondaries = keys.iter().filter(|k| **k != primary).cloned().collect();
-            match commit_primary(
+            // Nobody can resume this commit any more: the timestamps need not be kept.
+            let mut forget = |_| {};
+            let sent = commit_primary(
                 &core,
                 &interceptors,
                 start,
                 &primary,
                 commit_ts,
                 &mut backoffer,
-            )
-            .await
-            {
+                &mut forget,
+            );
+            match sent.await {
                 Primary::Committed(ts) => {
                     commit_keys(&core, &interceptors, start, secondaries, ts).await
                 }
@@ -632,7 +647,8 @@ impl Transaction {
 }
 
 /// Sends the primary's commit at `commit_ts` (a newer one when a reader pushed the primary's
-/// min_commit_ts) until TiKV answers definitely or the budget or deadline runs out.
+/// min_commit_ts, handed to `keep` before it is sent) until TiKV answers definitely or the
+/// budget or deadline runs out.
 async fn commit_primary(
     core: &Core,
     interceptors: &Interceptors,
@@ -640,6 +656,7 @@ async fn commit_primary(
     primary: &[u8],
     mut commit_ts: Timestamp,
     backoffer: &mut Backoffer,
+    keep: &mut impl FnMut(Timestamp),
 ) -> Primary {
     let rt = &core.pd.config().runtime;
     let failed = |commit_ts, e: Error, backoffer: &Backoffer| {
@@ -686,6 +703,7 @@ async fn commit_primary(
             Ok(ts) => ts,
             Err(e) => return failed(commit_ts, e, backoffer),
         };
+        keep(commit_ts);
     }
 }
 
