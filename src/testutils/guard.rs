@@ -19,7 +19,7 @@ use tonic::body::Body;
 use tower::{Layer, Service};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
-use super::pd_http::json_response;
+use super::json::json_response;
 
 /// Host names every request may name, without their port.
 const LOCAL_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];

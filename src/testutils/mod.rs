@@ -34,8 +34,11 @@
 
 mod admin;
 mod cluster;
+mod connections;
 mod fault;
 mod guard;
+mod http_api;
+mod json;
 mod mvcc;
 mod pd;
 mod pd_http;
@@ -246,10 +249,10 @@ impl MockClusterBuilder {
             .enumerate()
             .map(|(i, listener)| {
                 let pd = pd::MockPd::new(node.clone(), pd_group.clone(), i);
-                let http = pd_http::HttpApis {
+                let http: Arc<dyn server::HttpAnswer> = Arc::new(http_api::HttpApis {
                     pd: pd_http::PdHttp::new(cluster.clone()),
                     admin: admin::Admin::new(node.clone(), pd_group.clone(), &stores),
-                };
+                });
                 server::serve(listener, pd.into_router(), Some(http), &policy, tls.clone())
             })
             .collect();

@@ -1,21 +1,18 @@
 //! The part of PD's HTTP API that tools read (`pd-ctl`, TiDB's status pages, client-go's
 //! `pdhttp`): `GET /pd/api/v1/version`, `/pd/api/v1/stores` and `/pd/api/v1/regions`, served
 //! on PD's port next to gRPC with JSON shaped like PD's (keys as upper-case hex, state and
-//! role names spelled out). The same layer serves the mock's own admin API (`admin`).
+//! role names spelled out). `http_api` serves it, with the mock's own admin API (`admin`).
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use futures::future::BoxFuture;
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, StatusCode};
 use serde_json::{json, Value};
-use tonic::body::Body;
-use tower::{Layer, Service};
 
-use super::admin::{self, Admin};
 use super::cluster::{Cluster, Region, PD_VERSION};
 use crate::proto::metapb;
+
+/// Where PD's HTTP API lives.
+const PREFIX: &str = "/pd/api/v1/";
 
 /// Answers PD's HTTP API paths from the cluster's metadata.
 #[derive(Debug, Clone)]
@@ -28,10 +25,15 @@ impl PdHttp {
         PdHttp { cluster }
     }
 
+    /// Whether `path` is one of PD's HTTP API.
+    pub(crate) fn serves(path: &str) -> bool {
+        path.starts_with(PREFIX)
+    }
+
     /// The status and JSON body for `method path`, or `None` when the path is not PD's HTTP
     /// API (so gRPC handles it).
-    fn answer(&self, method: &Method, path: &str) -> Option<(StatusCode, String)> {
-        let path = path.strip_prefix("/pd/api/v1/")?;
+    pub(crate) fn answer(&self, method: &Method, path: &str) -> Option<(StatusCode, String)> {
+        let path = path.strip_prefix(PREFIX)?;
         if method != Method::GET {
             return Some((
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -132,89 +134,4 @@ pub(crate) fn region_json(r: &Region) -> Value {
 /// PD's `HexRegionKeyStr`: upper-case hex.
 pub(crate) fn hex_upper(key: &[u8]) -> String {
     key.iter().map(|b| format!("{b:02X}")).collect()
-}
-
-/// The HTTP APIs a PD member serves next to gRPC: PD's own and the mock's admin API.
-#[derive(Clone)]
-pub(crate) struct HttpApis {
-    pub pd: PdHttp,
-    pub admin: Admin,
-}
-
-/// Serves the HTTP APIs ahead of the gRPC and gRPC-web services it wraps (which would refuse
-/// plain HTTP/1.1 requests).
-#[derive(Clone, Default)]
-pub(crate) struct HttpApiLayer(Option<HttpApis>);
-
-impl HttpApiLayer {
-    pub(crate) fn new(apis: Option<HttpApis>) -> Self {
-        HttpApiLayer(apis)
-    }
-}
-
-impl<S> Layer<S> for HttpApiLayer {
-    type Service = HttpApi<S>;
-
-    fn layer(&self, inner: S) -> HttpApi<S> {
-        HttpApi {
-            apis: self.0.clone(),
-            inner,
-        }
-    }
-}
-
-/// See [`HttpApiLayer`].
-#[derive(Clone)]
-pub(crate) struct HttpApi<S> {
-    apis: Option<HttpApis>,
-    inner: S,
-}
-
-/// A JSON response.
-pub(crate) fn json_response(status: StatusCode, body: String) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header(
-            http::header::CONTENT_TYPE,
-            "application/json; charset=UTF-8",
-        )
-        .body(Body::new(http_body_util::Full::new(bytes::Bytes::from(
-            body,
-        ))))
-        .unwrap_or_default()
-}
-
-impl<S> Service<Request<Body>> for HttpApi<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = futures::future::Either<
-        std::future::Ready<Result<Response<Body>, Infallible>>,
-        futures::future::Either<BoxFuture<'static, Result<Response<Body>, Infallible>>, S::Future>,
-    >;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
-        use futures::future::Either::{Left, Right};
-        let Some(apis) = &self.apis else {
-            return Right(Right(self.inner.call(request)));
-        };
-        if let Some((status, body)) = apis.pd.answer(request.method(), request.uri().path()) {
-            return Left(std::future::ready(Ok(json_response(status, body))));
-        }
-        if request.uri().path().starts_with(admin::PREFIX) {
-            let admin = apis.admin.clone();
-            return Right(Left(Box::pin(async move {
-                let (status, body) = admin.serve(request).await;
-                Ok(json_response(status, body.to_string()))
-            })));
-        }
-        Right(Right(self.inner.call(request)))
-    }
 }

@@ -4,21 +4,26 @@
 //! connection fails at once, so clients see what they would see from a crashed server rather
 //! than a polite drain.
 
+use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use futures::future::BoxFuture;
 use futures::{Future, StreamExt};
+use http::{Request, Response};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tonic::body::Body;
 use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
+use tower::{Layer, Service};
 
+use super::connections::ConnectionKiller;
 use super::guard::{GuardLayer, HttpPolicy};
-use super::pd_http::{HttpApiLayer, HttpApis};
 use super::router::Router;
 use super::tls::{handshakes, Conn};
 
@@ -39,65 +44,28 @@ impl ServerHandle {
     }
 }
 
-/// Cuts a server's open connections on demand, and counts the connections it accepted.
-#[derive(Debug, Clone)]
-pub(crate) struct ConnectionKiller {
-    current: Arc<Mutex<CancellationToken>>,
-    accepted: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl ConnectionKiller {
-    fn token(&self) -> CancellationToken {
-        self.current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    /// How many connections the server accepted.
-    pub(crate) fn accepted(&self) -> u64 {
-        self.accepted.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Fails every connection open now.
-    pub(crate) fn kill(&self) {
-        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        let fresh = CancellationToken::new();
-        std::mem::replace(&mut *current, fresh).cancel();
-    }
-}
-
 impl Drop for ServerHandle {
     fn drop(&mut self) {
         self.stop.cancel();
     }
 }
 
-/// Serves `router` (and the HTTP APIs when given) on `listener`, over TLS when `tls` is given,
+/// Serves `router` (and the HTTP APIs `http` answers, when given) on `listener`, over TLS when `tls` is given,
 /// until the handle is dropped, to the hosts and origins `policy` allows.
 pub(crate) fn serve(
     listener: TcpListener,
     router: Router,
-    http: Option<HttpApis>,
+    http: Option<Arc<dyn HttpAnswer>>,
     policy: &Arc<HttpPolicy>,
     tls: Option<TlsAcceptor>,
 ) -> ServerHandle {
     let stop = CancellationToken::new();
-    let connections = ConnectionKiller {
-        current: Arc::new(Mutex::new(CancellationToken::new())),
-        accepted: Arc::default(),
-    };
+    let connections = ConnectionKiller::new();
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     let (conn_stop, killer) = (stop.clone(), connections.clone());
     let accepted = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let incoming = handshakes(accepted, tls).map(move |conn| {
-        conn.map(|io| {
-            killer
-                .accepted
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Killable::new(io, conn_stop.clone(), killer.token())
-        })
-    });
+    let incoming = handshakes(accepted, tls)
+        .map(move |conn| conn.map(|io| Killable::new(io, conn_stop.clone(), killer.accept())));
     let server = tonic::transport::Server::builder()
         .accept_http1(true)
         // A client that gives up on many calls at once resets their streams; h2's default
@@ -106,7 +74,7 @@ pub(crate) fn serve(
         .http2_max_pending_accept_reset_streams(Some(MAX_RESET_STREAMS))
         .layer(GuardLayer(policy.clone()))
         .layer(policy.cors())
-        .layer(HttpApiLayer::new(http))
+        .layer(HttpApiLayer(http))
         .layer(tonic_web::GrpcWebLayer::new())
         .serve_with_incoming_shutdown(router, incoming, stop.clone().cancelled_owned());
     tokio::spawn(async move {
@@ -181,5 +149,69 @@ impl Connected for Killable {
 
     fn connect_info(&self) -> TcpConnectInfo {
         self.io.connect_info()
+    }
+}
+
+/// Plain HTTP endpoints served on a gRPC port, ahead of the gRPC and gRPC-web services
+/// (which would refuse plain HTTP/1.1 requests).
+pub(crate) trait HttpAnswer: Send + Sync {
+    /// Whether requests for `path` are for these endpoints.
+    fn serves(&self, path: &str) -> bool;
+    /// The response to a request for these endpoints.
+    fn answer(&self, request: Request<Body>) -> BoxFuture<'static, Response<Body>>;
+}
+
+/// Puts an [`HttpAnswer`] in front of the services it wraps.
+#[derive(Clone, Default)]
+struct HttpApiLayer(Option<Arc<dyn HttpAnswer>>);
+
+impl<S> Layer<S> for HttpApiLayer {
+    type Service = HttpApi<S>;
+
+    fn layer(&self, inner: S) -> HttpApi<S> {
+        HttpApi {
+            apis: self.0.clone(),
+            inner,
+        }
+    }
+}
+
+/// See [`HttpApiLayer`].
+#[derive(Clone)]
+struct HttpApi<S> {
+    apis: Option<Arc<dyn HttpAnswer>>,
+    inner: S,
+}
+
+impl<S> Service<Request<Body>> for HttpApi<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = futures::future::Either<
+        futures::future::Map<
+            BoxFuture<'static, Response<Body>>,
+            fn(Response<Body>) -> Result<Response<Body>, Infallible>,
+        >,
+        S::Future,
+    >;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        use futures::future::Either::{Left, Right};
+        use futures::FutureExt;
+        let Some(apis) = &self.apis else {
+            return Right(self.inner.call(request));
+        };
+        if apis.serves(request.uri().path()) {
+            Left(apis.answer(request).map(Ok as fn(_) -> _))
+        } else {
+            Right(self.inner.call(request))
+        }
     }
 }

@@ -23,23 +23,21 @@
 //! or 1PC commit cut short is left to lock resolution, which decides it from its locks once
 //! their TTL passes; calling `commit` again asks the primary for its status.
 
-use std::time::Duration;
-
 use crate::backoff::{BackoffKind, Backoffer};
 use crate::error::UndeterminedCommit;
 use crate::interceptor::Interceptors;
 use crate::proto::kvrpcpb::{self, prewrite_request::PessimisticAction};
-use crate::request::{BatchLimits, KvRequest, Locate, RAW_BATCH_BYTES};
-use crate::rt;
+use crate::request::{BatchLimits, Locate, RAW_BATCH_BYTES};
 use crate::timestamp::Timestamp;
 use crate::{Error, Key, Result};
 
 use super::lock::PrimaryStatus;
-use super::txn::{Mutation, State, Transaction};
+use super::requests::{
+    background, batch_rollback, commit_keys, pessimistic_rollback, MAX_LOCK_TTL_MS, WRITE_BUDGET,
+};
+use super::txn::{CommitMode, Mutation, Pending, State, Transaction};
 use super::Core;
 
-/// client-go's prewrite and commit budgets: 40 s each.
-pub(super) const WRITE_BUDGET: Duration = Duration::from_secs(40);
 /// client-go's async-commit limits: keys per transaction and total key bytes.
 const ASYNC_COMMIT_KEYS: usize = 256;
 const ASYNC_COMMIT_KEY_BYTES: usize = 4096;
@@ -47,28 +45,8 @@ const ASYNC_COMMIT_KEY_BYTES: usize = 4096;
 const ASYNC_COMMIT_SAFE_WINDOW_MS: i64 = 2000;
 /// client-go's base lock TTL.
 const DEFAULT_LOCK_TTL_MS: u64 = 3000;
-/// client-go's largest computed lock TTL (`ManagedLockTTL`).
-pub(super) const MAX_LOCK_TTL_MS: u64 = 20_000;
 /// Above this size a transaction's lock TTL grows with its size.
 const TTL_SIZE_THRESHOLD: usize = 16 * 1024;
-
-/// How a commit is attempted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum CommitMode {
-    TwoPc,
-    Async,
-    OnePc,
-}
-
-/// A commit that may have reached TiKV: what finishing it, or asking about it, needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Pending {
-    pub mode: CommitMode,
-    /// The primary key, encoded.
-    pub primary: Vec<u8>,
-    /// Two-phase commit: the timestamp sent with the primary's commit.
-    pub commit_ts: Option<Timestamp>,
-}
 
 /// How sending the primary's commit ended.
 enum Primary {
@@ -707,22 +685,6 @@ async fn commit_primary(
     }
 }
 
-/// Runs background work of a transaction, logging its failure (readers resolve what it
-/// leaves behind). Without a runtime to run it on, it is left to lock resolution.
-pub(super) fn background(
-    what: String,
-    work: impl std::future::Future<Output = Result<()>> + rt::MaybeSend + 'static,
-) {
-    let started = rt::detach(async move {
-        if let Err(e) = work.await {
-            log::warn!("{what} failed: {e}");
-        }
-    });
-    if !started {
-        log::warn!("no runtime to run background work on; lock resolution will settle it");
-    }
-}
-
 /// Whether a failed request may have reached TiKV and taken effect there.
 pub(super) fn undetermined(e: &Error) -> bool {
     match e {
@@ -733,100 +695,5 @@ pub(super) fn undetermined(e: &Error) -> bool {
         } => *uncertain || undetermined(last),
         Error::DeadlineExceeded { uncertain, .. } => *uncertain,
         _ => false,
-    }
-}
-
-/// Sends one request per region batch of `keys` (at most 16 KiB of keys each) with the
-/// write budget, and returns every response.
-pub(super) async fn for_keys<R: KvRequest>(
-    core: &Core,
-    interceptors: &Interceptors,
-    keys: Vec<Vec<u8>>,
-    build: impl Fn(Vec<Vec<u8>>) -> R + crate::rt::MaybeSync,
-) -> Result<Vec<R::Reply>> {
-    let limits: BatchLimits<Vec<u8>> = BatchLimits {
-        max_count: usize::MAX,
-        max_bytes: RAW_BATCH_BYTES,
-        size: Vec::len,
-    };
-    let rt = &core.pd.config().runtime;
-    let mut backoffer =
-        Backoffer::new(WRITE_BUDGET).with_timeout(core.pd.config().operation_timeout, rt.now());
-    core.exec
-        .run_grouped(keys, |k| k, limits, interceptors, &mut backoffer, &build)
-        .await
-}
-
-/// Commits `keys` (secondaries of a committed transaction) at `commit_ts`.
-async fn commit_keys(
-    core: &Core,
-    interceptors: &Interceptors,
-    start: u64,
-    keys: Vec<Vec<u8>>,
-    commit_ts: Timestamp,
-) -> Result<()> {
-    if keys.is_empty() {
-        return Ok(());
-    }
-    let responses = for_keys(core, interceptors, keys, |keys| kvrpcpb::CommitRequest {
-        start_version: start,
-        keys,
-        commit_version: commit_ts.version(),
-        ..Default::default()
-    })
-    .await?;
-    match responses.into_iter().find_map(|r| r.error) {
-        Some(e) => Err(Error::from_key_error(e)),
-        None => Ok(()),
-    }
-}
-
-/// Removes this transaction's pessimistic locks (no rollback record is written).
-pub(super) async fn pessimistic_rollback(
-    core: &Core,
-    interceptors: &Interceptors,
-    start: u64,
-    for_update_ts: u64,
-    keys: Vec<Vec<u8>>,
-) -> Result<()> {
-    if keys.is_empty() {
-        return Ok(());
-    }
-    let responses = for_keys(core, interceptors, keys, |keys| {
-        kvrpcpb::PessimisticRollbackRequest {
-            start_version: start,
-            for_update_ts,
-            keys,
-            ..Default::default()
-        }
-    })
-    .await?;
-    match responses.into_iter().flat_map(|r| r.errors).next() {
-        Some(e) => Err(Error::from_key_error(e)),
-        None => Ok(()),
-    }
-}
-
-/// Rolls `keys` back (nothing of the transaction may be committed).
-async fn batch_rollback(
-    core: &Core,
-    interceptors: &Interceptors,
-    start: u64,
-    keys: Vec<Vec<u8>>,
-) -> Result<()> {
-    if keys.is_empty() {
-        return Ok(());
-    }
-    let responses = for_keys(core, interceptors, keys, |keys| {
-        kvrpcpb::BatchRollbackRequest {
-            start_version: start,
-            keys,
-            ..Default::default()
-        }
-    })
-    .await?;
-    match responses.into_iter().find_map(|r| r.error) {
-        Some(e) => Err(Error::from_key_error(e)),
-        None => Ok(()),
     }
 }

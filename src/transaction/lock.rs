@@ -19,6 +19,8 @@ use crate::request::Executor;
 use crate::timestamp::LOGICAL_BITS;
 use crate::{Error, Result};
 
+use super::requests::MAX_LOCK_TTL_MS;
+
 /// client-go's `ResolveLockLiteThreshold`: below this many keys, resolve only the lock's key.
 const LITE_THRESHOLD: u64 = 512;
 /// How many transaction outcomes are remembered.
@@ -46,10 +48,6 @@ pub(crate) enum PrimaryStatus {
         ttl_ms: u64,
     },
 }
-
-/// How long a primary without a lock or record may still receive its prewrite: the largest
-/// lock TTL this client gives a transaction at its start.
-const MISSING_PRIMARY_TTL_MS: u64 = 20_000;
 
 /// What a reader learns from resolving the locks it met.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -180,7 +178,9 @@ impl LockResolver {
             primary_lock: primary.to_vec(),
             key: primary.to_vec(),
             lock_version: start_ts,
-            lock_ttl: MISSING_PRIMARY_TTL_MS,
+            // How long a missing primary may still receive its prewrite: the largest lock
+            // TTL this client gives a transaction at its start.
+            lock_ttl: MAX_LOCK_TTL_MS,
             lock_type: kvrpcpb::Op::Put as i32,
             ..Default::default()
         };

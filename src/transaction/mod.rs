@@ -31,6 +31,7 @@ mod commit;
 mod lock;
 mod options;
 mod pessimistic;
+mod requests;
 mod snapshot;
 mod txn;
 

@@ -14,8 +14,8 @@ use crate::request::{BatchLimits, Locate, RAW_BATCH_BYTES};
 use crate::rt;
 use crate::{Error, Key, KvPair, Result, Value};
 
-use super::commit::{background, pessimistic_rollback, MAX_LOCK_TTL_MS, WRITE_BUDGET};
 use super::options::{LockOptions, LockWait, LockedKey};
+use super::requests::{release_locks, MAX_LOCK_TTL_MS, WRITE_BUDGET};
 use super::txn::{Mutation, Transaction};
 use super::Core;
 
@@ -432,20 +432,6 @@ impl Drop for Release {
         let for_update_ts = self.for_update_ts.load(Ordering::Acquire);
         release_locks(core, interceptors, start, for_update_ts, keys);
     }
-}
-
-/// Removes, in the background, the pessimistic locks of `keys` taken up to `for_update_ts`.
-pub(super) fn release_locks(
-    core: Arc<Core>,
-    interceptors: Interceptors,
-    start: u64,
-    for_update_ts: u64,
-    keys: Vec<Vec<u8>>,
-) {
-    let what = format!("releasing the pessimistic locks of txn {start}");
-    background(what, async move {
-        pessimistic_rollback(&core, &interceptors, start, for_update_ts, keys).await
-    });
 }
 
 /// What a pessimistic lock request observed of a key.

@@ -1,5 +1,5 @@
 //! A transaction: a local write buffer over a snapshot. Committing is in `commit.rs`,
-//! pessimistic locking in `pessimistic.rs`.
+//! pessimistic locking in `pessimistic.rs`, the writes they send in bulk in `requests.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
@@ -16,11 +16,28 @@ use crate::rt::{self, Instant};
 use crate::timestamp::Timestamp;
 use crate::{BoundRange, Error, Key, KvPair, Result, Value};
 
-use super::commit::Pending;
 use super::options::{DropCheck, TransactionOptions};
-use super::pessimistic::release_locks;
+use super::requests::release_locks;
 use super::snapshot::{decoded, paged, Cursor, ReadOptions, MAX_SCAN_LIMIT, STREAM_PAGE};
 use super::{Core, Snapshot};
+
+/// How a commit is attempted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CommitMode {
+    TwoPc,
+    Async,
+    OnePc,
+}
+
+/// A commit that may have reached TiKV: what finishing it, or asking about it, needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Pending {
+    pub mode: CommitMode,
+    /// The primary key, encoded.
+    pub primary: Vec<u8>,
+    /// Two-phase commit: the timestamp sent with the primary's commit.
+    pub commit_ts: Option<Timestamp>,
+}
 
 /// A buffered write.
 #[derive(Debug, Clone, PartialEq, Eq)]

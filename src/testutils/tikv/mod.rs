@@ -18,12 +18,12 @@ pub use batch::BATCH_COMMANDS_IN_FLIGHT;
 use tonic::{Request, Response, Status};
 
 use super::cluster::{unix_now, ApiVersion, Cluster, DataKind, Region};
+use super::connections::ConnectionKiller;
 use super::fault::{
     region_error_kind, tonic_code, Call, CallInfo, Faults, Labels, Outcome, Reaction,
 };
 use super::mvcc::{KeyErr, Mvcc};
 use super::raw::RawStore;
-use super::server::ConnectionKiller;
 use crate::proto::{errorpb, kvrpcpb};
 use crate::timestamp::Timestamp;
 
