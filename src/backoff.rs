@@ -255,6 +255,20 @@ impl Backoffer {
         }
     }
 
+    /// A fork for side requests of the operation (resolving another transaction's lock):
+    /// the same counters and deadline, but whether its attempts may have reached the server is
+    /// its own, since their effect says nothing about the operation's own requests. Charge
+    /// its sleep back with [`Backoffer::absorb`].
+    pub fn detached(&self) -> Self {
+        Backoffer {
+            operation: Arc::new(Operation {
+                deadline: self.operation.deadline,
+                uncertain: AtomicBool::new(false),
+            }),
+            ..self.clone()
+        }
+    }
+
     /// Fixes the random sequence used for jitter, for reproducible delays.
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.rng = SplitMix64::new(seed);

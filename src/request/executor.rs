@@ -53,8 +53,9 @@ fn leader_read(ctx: &mut kvrpcpb::Context) {
 enum Outcome<T, Reply> {
     /// The reply, with the items of the request that got it.
     Done(Vec<T>, Reply),
-    /// The group's region changed: group its items again, keeping its retry state.
-    Relocated(Vec<T>, Backoffer),
+    /// The group's region changed: group its items again, keeping its retry state and how
+    /// many times in a row it was relocated.
+    Relocated(Vec<T>, Backoffer, u32),
     /// The group failed (only kept when every group is to be settled).
     Failed(Vec<T>, Error, Backoffer),
 }
@@ -273,7 +274,8 @@ impl Executor {
             .await
         {
             Ok(settled) => settled,
-            // Grouping itself failed (no region could be found in time): nothing was sent.
+            // Grouping a round failed (no region could be found in time): nothing can be
+            // confirmed, not even what an earlier round may have sent.
             Err(e) => vec![(all, Err(e))],
         }
     }
@@ -301,20 +303,21 @@ impl Executor {
         let mut settled = Vec::new();
         // After the first round every group is a resend (TiKV's `is_retry_request`).
         let mut resent = false;
-        let mut pending: Vec<(Vec<T>, Backoffer)> = vec![(items, backoffer.clone())];
+        let mut pending: Vec<(Vec<T>, Backoffer, u32)> = vec![(items, backoffer.clone(), 0)];
         while !pending.is_empty() {
             let mut groups = Vec::new();
-            for (items, mut fork) in pending {
+            for (items, mut fork, relocations) in pending {
                 let grouped = self.group(items, key, limits, &mut fork).await;
                 backoffer.absorb(&fork);
                 for (region, group) in grouped? {
-                    groups.push((region, group, fork.clone()));
+                    groups.push((region, group, fork.clone(), relocations));
                 }
             }
             let this_round = resent;
             let mut outcomes = stream::iter(groups)
-                .map(|(region, group, fork)| {
-                    self.run_group(region, group, fork, interceptors, build, this_round)
+                .map(|(region, group, fork, relocations)| {
+                    let sent = (group, fork, relocations, this_round);
+                    self.run_group(region, sent, interceptors, build)
                 })
                 .buffer_unordered(CONCURRENCY);
             pending = Vec::new();
@@ -322,9 +325,9 @@ impl Executor {
             while let Some(outcome) = outcomes.next().await {
                 match outcome {
                     Outcome::Done(items, reply) => settled.push((items, Ok(reply))),
-                    Outcome::Relocated(items, fork) => {
+                    Outcome::Relocated(items, fork, relocations) => {
                         backoffer.absorb(&fork);
-                        pending.push((items, fork));
+                        pending.push((items, fork, relocations));
                     }
                     Outcome::Failed(items, e, fork) => {
                         backoffer.absorb(&fork);
@@ -339,15 +342,15 @@ impl Executor {
         Ok(settled)
     }
 
-    /// Sends one region group until it is done, fails or has to be grouped again.
+    /// Sends one region group (its items, retry state, relocations in a row so far, and
+    /// whether it may have been sent before) until it is done, fails or has to be grouped
+    /// again; re-splits are paced as in [`Executor::run_located`].
     async fn run_group<T, R, F>(
         &self,
         mut region: Region,
-        group: Vec<T>,
-        mut backoffer: Backoffer,
+        (group, mut backoffer, mut relocations, mut resent): (Vec<T>, Backoffer, u32, bool),
         interceptors: &Interceptors,
         build: &F,
-        mut resent: bool,
     ) -> Outcome<T, R::Reply>
     where
         T: Clone,
@@ -356,6 +359,12 @@ impl Executor {
     {
         let mut request = build(group.clone());
         let mut retries = 0;
+        let relocate = |group, mut backoffer: Backoffer, mut relocations| async move {
+            match self.pace_relocation(&mut relocations, &mut backoffer).await {
+                Ok(()) => Outcome::Relocated(group, backoffer, relocations),
+                Err(e) => Outcome::Failed(group, e, backoffer),
+            }
+        };
         loop {
             let step = self.attempt(&request, &region, interceptors, &mut backoffer, resent);
             let step = match Box::pin(step).await {
@@ -370,12 +379,15 @@ impl Executor {
                 Step::Done(resp) => return Outcome::Done(group, resp),
                 Step::Retry | Step::LeaderRead => {
                     match self.retry_on(&region, &mut retries, &mut backoffer).await {
-                        Ok(Some(updated)) => region = updated,
-                        Ok(None) => return Outcome::Relocated(group, backoffer),
+                        Ok(Some(updated)) => {
+                            region = updated;
+                            relocations = 0;
+                        }
+                        Ok(None) => return relocate(group, backoffer, relocations).await,
                         Err(e) => return Outcome::Failed(group, e, backoffer),
                     }
                 }
-                Step::Relocate => return Outcome::Relocated(group, backoffer),
+                Step::Relocate => return relocate(group, backoffer, relocations).await,
             }
         }
     }
@@ -406,24 +418,34 @@ impl Executor {
         request.context_mut().api_version = self.api_version as i32;
         loop {
             let generation = self.stores.generation(address);
+            let deadline = match backoffer.remaining(rt.now()) {
+                Some(left) if left.is_zero() => return Err(backoffer.deadline_exceeded(None)),
+                Some(left) => left.min(self.config.long_timeout),
+                None => self.config.long_timeout,
+            };
             let sent = async {
                 let client = self.stores.client(address).await?;
                 let mut req = tonic::Request::new(request.clone());
-                req.set_timeout(self.config.long_timeout);
+                req.set_timeout(deadline);
                 R::dispatch(client, req)
                     .await
                     .map(tonic::Response::into_inner)
                     .map_err(|status| transport::status_to_error(status, address))
             };
-            let err = match rt.timeout(self.config.long_timeout, sent).await {
+            let err = match rt.timeout(deadline, sent).await {
                 Ok(Ok(resp)) => return Ok(resp),
                 Ok(Err(e)) => e,
                 Err(_) => Error::Timeout {
                     operation: R::METHOD,
-                    after: self.config.long_timeout,
+                    after: deadline,
                 },
             };
-            self.stores.forget(address, generation);
+            if !err.is_retryable() {
+                return Err(err);
+            }
+            if matches!(err, Error::Transport(_)) {
+                self.stores.forget(address, generation);
+            }
             backoffer.backoff(rt, BackoffKind::TikvRpc, err).await?;
         }
     }
@@ -607,9 +629,13 @@ impl Executor {
                     R::METHOD,
                     peer.store_id
                 );
+                if e.may_have_been_sent() {
+                    // Whatever it says, the request was handed to the transport: it may have
+                    // been applied (a broken answer, an unexpected reply, a server error).
+                    backoffer.mark_uncertain();
+                }
                 if !e.is_retryable() {
                     // A definite refusal (invalid argument, unimplemented, cluster mismatch).
-                    backoffer.record_failure(&e);
                     return Err(e);
                 }
                 // A broken connection is replaced, once however many requests it failed. A slow
@@ -683,7 +709,12 @@ impl Executor {
                 backoffer.backoff(rt, backoff, Error::from(e)).await?;
                 Ok(Step::Relocate)
             }
-            Action::Fail => Err(Error::from(e)),
+            Action::Fail => {
+                let e = Error::from(e);
+                // An UndeterminedResult may have been applied.
+                backoffer.record_failure(&e);
+                Err(e)
+            }
         }
     }
 }

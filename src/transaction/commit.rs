@@ -100,6 +100,16 @@ impl Transaction {
         }
         let mut backoffer = self.operation_backoffer(WRITE_BUDGET);
         let mode = Box::pin(self.commit_mode(&mut backoffer)).await?;
+        // Linearizability of async commit and 1PC: commit after every snapshot taken before
+        // this commit began (fetched before anything is sent).
+        let latest = match mode {
+            CommitMode::TwoPc => None,
+            _ if self.options.causal_consistency => None,
+            _ => Some(self.core.exec.timestamp(&backoffer).await?.version()),
+        };
+        // The heartbeats live as long as this call: a commit cut short must not keep its
+        // primary alive, or nobody could decide it once its TTL passes.
+        let _heartbeat = self.heartbeat.take();
         let primary = self.primary();
         self.state = match mode {
             CommitMode::TwoPc => State::Prewriting,
@@ -110,13 +120,10 @@ impl Transaction {
                 commit_ts: None,
             }),
         };
-        let prewritten = Box::pin(self.prewrite(mode, &mut backoffer)).await;
+        let prewritten = Box::pin(self.prewrite(mode, latest, &mut backoffer)).await;
         let (min_commit_ts, one_pc_commit_ts) = match prewritten {
             Ok(outcome) => outcome,
-            Err(e)
-                if mode != CommitMode::TwoPc && (backoffer.is_uncertain() || undetermined(&e)) =>
-            {
-                self.heartbeat = None;
+            Err(e) if mode != CommitMode::TwoPc && backoffer.is_uncertain() => {
                 return Err(self.undetermined(&primary, None, Some(e)));
             }
             Err(e) => {
@@ -140,7 +147,10 @@ impl Transaction {
             return Ok(Some(commit_ts));
         }
         // Two-phase commit, or a fallback to it: some lock is a plain one, so nothing
-        // commits the transaction but its primary's commit.
+        // commits the transaction but its primary's commit. (Unless an attempt of the 1PC or
+        // async-commit prewrite landed before the fallback: then the primary's commit finds
+        // the transaction committed, at a timestamp asked of the primary below.)
+        let fell_back_uncertain = mode != CommitMode::TwoPc && backoffer.is_uncertain();
         self.state = State::Prewriting;
         let mut backoffer = backoffer.next_phase(WRITE_BUDGET);
         let commit_ts = match self.core.exec.timestamp(&backoffer).await {
@@ -156,8 +166,30 @@ impl Transaction {
             primary,
             commit_ts: Some(commit_ts),
         });
-        let sent = Box::pin(self.send_primary_commit(commit_ts, &mut backoffer)).await;
+        let mut sent = Box::pin(self.send_primary_commit(commit_ts, &mut backoffer)).await;
+        if let (true, Primary::Committed(ts)) = (fell_back_uncertain, &sent) {
+            let asked = self.committed_at(&mut backoffer).await;
+            sent = Primary::Committed(asked.unwrap_or(*ts));
+        }
         self.settle(sent).map(Some)
+    }
+
+    /// The timestamp the primary says the transaction committed at, if it can tell.
+    async fn committed_at(&self, backoffer: &mut Backoffer) -> Option<Timestamp> {
+        let status = self
+            .core
+            .resolver
+            .primary_status(
+                &self.primary(),
+                self.start_version(),
+                self.interceptors(),
+                backoffer,
+            )
+            .await;
+        match status {
+            Ok(PrimaryStatus::Committed(ts)) => Some(Timestamp::from_version(ts)),
+            _ => None,
+        }
     }
 
     /// Sends the primary's commit of the two-phase commit in the committing state. Each
@@ -191,6 +223,7 @@ impl Transaction {
 
     /// Continues a commit that may have reached TiKV (see [`Transaction::commit`]).
     async fn resume(&mut self, pending: Pending) -> Result<Timestamp> {
+        self.heartbeat = None;
         let mut backoffer = self.operation_backoffer(WRITE_BUDGET);
         // The interrupted attempt may still be on its way.
         backoffer.mark_uncertain();
@@ -414,7 +447,12 @@ impl Transaction {
 
     /// Prewrites every mutation; returns the largest `min_commit_ts` (0 if any key fell back
     /// from async commit) and the 1PC commit ts (0 if not committed by 1PC).
-    async fn prewrite(&self, mode: CommitMode, backoffer: &mut Backoffer) -> Result<(u64, u64)> {
+    async fn prewrite(
+        &self,
+        mode: CommitMode,
+        latest: Option<u64>,
+        backoffer: &mut Backoffer,
+    ) -> Result<(u64, u64)> {
         let start = self.start_version();
         let primary = self.primary();
         let mutations = self.mutations();
@@ -434,9 +472,7 @@ impl Transaction {
             .cloned()
             .collect();
         let mut min_commit_ts = start.saturating_add(1).max(for_update_ts.saturating_add(1));
-        if mode != CommitMode::TwoPc && !self.options.causal_consistency {
-            // Linearizability: commit after every snapshot taken before this commit began.
-            let latest = self.core.exec.timestamp(backoffer).await?.version();
+        if let Some(latest) = latest {
             min_commit_ts = min_commit_ts.max(latest.saturating_add(1));
         }
         let max_commit_ts = Timestamp::new(
@@ -535,11 +571,15 @@ impl Transaction {
             if locks.is_empty() {
                 return Ok((max_min_commit.unwrap_or(0), one_pc_commit_ts));
             }
+            // Resolving another transaction's lock says nothing about this commit's requests.
+            let mut resolving = backoffer.detached();
             let outcome = self
                 .core
                 .resolver
-                .resolve_for_write(&locks, start, self.interceptors(), backoffer)
-                .await?;
+                .resolve_for_write(&locks, start, self.interceptors(), &mut resolving)
+                .await;
+            backoffer.absorb(&resolving);
+            let outcome = outcome?;
             if outcome.blocked {
                 let cause = Error::KeyError(Box::new(kvrpcpb::KeyError {
                     locked: locks.into_iter().next(),
@@ -638,7 +678,7 @@ async fn commit_primary(
 ) -> Primary {
     let rt = &core.pd.config().runtime;
     let failed = |commit_ts, e: Error, backoffer: &Backoffer| {
-        if backoffer.is_uncertain() || undetermined(&e) {
+        if backoffer.is_uncertain() {
             Primary::Undetermined(commit_ts, e)
         } else {
             Primary::Refused(e)
@@ -682,18 +722,5 @@ async fn commit_primary(
             Err(e) => return failed(commit_ts, e, backoffer),
         };
         keep(commit_ts);
-    }
-}
-
-/// Whether a failed request may have reached TiKV and taken effect there.
-pub(super) fn undetermined(e: &Error) -> bool {
-    match e {
-        Error::Transport(_) | Error::Timeout { .. } | Error::Grpc { .. } => e.may_have_been_sent(),
-        Error::Region(r) => r.undetermined_result.is_some(),
-        Error::BackoffExhausted {
-            last, uncertain, ..
-        } => *uncertain || undetermined(last),
-        Error::DeadlineExceeded { uncertain, .. } => *uncertain,
-        _ => false,
     }
 }

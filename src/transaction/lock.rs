@@ -228,7 +228,7 @@ impl LockResolver {
             let current_ts = if lock.lock_ttl == 0 {
                 u64::MAX
             } else {
-                self.pd.get_timestamp().await?.version()
+                self.exec.timestamp(backoffer).await?.version()
             };
             let req = kvrpcpb::CheckTxnStatusRequest {
                 primary_key: lock.primary_lock.clone(),

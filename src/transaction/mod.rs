@@ -156,7 +156,8 @@ pub enum TransactionStatus {
     /// Not decided yet: its primary lock is alive (or its primary's prewrite has not arrived
     /// and may still). Ask again later; once its TTL has passed the answer is final.
     Undecided {
-        /// How long the primary lock may still live, at most.
+        /// The primary lock's time to live, counted from the transaction's start (for a
+        /// primary not written yet, the longest TTL this client gives a lock).
         ttl: std::time::Duration,
     },
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::backoff::{BackoffKind, Backoffer};
 use crate::interceptor::Interceptors;
 use crate::proto::kvrpcpb;
-use crate::request::{BatchLimits, Locate, RAW_BATCH_BYTES};
+use crate::request::{BatchLimits, Locate, Settled, RAW_BATCH_BYTES};
 use crate::rt;
 use crate::{Error, Key, KvPair, Result, Value};
 
@@ -324,23 +324,19 @@ impl Transaction {
                 max_bytes: RAW_BATCH_BYTES,
                 size: Vec::len,
             };
+            // Every region's request is settled before a failure is reported, so that the
+            // locks released then cannot be granted after the release.
             let exec = &self.core.exec;
-            let mut responses = exec
-                .run_grouped_keyed(first, |k| k, limits, &interceptors, &mut backoffer, &build)
-                .await?;
+            let settled = exec
+                .run_grouped_settled(first, |k| k, limits, &interceptors, &mut backoffer, &build)
+                .await;
+            let mut responses = all_answered(settled)?;
             let primary_done = responses.iter().all(|(_, r)| r.errors.is_empty());
             if primary_done && !rest.is_empty() {
-                responses.extend(
-                    exec.run_grouped_keyed(
-                        rest,
-                        |k| k,
-                        limits,
-                        &interceptors,
-                        &mut backoffer,
-                        &build,
-                    )
-                    .await?,
-                );
+                let settled = exec
+                    .run_grouped_settled(rest, |k| k, limits, &interceptors, &mut backoffer, &build)
+                    .await;
+                responses.extend(all_answered(settled)?);
             }
             let mut conflict = None;
             let mut locks = Vec::new();
@@ -432,6 +428,14 @@ impl Drop for Release {
         let for_update_ts = self.for_update_ts.load(Ordering::Acquire);
         release_locks(core, interceptors, start, for_update_ts, keys);
     }
+}
+
+/// Every region's answer, or the first failure.
+fn all_answered<R>(settled: Settled<Vec<u8>, R>) -> Result<Vec<(Vec<Vec<u8>>, R)>> {
+    settled
+        .into_iter()
+        .map(|(keys, reply)| reply.map(|r| (keys, r)))
+        .collect()
 }
 
 /// What a pessimistic lock request observed of a key.

@@ -298,3 +298,26 @@ async fn a_failed_region_lookup_after_the_commit_may_have_landed_stays_undetermi
         vec![Some(b"v".to_vec()), Some(b"v".to_vec())]
     );
 }
+
+#[tokio::test]
+async fn an_async_commit_that_sent_nothing_is_not_undetermined() {
+    let cluster = three_regions().await;
+    let client = TransactionClient::new(vec![cluster.pd_endpoint()])
+        .await
+        .unwrap();
+    let options = TransactionOptions::new_optimistic()
+        .use_async_commit(true)
+        .operation_timeout(Duration::from_millis(800));
+    let mut txn = client.begin_with_options(options).await.unwrap();
+    txn.put("a10", "v").await.unwrap();
+    txn.put("z10", "v").await.unwrap();
+    // PD cannot hand out the timestamp the prewrite needs: nothing is sent.
+    let rule = cluster.add_rule(Rule::on("Tso").status(GrpcCode::Unavailable, "injected"));
+    let err = txn.commit().await.unwrap_err();
+    cluster.remove_rule(rule);
+    assert!(
+        !matches!(err, Error::CommitUndetermined(_)),
+        "nothing was sent, so nothing is undetermined: {err:?}"
+    );
+    assert!(super::util::calls_of(&cluster, "KvPrewrite").is_empty());
+}

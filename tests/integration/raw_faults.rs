@@ -179,3 +179,26 @@ async fn a_region_that_keeps_changing_is_retried_with_backoff_not_in_a_tight_loo
         "{attempts} attempts: after a few free re-splits each one backs off"
     );
 }
+
+#[tokio::test]
+async fn a_multi_region_request_whose_regions_keep_changing_is_paced_too() {
+    let cluster = MockCluster::builder().start().await.unwrap();
+    let client = raw(&cluster)
+        .await
+        .with_operation_timeout(Duration::from_secs(2));
+    client.put("k", "v").await.unwrap();
+    let region = cluster.region_of_raw_key(b"k").unwrap();
+    cluster.add_rule(Rule::on("RawBatchGet").region_error(errorpb::Error {
+        message: "injected".into(),
+        epoch_not_match: Some(errorpb::EpochNotMatch {
+            current_regions: vec![region],
+        }),
+        ..Default::default()
+    }));
+    client.batch_get(["k"]).await.unwrap_err();
+    let attempts = calls_of(&cluster, "RawBatchGet").len();
+    assert!(
+        attempts < 100,
+        "{attempts} attempts in 2 s: re-splits were not paced"
+    );
+}

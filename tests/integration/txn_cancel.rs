@@ -3,10 +3,14 @@
 //! store has served the request (its reply is held back), so the state it leaves is known.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use tikv_client::interceptor::Interceptor;
+use tikv_client::proto::kvrpcpb;
 use tikv_client::testutils::{MockCluster, Rule};
-use tikv_client::{Error, TransactionClient};
+use tikv_client::{Error, TransactionClient, TransactionOptions, TransactionStatus};
 
 use super::txn::remaining_locks;
 use super::txn_faults::three_regions;
@@ -141,5 +145,123 @@ async fn a_cancelled_pessimistic_lock_request_releases_what_it_was_granted() {
     let mut other = client.begin_pessimistic().await.unwrap();
     other.put("a4", "w").await.unwrap();
     other.commit().await.unwrap();
+    drop(txn);
+}
+
+/// Counts the requests of one method as the client sends them (before any answer).
+#[derive(Debug)]
+struct Sent(&'static str, Arc<AtomicUsize>);
+
+impl Interceptor for Sent {
+    fn before_send(&self, method: &str, _ctx: &mut kvrpcpb::Context) {
+        if method == self.0 {
+            self.1.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Polls `done` until it holds, failing after 10 s.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn served(cluster: &MockCluster, method: &str, key: &str) -> usize {
+    cluster
+        .calls()
+        .iter()
+        .filter(|c| c.method == method && c.first_key == key.as_bytes())
+        .count()
+}
+
+#[tokio::test]
+async fn a_commit_resumed_after_a_reader_pushed_it_reports_the_timestamp_that_landed() {
+    let cluster = three_regions().await;
+    let commits = Arc::new(AtomicUsize::new(0));
+    let plain = client(&cluster).await;
+    let counting = plain.with_interceptor(Sent("KvCommit", commits.clone()));
+    let mut txn = counting.begin_pessimistic().await.unwrap();
+    let start = txn.start_timestamp();
+    txn.put("a6", "v").await.unwrap();
+    txn.put("z6", "v").await.unwrap();
+    // The first commit of the primary waits long enough for a reader to push its
+    // min_commit_ts past it; the second (at a newer ts) lands and its reply is held back.
+    // (The first rule that fires decides a call: each fires once, in turn.)
+    cluster.add_rule(
+        Rule::on("KvCommit")
+            .key_prefix("a6")
+            .times(1)
+            .delay(Duration::from_millis(1500)),
+    );
+    cluster.add_rule(
+        Rule::on("KvCommit")
+            .key_prefix("a6")
+            .times(1)
+            .delay_reply(Duration::from_secs(30)),
+    );
+    {
+        let commit = txn.commit();
+        tokio::pin!(commit);
+        let push = async {
+            until("the first commit is sent", || {
+                commits.load(Ordering::SeqCst) >= 1
+            })
+            .await;
+            // A reader that starts now pushes the primary past the first commit ts.
+            let reader = plain.begin_optimistic().await.unwrap();
+            assert_eq!(reader.get("a6").await.unwrap(), None);
+            until("the second commit landed", || {
+                served(&cluster, "KvCommit", "a6") >= 2
+            })
+            .await;
+        };
+        tokio::select! {
+            done = &mut commit => panic!("the commit finished before it could be cut: {done:?}"),
+            () = push => {}
+        }
+    }
+    let reported = txn.commit().await.unwrap().unwrap();
+    let TransactionStatus::Committed(actual) = plain.transaction_status("a6", start).await.unwrap()
+    else {
+        panic!("the primary is committed");
+    };
+    assert_eq!(reported, actual, "the reported commit ts is the primary's");
+    until_no_lock(&cluster).await;
+    // Both keys are committed at that timestamp: no snapshot sees one without the other.
+    let at = plain.snapshot(actual, TransactionOptions::new_optimistic());
+    assert_eq!(at.batch_get(["a6", "z6"]).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_cancelled_commit_stops_keeping_its_primary_alive() {
+    let cluster = three_regions().await;
+    let client = client(&cluster).await;
+    let options = TransactionOptions::new_pessimistic()
+        .use_async_commit(true)
+        .heartbeat(Some(Duration::from_millis(50)));
+    let mut txn = client.begin_with_options(options).await.unwrap();
+    txn.put("a8", "v").await.unwrap();
+    txn.put("z8", "v").await.unwrap();
+    hold_replies(&cluster, "KvPrewrite", "z8");
+    cancel_once_served(&cluster, "KvPrewrite", "z8", txn.commit()).await;
+    let beats = || {
+        cluster
+            .calls()
+            .iter()
+            .filter(|c| c.method == "KvTxnHeartBeat")
+            .count()
+    };
+    let after_cancel = beats();
+    // Ten heartbeat intervals pass without one: the primary's TTL runs out, so readers and
+    // commit() again can decide the transaction.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        beats(),
+        after_cancel,
+        "heartbeats went on after the commit was cut"
+    );
     drop(txn);
 }
