@@ -10,16 +10,7 @@ use tikv_client::transaction::LockWait;
 use tikv_client::{Config, Error, RawClient, TransactionClient, TransactionOptions};
 
 use super::txn::remaining_locks;
-use super::util::calls_of;
-
-/// Polls `done` until it holds, failing after 10 s.
-async fn eventually(what: &str, done: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !done() {
-        assert!(tokio::time::Instant::now() < deadline, "{what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+use super::util::{calls_of, wait_until};
 
 #[tokio::test]
 async fn a_cancelled_region_lookup_does_not_keep_the_pd_client_alive() {
@@ -53,9 +44,11 @@ async fn a_cancelled_region_lookup_does_not_keep_the_pd_client_alive() {
     drop(txn);
     drop(client);
     // Nothing holds the PD client any more: its timestamp task ends and its stream closes.
-    eventually("the PD client outlived every client", || {
-        cluster.open_tso_streams() == 0
-    })
+    wait_until(
+        "the PD client outlived every client: open Tso streams",
+        || cluster.open_tso_streams(),
+        |open| *open == 0,
+    )
     .await;
 }
 

@@ -14,6 +14,7 @@ use tikv_client::{Error, TransactionClient, TransactionOptions, TransactionStatu
 
 use super::txn::remaining_locks;
 use super::txn_faults::three_regions;
+use super::util::wait_until;
 
 async fn client(cluster: &MockCluster) -> TransactionClient {
     TransactionClient::new(vec![cluster.pd_endpoint()])
@@ -160,15 +161,6 @@ impl Interceptor for Sent {
     }
 }
 
-/// Polls `done` until it holds, failing after 10 s.
-async fn until(what: &str, done: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !done() {
-        assert!(tokio::time::Instant::now() < deadline, "{what}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
 fn served(cluster: &MockCluster, method: &str, key: &str) -> usize {
     cluster
         .calls()
@@ -206,17 +198,13 @@ async fn a_commit_resumed_after_a_reader_pushed_it_reports_the_timestamp_that_la
         let commit = txn.commit();
         tokio::pin!(commit);
         let push = async {
-            until("the first commit is sent", || {
-                commits.load(Ordering::SeqCst) >= 1
-            })
-            .await;
+            let sent = || commits.load(Ordering::SeqCst);
+            wait_until("the first commit is sent", sent, |n| *n >= 1).await;
             // A reader that starts now pushes the primary past the first commit ts.
             let reader = plain.begin_optimistic().await.unwrap();
             assert_eq!(reader.get("a6").await.unwrap(), None);
-            until("the second commit landed", || {
-                served(&cluster, "KvCommit", "a6") >= 2
-            })
-            .await;
+            let landed = || served(&cluster, "KvCommit", "a6");
+            wait_until("the second commit landed", landed, |n| *n >= 2).await;
         };
         tokio::select! {
             done = &mut commit => panic!("the commit finished before it could be cut: {done:?}"),
