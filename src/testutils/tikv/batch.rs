@@ -181,6 +181,8 @@ impl MockTikv {
         let mut read: VecDeque<(u64, ReqCmd)> = VecDeque::new();
         let mut reading = true;
         loop {
+            // Finished commands are collected here rather than each waking this loop.
+            while running.try_join_next().is_some() {}
             while running.len() < BATCH_COMMANDS_IN_FLIGHT {
                 let Some((id, cmd)) = read.pop_front() else {
                     break;
@@ -204,7 +206,8 @@ impl MockTikv {
             }
             tokio::select! {
                 () = tx.closed() => return,
-                Some(_) = running.join_next(), if !running.is_empty() => {}
+                Some(_) = running.join_next(), if !running.is_empty()
+                    && (running.len() >= BATCH_COMMANDS_IN_FLIGHT || !reading) => {}
                 batch = incoming.next(), if reading && read.is_empty() => match batch {
                     Some(Ok(batch)) => {
                         for (request, id) in batch.requests.into_iter().zip(batch.request_ids) {
