@@ -17,6 +17,7 @@ mod mock_pd_members;
 mod mock_pipelined;
 mod mock_raw;
 mod mock_reads;
+mod mock_split_merge;
 mod mock_txn;
 mod mock_writes;
 mod pd;
