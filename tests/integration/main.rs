@@ -25,6 +25,7 @@ mod raw;
 mod raw_faults;
 mod region_cache;
 mod robustness;
+mod split_merge;
 mod tls;
 mod txn;
 mod txn_api;
