@@ -5,6 +5,9 @@
 //! tikv-mock [--pd-port 2379] [--pd-members 1] [--stores 3] [--api-version v1|v1ttl|v2]
 //!           [--split KEY,...] [--txn-split KEY,...] [--keyspace NAME,...] [--cluster-id N]
 //!           [--allow-origin ORIGIN,...] [--allow-host HOST,...]
+//!           [--region-max-keys N] [--region-split-keys N]
+//!           [--region-max-size BYTES] [--region-split-size BYTES]
+//!           [--merge-max-keys N] [--merge-max-size BYTES] [--split-merge-interval SECONDS]
 //!           [--tls [--tls-dir DIR] [--tls-mutual]]
 //!           [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
 //! ```
@@ -36,6 +39,17 @@
 //! the JSON line has a `tls` object naming the files (`ca`, `client_cert` and `client_key` for
 //! clients when generated; `server_cert`, `server_key`; `client_ca`; `mutual`).
 //!
+//! Regions split only when asked unless `--region-max-keys` or `--region-max-size` is given:
+//! then a region that reached it after a write splits by itself into pieces of
+//! `--region-split-keys` keys (or `--region-split-size` bytes), as TiKV's split checker splits
+//! it. Each split threshold defaults to two thirds of its maximum, and a maximum given alone
+//! by its threshold to 3/2 of it, as TiKV derives it. `--merge-max-keys` and
+//! `--merge-max-size` let PD merge regions of at most that many keys and bytes into a
+//! neighbour (PD's `max-merge-region-keys`, `max-merge-region-size`; the other defaults to
+//! PD's 200000 keys or 20 MiB), not within `--split-merge-interval` seconds of a split
+//! (default 0). Sizes are bytes, or a number with a `KiB`, `MiB` or `GiB` suffix (`KB`, `MB`,
+//! `GB` mean the same, as in TiKV's configuration).
+//!
 //! Tests drive the running mock through its admin API, JSON over HTTP under `/mock/api/v1/` on
 //! every PD member's port, for loopback clients only (docs/mock-admin.md has every endpoint):
 //!
@@ -63,13 +77,106 @@
 use std::path::{Path, PathBuf};
 
 use tikv_client::testutils::{
-    parse_key, ApiVersion, MockCluster, MockClusterBuilder, MockTls, TestPki,
+    parse_key, ApiVersion, MergePolicy, MockCluster, MockClusterBuilder, MockTls, SplitPolicy,
+    TestPki,
 };
 
 const USAGE: &str = "usage: tikv-mock [--pd-port PORT] [--pd-members N] [--stores N] \
 [--api-version v1|v1ttl|v2] [--split KEY,...] [--txn-split KEY,...] [--keyspace NAME,...] \
 [--cluster-id N] [--allow-origin ORIGIN,...] [--allow-host HOST,...] \
+[--region-max-keys N] [--region-split-keys N] [--region-max-size BYTES] \
+[--region-split-size BYTES] [--merge-max-keys N] [--merge-max-size BYTES] \
+[--split-merge-interval SECONDS] \
 [--tls [--tls-dir DIR] [--tls-mutual]] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]";
+
+/// The organic split and merge options given on the command line.
+#[derive(Debug, Default)]
+struct RegionArgs {
+    max_keys: Option<u64>,
+    split_keys: Option<u64>,
+    max_size: Option<u64>,
+    split_size: Option<u64>,
+    merge_max_keys: Option<u64>,
+    merge_max_size: Option<u64>,
+    split_merge_interval: Option<u64>,
+}
+
+impl RegionArgs {
+    /// The split policy and, when a merge flag is given, the merge policy.
+    fn policies(&self) -> Result<(SplitPolicy, Option<MergePolicy>), String> {
+        let mut split = SplitPolicy::default();
+        if let Some((max, at)) = split_limit("keys", self.max_keys, self.split_keys)? {
+            split = split.keys(max, at);
+        }
+        if let Some((max, at)) = split_limit("size", self.max_size, self.split_size)? {
+            split = split.size(max, at);
+        }
+        let merge = match (self.merge_max_keys, self.merge_max_size) {
+            (None, None) if self.split_merge_interval.is_some() => {
+                return Err(format!(
+                    "--split-merge-interval needs --merge-max-keys or --merge-max-size\n{USAGE}"
+                ))
+            }
+            (None, None) => None,
+            (keys, size) => Some(
+                MergePolicy::new(
+                    keys.unwrap_or(MergePolicy::PD_DEFAULT.max_keys()),
+                    size.unwrap_or(MergePolicy::PD_DEFAULT.max_size()),
+                )
+                .split_merge_interval(std::time::Duration::from_secs(
+                    self.split_merge_interval.unwrap_or(0),
+                )),
+            ),
+        };
+        Ok((split, merge))
+    }
+}
+
+/// A maximum and split threshold (`what` is `keys` or `size`) from the flags given, the
+/// missing one derived: a threshold is two thirds of its maximum, a maximum 3/2 of its
+/// threshold (TiKV's derivation). `None` when neither is given.
+fn split_limit(
+    what: &str,
+    max: Option<u64>,
+    split: Option<u64>,
+) -> Result<Option<(u64, u64)>, String> {
+    let (max, split) = match (max, split) {
+        (None, None) => return Ok(None),
+        (Some(max), None) => (max, (max / 3 * 2).max(1)),
+        (None, Some(split)) => (split.saturating_mul(3) / 2, split),
+        (Some(max), Some(split)) => (max, split),
+    };
+    if split == 0 || max == 0 {
+        return Err(format!(
+            "--region-max-{what} and --region-split-{what} must be at least 1\n{USAGE}"
+        ));
+    }
+    if split > max {
+        return Err(format!(
+            "--region-split-{what} {split} is above --region-max-{what} {max}: regions would \
+             split into pieces larger than the size that splits them\n{USAGE}"
+        ));
+    }
+    Ok(Some((max, split)))
+}
+
+/// A size in bytes: a number, optionally with a `KiB`, `MiB` or `GiB` suffix (`KB`, `MB`, `GB`,
+/// `K`, `M`, `G` and a trailing `B` alike, binary as in TiKV's configuration).
+fn parse_size(value: &str) -> Option<u64> {
+    let value = value.trim();
+    let digits = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(digits);
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        _ => return None,
+    };
+    number.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
 
 /// The TLS options given on the command line.
 #[derive(Default)]
@@ -172,6 +279,7 @@ fn parse_args() -> Result<(MockClusterBuilder, ApiVersion, Option<TlsSetup>), St
     let mut builder = MockCluster::builder().pd_port(2379);
     let mut api = ApiVersion::V1;
     let mut tls = TlsArgs::default();
+    let mut regions = RegionArgs::default();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-h" | "--help" => return Err(USAGE.into()),
@@ -193,6 +301,10 @@ fn parse_args() -> Result<(MockClusterBuilder, ApiVersion, Option<TlsSetup>), St
                 .parse::<u64>()
                 .map_err(|_| format!("{arg}: not {what}: {value}"))
         };
+        let size = || {
+            parse_size(&value)
+                .ok_or_else(|| format!("{arg}: not a size (bytes, or 64KiB, 96MiB...): {value}"))
+        };
         builder = match arg.as_str() {
             "--pd-port" => {
                 let port = number("a port number")?;
@@ -212,6 +324,34 @@ fn parse_args() -> Result<(MockClusterBuilder, ApiVersion, Option<TlsSetup>), St
             "--keyspace" => builder.keyspaces(list(&value)),
             "--allow-origin" => builder.allow_origins(list(&value)),
             "--allow-host" => builder.allow_hosts(list(&value)),
+            "--region-max-keys" => {
+                regions.max_keys = Some(number("a key count")?);
+                builder
+            }
+            "--region-split-keys" => {
+                regions.split_keys = Some(number("a key count")?);
+                builder
+            }
+            "--region-max-size" => {
+                regions.max_size = Some(size()?);
+                builder
+            }
+            "--region-split-size" => {
+                regions.split_size = Some(size()?);
+                builder
+            }
+            "--merge-max-keys" => {
+                regions.merge_max_keys = Some(number("a key count")?);
+                builder
+            }
+            "--merge-max-size" => {
+                regions.merge_max_size = Some(size()?);
+                builder
+            }
+            "--split-merge-interval" => {
+                regions.split_merge_interval = Some(number("a number of seconds")?);
+                builder
+            }
             "--tls-dir" => {
                 tls.dir = Some(value.into());
                 builder
@@ -230,6 +370,11 @@ fn parse_args() -> Result<(MockClusterBuilder, ApiVersion, Option<TlsSetup>), St
             }
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         };
+    }
+    let (split, merge) = regions.policies()?;
+    builder = builder.split_policy(split);
+    if let Some(merge) = merge {
+        builder = builder.merge_policy(merge);
     }
     let tls = tls.setup()?;
     if let Some(setup) = &tls {
@@ -279,5 +424,88 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("64KiB"), Some(64 << 10));
+        assert_eq!(parse_size("96MB"), Some(96 << 20));
+        assert_eq!(parse_size("1g"), Some(1 << 30));
+        assert_eq!(parse_size("12 MiB"), Some(12 << 20));
+        for bad in ["", "MiB", "12 parsecs", "-1", "99999999999999999999G"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn split_flags_derive_the_missing_half_and_refuse_thresholds_above_the_maximum() {
+        let (split, merge) = RegionArgs {
+            max_keys: Some(10),
+            split_keys: Some(7),
+            ..RegionArgs::default()
+        }
+        .policies()
+        .unwrap();
+        assert_eq!(split, SplitPolicy::default().keys(10, 7));
+        assert!(merge.is_none());
+        let derived = |max, split| {
+            RegionArgs {
+                max_size: max,
+                split_size: split,
+                ..RegionArgs::default()
+            }
+            .policies()
+            .unwrap()
+            .0
+        };
+        assert_eq!(derived(Some(90), None), SplitPolicy::default().size(90, 60));
+        assert_eq!(derived(None, Some(64)), SplitPolicy::default().size(96, 64));
+        assert_eq!(derived(Some(1), None), SplitPolicy::default().size(1, 1));
+
+        let error = RegionArgs {
+            max_keys: Some(5),
+            split_keys: Some(7),
+            ..RegionArgs::default()
+        }
+        .policies()
+        .unwrap_err();
+        assert!(
+            error.starts_with("--region-split-keys 7 is above --region-max-keys 5"),
+            "{error}"
+        );
+        let error = RegionArgs {
+            split_size: Some(0),
+            ..RegionArgs::default()
+        }
+        .policies()
+        .unwrap_err();
+        assert!(error.contains("must be at least 1"), "{error}");
+    }
+
+    #[test]
+    fn merge_flags_default_the_other_limit_to_pd() {
+        let (_, merge) = RegionArgs {
+            merge_max_keys: Some(3),
+            split_merge_interval: Some(60),
+            ..RegionArgs::default()
+        }
+        .policies()
+        .unwrap();
+        let merge = merge.unwrap();
+        assert_eq!(merge.max_keys(), 3);
+        assert_eq!(merge.max_size(), MergePolicy::PD_DEFAULT.max_size());
+        let error = RegionArgs {
+            split_merge_interval: Some(60),
+            ..RegionArgs::default()
+        }
+        .policies()
+        .unwrap_err();
+        assert!(error.contains("needs --merge-max-keys"), "{error}");
     }
 }

@@ -73,6 +73,8 @@ pub(crate) struct Region {
     pub leader_store: u64,
     /// When a new leader will have synced its max_ts from PD (spec 1.5); `None` once it has.
     pub max_ts_synced_at: Option<std::time::Instant>,
+    /// When it last split (or was split off), for PD's merge checker; `None` if never.
+    pub split_at: Option<tokio::time::Instant>,
 }
 
 impl Region {
@@ -188,6 +190,7 @@ impl Cluster {
                 },
                 leader_store,
                 max_ts_synced_at: None,
+                split_at: None,
             },
         );
         let now = unix_now().as_secs() as i64;
@@ -243,6 +246,14 @@ impl Cluster {
         }
     }
 
+    /// Whether an internal key is a keyspace's boundary, which PD never merges away (API v2:
+    /// the encoded 4-byte prefix of a keyspace's raw or transactional range).
+    pub(crate) fn is_keyspace_bound(&self, key: &[u8]) -> bool {
+        self.api_version == ApiVersion::V2
+            && memcomparable::decode_exact(key)
+                .is_ok_and(|k| k.len() == 4 && matches!(k[0], b'r' | b'x'))
+    }
+
     /// `count` timestamps: returns the last of them (physical ms, logical).
     /// The last timestamp issued.
     pub(crate) fn last_ts(&self) -> crate::timestamp::Timestamp {
@@ -284,8 +295,10 @@ impl Cluster {
             conf_ver: right.meta.region_epoch.as_ref().map_or(1, |e| e.conf_ver),
             version,
         };
+        let now = tokio::time::Instant::now();
         right.meta.start_key = key.to_vec();
         right.meta.region_epoch = Some(epoch);
+        right.split_at = Some(now);
         let left = Region {
             meta: metapb::Region {
                 id: new_id,
@@ -298,6 +311,7 @@ impl Cluster {
             leader_store: region.leader_store,
             // Same leader, same concurrency manager: as (un)synced as the parent.
             max_ts_synced_at: region.max_ts_synced_at,
+            split_at: Some(now),
         };
         meta.regions.insert(start, left.clone());
         meta.regions.insert(key.to_vec(), right);
@@ -307,28 +321,52 @@ impl Cluster {
     /// Merges the region `right` into its left neighbour `left`. Fails unless they are
     /// adjacent.
     pub(crate) fn merge(&self, left: u64, right: u64) -> Result<(), String> {
-        let mut meta = self.meta();
-        let l = meta
+        let meta = self.meta();
+        let in_order = meta
             .region_by_id(left)
-            .ok_or(format!("no region {left}"))?
-            .clone();
-        let r = meta
-            .region_by_id(right)
-            .ok_or(format!("no region {right}"))?
-            .clone();
-        if l.meta.end_key != r.meta.start_key {
+            .zip(meta.region_by_id(right))
+            .is_none_or(|(l, r)| l.meta.end_key == r.meta.start_key);
+        drop(meta);
+        if !in_order {
             return Err(format!("regions {left} and {right} are not adjacent"));
         }
+        self.merge_into(right, left)
+    }
+
+    /// Merges region `source` into its neighbour `target` (on either side), as TiKV's
+    /// PrepareMerge and CommitMerge: `source` goes away (PrepareMerge had bumped its version
+    /// and conf_ver), `target` keeps its id, peers, leader and conf_ver, takes the joint range,
+    /// and its version becomes one past the larger of both (the source's counted after
+    /// PrepareMerge). Fails unless they are adjacent.
+    pub(crate) fn merge_into(&self, source: u64, target: u64) -> Result<(), String> {
+        let mut meta = self.meta();
+        let s = meta
+            .region_by_id(source)
+            .ok_or(format!("no region {source}"))?
+            .clone();
+        let t = meta
+            .region_by_id(target)
+            .ok_or(format!("no region {target}"))?
+            .clone();
+        let (start, end) = if s.meta.end_key == t.meta.start_key && !s.meta.end_key.is_empty() {
+            (s.meta.start_key.clone(), t.meta.end_key.clone())
+        } else if t.meta.end_key == s.meta.start_key && !t.meta.end_key.is_empty() {
+            (t.meta.start_key.clone(), s.meta.end_key.clone())
+        } else {
+            return Err(format!("regions {source} and {target} are not adjacent"));
+        };
         let epoch = |reg: &Region| reg.meta.region_epoch.unwrap_or_default();
-        let (le, re) = (epoch(&l), epoch(&r));
-        let mut merged = l;
-        merged.meta.end_key = r.meta.end_key.clone();
+        let (se, te) = (epoch(&s), epoch(&t));
+        meta.regions.remove(&s.meta.start_key);
+        meta.regions.remove(&t.meta.start_key);
+        let mut merged = t;
+        merged.meta.start_key = start.clone();
+        merged.meta.end_key = end;
         merged.meta.region_epoch = Some(metapb::RegionEpoch {
-            conf_ver: le.conf_ver.max(re.conf_ver),
-            version: le.version.max(re.version) + 1,
+            conf_ver: te.conf_ver,
+            version: (se.version + 1).max(te.version) + 1,
         });
-        meta.regions.remove(&r.meta.start_key);
-        meta.regions.insert(merged.meta.start_key.clone(), merged);
+        meta.regions.insert(start, merged);
         Ok(())
     }
 
@@ -495,9 +533,10 @@ mod tests {
         assert_eq!(regions[0].meta.end_key, b"t");
         assert_eq!(
             regions[0].meta.region_epoch.as_ref().unwrap().version,
-            4,
-            "max(2, 3) + 1"
+            5,
+            "max(3 + 1 after PrepareMerge, 2) + 1"
         );
+        assert_eq!(regions[0].meta.region_epoch.as_ref().unwrap().conf_ver, 1);
     }
 
     #[test]

@@ -19,6 +19,11 @@
 //! faults with [`Rule`]s, and read the [`Call`] log. The same controls are served as JSON over
 //! HTTP under `/mock/api/v1/` on PD's port (docs/mock-admin.md), for tests in other languages.
 //!
+//! Regions can also split by themselves as they grow ([`MockClusterBuilder::split_policy`],
+//! TiKV's split checker) and be merged by PD when small ([`MockClusterBuilder::merge_policy`],
+//! PD's merge checker), so tests written for clusters configured with small regions run
+//! against the mock too.
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {
@@ -45,6 +50,7 @@ mod pd_http;
 mod raw;
 mod router;
 mod server;
+mod split_merge;
 mod stores;
 mod tikv;
 mod tls;
@@ -63,6 +69,7 @@ pub use fault::{
     region_error, region_error_kind, Call, Labels, Outcome, Reaction, Rule, RuleBuilder, RuleId,
     CALL_LOG_CAPACITY, REGION_ERROR_KINDS,
 };
+pub use split_merge::{MergePolicy, SplitPolicy};
 pub use tikv::BATCH_COMMANDS_IN_FLIGHT;
 pub use tls::{MockTls, TestPki, TestPkiFiles};
 
@@ -87,6 +94,8 @@ pub struct MockClusterBuilder {
     raw_splits: Vec<Vec<u8>>,
     txn_splits: Vec<Vec<u8>>,
     seed: u64,
+    split_policy: SplitPolicy,
+    merge_policy: Option<MergePolicy>,
     allow_origins: Vec<String>,
     allow_hosts: Vec<String>,
     tls: Option<MockTls>,
@@ -105,6 +114,8 @@ impl Default for MockClusterBuilder {
             raw_splits: Vec::new(),
             txn_splits: Vec::new(),
             seed: 0x5EED,
+            split_policy: SplitPolicy::default(),
+            merge_policy: None,
             allow_origins: Vec::new(),
             allow_hosts: Vec::new(),
             tls: None,
@@ -180,6 +191,20 @@ impl MockClusterBuilder {
         self
     }
 
+    /// Lets regions split by themselves as they grow, as TiKV's split checker splits them
+    /// (default: never). See [`SplitPolicy`].
+    pub fn split_policy(mut self, policy: SplitPolicy) -> Self {
+        self.split_policy = policy;
+        self
+    }
+
+    /// Lets PD merge small regions into their neighbours, as its merge checker does (default:
+    /// never). See [`MergePolicy`].
+    pub fn merge_policy(mut self, policy: MergePolicy) -> Self {
+        self.merge_policy = Some(policy);
+        self
+    }
+
     /// Lets web pages of these origins (`https://app.example:8443`, matched exactly) call the
     /// cluster from a browser, besides local ones (`http://` or `https://` `localhost`,
     /// `127.0.0.1` or `[::1]`, any port), which always may. `"*"` allows every origin: then any
@@ -209,8 +234,12 @@ impl MockClusterBuilder {
     }
 
     /// Binds the ports and starts serving on the current tokio runtime. Unusable TLS
-    /// material is an `InvalidInput` error.
+    /// material, or a split policy whose maximum is below its split threshold, is an
+    /// `InvalidInput` error.
     pub async fn start(self) -> std::io::Result<MockCluster> {
+        self.split_policy
+            .validate()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let tls = self.tls.as_ref().map(MockTls::acceptor).transpose()?;
         let id = self
             .cluster_id
@@ -228,7 +257,8 @@ impl MockClusterBuilder {
         for key in &self.txn_splits {
             cluster.split(&cluster.internal_key(key, DataKind::Txn));
         }
-        let node = Arc::new(Node::new(cluster.clone(), self.seed));
+        let checks = split_merge::RegionChecks::new(self.split_policy, self.merge_policy);
+        let node = Arc::new(Node::new(cluster.clone(), self.seed, checks));
 
         let mut pd_listeners = Vec::new();
         for i in 0..self.pd_members {
@@ -413,10 +443,7 @@ impl MockCluster {
     /// Merges region `right` into its left neighbour `left`.
     pub fn merge(&self, left: u64, right: u64) -> Result<(), String> {
         self.cluster().merge(left, right)?;
-        // The merged range's leader now answers for reads its store never saw: sync it.
-        if let Some(store) = self.leader_of(left) {
-            self.node.new_leader(left, store);
-        }
+        self.node.merged_into(left);
         Ok(())
     }
 

@@ -639,6 +639,7 @@ impl Pd for MockPd {
         };
         // TiKV's GC worker follows the safe point PD holds; here it runs at once (spec 1.6).
         self.node.mvcc().gc(safe_point);
+        self.node.check_regions(None);
         Ok(Response::new(pdpb::UpdateGcSafePointResponse {
             header: self.header(),
             new_safe_point: safe_point,

@@ -71,6 +71,21 @@ impl RawStore {
         }
     }
 
+    /// Calls `visit` with the key and size (key and value bytes) of every stored pair from
+    /// `from` on, expired ones too (TiKV keeps them until compaction), column family by column
+    /// family in key order, going on to the next family when `visit` returns false.
+    pub(crate) fn visit_from(&self, from: &[u8], mut visit: impl FnMut(&[u8], u64) -> bool) {
+        for map in self.cfs.values() {
+            for (key, entry) in
+                map.range::<[u8], _>((std::ops::Bound::Included(from), std::ops::Bound::Unbounded))
+            {
+                if !visit(key, (key.len() + entry.value.len()) as u64) {
+                    break;
+                }
+            }
+        }
+    }
+
     /// Remaining TTL seconds: `None` if absent or expired, `Some(0)` without TTL.
     pub(crate) fn ttl(&self, cf: &str, key: &[u8], now: u64) -> Option<u64> {
         let e = self.cfs.get(cf)?.get(key).filter(|e| e.visible(now))?;

@@ -5,7 +5,7 @@ use tikv_client::testutils::{ApiVersion, MockCluster};
 
 use super::util::{channel, http, pd_client};
 
-fn header(cluster: &MockCluster) -> Option<pdpb::RequestHeader> {
+pub(crate) fn header(cluster: &MockCluster) -> Option<pdpb::RequestHeader> {
     Some(pdpb::RequestHeader {
         cluster_id: cluster.cluster_id(),
         ..Default::default()

@@ -24,6 +24,7 @@ use super::fault::{
 };
 use super::mvcc::{KeyErr, Mvcc};
 use super::raw::RawStore;
+use super::split_merge::RegionChecks;
 use crate::proto::{errorpb, kvrpcpb};
 use crate::timestamp::Timestamp;
 
@@ -47,6 +48,8 @@ pub(crate) struct Node {
     max_ts_sync_delay: Mutex<std::time::Duration>,
     /// The BatchCommands commands running.
     pub batch_in_flight: batch::InFlight,
+    /// When regions split and merge by themselves.
+    pub region_checks: RegionChecks,
 }
 
 /// TiKV's `wake-up-delay-duration`: how long after waking the head of a key's queue the
@@ -94,7 +97,7 @@ impl Drop for StoreMvcc<'_> {
 }
 
 impl Node {
-    pub(crate) fn new(cluster: Arc<Cluster>, seed: u64) -> Self {
+    pub(crate) fn new(cluster: Arc<Cluster>, seed: u64, region_checks: RegionChecks) -> Self {
         Node {
             cluster,
             faults: Faults::new(seed),
@@ -108,6 +111,7 @@ impl Node {
             max_ts: Mutex::new(std::collections::HashMap::new()),
             max_ts_sync_delay: Mutex::new(std::time::Duration::ZERO),
             batch_in_flight: batch::InFlight::default(),
+            region_checks,
         }
     }
 
@@ -229,6 +233,19 @@ impl Node {
         }
         if synced_at.is_none() {
             self.raise_max_ts(store, self.cluster.last_ts().version());
+        }
+    }
+
+    /// `target` took a merged neighbour's range: its leader now answers for reads its store
+    /// never saw, so it syncs its max_ts as a new leader does.
+    pub(crate) fn merged_into(&self, target: u64) {
+        let store = self
+            .cluster
+            .meta()
+            .region_by_id(target)
+            .map(|r| r.leader_store);
+        if let Some(store) = store {
+            self.new_leader(target, store);
         }
     }
 
@@ -582,6 +599,9 @@ impl MockTikv {
                 };
                 drop(waiting);
                 self.node.wake_released();
+                if changes_data(method) && resp.region_error().is_none() {
+                    self.node.check_regions(Some(&region));
+                }
                 resp
             }
         };
@@ -689,6 +709,7 @@ impl MockTikv {
         };
         let resp = exec(self, &req);
         self.node.wake_released();
+        self.node.check_regions(None);
         self.answer(then, resp, Outcome::Ok, &record).await
     }
 
@@ -897,6 +918,30 @@ impl MockTikv {
     fn api_version(&self) -> ApiVersion {
         self.cluster().api_version
     }
+}
+
+/// Whether a method may change stored data (and so have a region split or merged after it).
+fn changes_data(method: &str) -> bool {
+    matches!(
+        method,
+        "RawPut"
+            | "RawBatchPut"
+            | "RawDelete"
+            | "RawBatchDelete"
+            | "RawDeleteRange"
+            | "RawCompareAndSwap"
+            | "KvPrewrite"
+            | "KvCommit"
+            | "KvBatchRollback"
+            | "KvCleanup"
+            | "KvCheckTxnStatus"
+            | "KvCheckSecondaryLocks"
+            | "KvResolveLock"
+            | "KvPessimisticLock"
+            | "KVPessimisticRollback"
+            | "KvDeleteRange"
+            | "KvFlush"
+    )
 }
 
 /// Upper-case hex, as TiKV prints keys.
