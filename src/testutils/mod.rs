@@ -38,6 +38,7 @@
 #![allow(clippy::disallowed_methods)] // the mock cluster is a native tokio program
 
 mod admin;
+pub mod check;
 mod cluster;
 mod connections;
 mod fault;
