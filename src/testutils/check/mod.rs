@@ -24,6 +24,7 @@
 //! | module | workload | a history passes when |
 //! |---|---|---|
 //! | [`bank`] | transfers between accounts, snapshot reads of every account | every successful read shows every account, balances summing to the fixed total, none negative |
+//! | [`list_append`] | transactions appending unique values to lists and reading whole lists (Elle) | no anomaly snapshot isolation forbids: garbage, duplicate, aborted (G1a) or intermediate (G1b) reads, incompatible version orders, lost updates, and dependency cycles G0, G1c and G-single |
 //! | [`register`] | raw put, delete, get and compare-and-swap per key | each key's operations are linearizable: some order of them, consistent with real time, replays on a single register and gives every returned result |
 //! | [`set`] | adds of unique elements, reads of the whole set | the final read holds every element known to be in before it began; no read holds an element never attempted (or only by failed adds), or one read before its add began |
 //!
@@ -36,6 +37,8 @@
 use std::fmt;
 
 pub mod bank;
+mod graph;
+pub mod list_append;
 pub mod register;
 pub mod set;
 
