@@ -189,10 +189,8 @@ impl fmt::Display for Action {
 
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.status {
-            Status::Ok => write!(f, "{} [{}, {}]", self.action, self.invoke, self.complete),
-            status => write!(f, "{} [{}, ?] {status}", self.action, self.invoke),
-        }
+        write!(f, "{} ", self.action)?;
+        super::interval(f, self.invoke, self.complete, self.status)
     }
 }
 
