@@ -9,7 +9,9 @@
 //!    same RPC);
 //! 4. the same client over BatchCommands (`Config::with_batch_commands`): one stream to the
 //!    store carries every caller's gets.
-//!    Results are RPCs per second and ratios to the baseline of the same run.
+//!    Results are RPCs per second and ratios to the baseline of the same run, and the CPU
+//!    time the whole process (client and mock) spent per call: throughput on a shared
+//!    machine swings with its neighbours, CPU per call much less.
 
 #![allow(clippy::disallowed_methods)] // a benchmark drives tokio and reads the wall clock
 
@@ -32,14 +34,32 @@ async fn channel(addr: &str) -> tonic::transport::Channel {
         .expect("mock reachable")
 }
 
-/// Runs `CALLERS` loops of `call` for `DURATION`; returns calls per second.
-async fn measure<F, Fut>(call: F) -> f64
+/// The CPU time this process has used (user and system), from `/proc/self/stat` in clock
+/// ticks of 10 ms (Linux's `USER_HZ`); `None` where that is unreadable.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name (which ends with the last ')'): utime is the 12th.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// What one load achieved.
+struct Rate {
+    calls_per_second: f64,
+    /// Process CPU time per call, in microseconds.
+    cpu_micros_per_call: Option<f64>,
+}
+
+/// Runs `CALLERS` loops of `call` for `DURATION`.
+async fn measure<F, Fut>(call: F) -> Rate
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
     let call = Arc::new(call);
     let count = Arc::new(AtomicU64::new(0));
+    let cpu_before = process_cpu();
     let start = Instant::now();
     let tasks: Vec<_> = (0..CALLERS)
         .map(|i| {
@@ -56,7 +76,14 @@ where
     for t in tasks {
         t.await.expect("caller finished");
     }
-    count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+    let calls = count.load(Ordering::Relaxed) as f64;
+    let cpu = process_cpu()
+        .zip(cpu_before)
+        .map(|(after, before)| (after - before).as_secs_f64() * 1e6 / calls);
+    Rate {
+        calls_per_second: calls / start.elapsed().as_secs_f64(),
+        cpu_micros_per_call: cpu,
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -148,13 +175,23 @@ async fn main() {
     })
     .await;
     println!("{CALLERS} concurrent callers, {DURATION:?} each, 2 worker threads");
-    println!("{:<44} {:>12} {:>8}", "load", "RPC/s", "ratio");
+    println!(
+        "{:<44} {:>12} {:>8} {:>14} {:>8}",
+        "load", "RPC/s", "ratio", "CPU us/call", "ratio"
+    );
+    let cpu = |r: &Rate| r.cpu_micros_per_call.unwrap_or(f64::NAN);
     for (name, rate) in [
-        ("baseline: PD GetMembers via raw stub", baseline),
-        ("mock TiKV: RawGet via raw stub", mock),
-        ("client, unary calls: RawClient::get", client),
-        ("client over BatchCommands: RawClient::get", batched),
+        ("baseline: PD GetMembers via raw stub", &baseline),
+        ("mock TiKV: RawGet via raw stub", &mock),
+        ("client, unary calls: RawClient::get", &client),
+        ("client over BatchCommands: RawClient::get", &batched),
     ] {
-        println!("{name:<44} {rate:>12.0} {:>7.2}x", rate / baseline);
+        println!(
+            "{name:<44} {:>12.0} {:>7.2}x {:>14.1} {:>7.2}x",
+            rate.calls_per_second,
+            rate.calls_per_second / baseline.calls_per_second,
+            cpu(rate),
+            cpu(rate) / cpu(&baseline)
+        );
     }
 }
