@@ -432,16 +432,33 @@ impl Backoffer {
 #[derive(Debug, Clone)]
 pub struct SplitMix64(u64);
 
+#[cfg(feature = "simulation")]
+thread_local! {
+    static SEEDED: std::cell::RefCell<Option<SplitMix64>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Makes [`SplitMix64::from_entropy`] on this thread draw from `seed` (`None`: from the clock
+/// again), so that a simulation's random choices follow from its seed.
+#[cfg(feature = "simulation")]
+pub(crate) fn seed_entropy(seed: Option<u64>) {
+    SEEDED.with(|s| *s.borrow_mut() = seed.map(SplitMix64::new));
+}
+
 impl SplitMix64 {
     /// A generator with a fixed seed.
     pub fn new(seed: u64) -> Self {
         SplitMix64(seed)
     }
 
-    /// A generator seeded from the clock and a process-wide counter.
+    /// A generator seeded from the clock and a process-wide counter, or inside a simulation
+    /// from the simulation's seed ([`seed_entropy`]).
     pub fn from_entropy() -> Self {
         use std::sync::atomic::{AtomicU64, Ordering};
         static COUNTER: AtomicU64 = AtomicU64::new(0);
+        #[cfg(feature = "simulation")]
+        if let Some(seed) = SEEDED.with(|s| s.borrow_mut().as_mut().map(SplitMix64::next_u64)) {
+            return SplitMix64(seed);
+        }
         let nanos = crate::rt::unix_time().as_nanos() as u64;
         let n = COUNTER.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
         SplitMix64(nanos ^ n)

@@ -9,11 +9,16 @@ use super::BoxFuture;
 /// A point in monotonic time.
 pub type Instant = std::time::Instant;
 
+/// Tokio's clock: the system's, unless the runtime's time is paused (a simulation).
 pub(super) fn now() -> Instant {
-    Instant::now()
+    tokio::time::Instant::now().into_std()
 }
 
 pub(super) fn unix_time() -> Duration {
+    #[cfg(feature = "simulation")]
+    if let Some(simulated) = turmoil::since_epoch() {
+        return simulated;
+    }
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)

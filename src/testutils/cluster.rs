@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::kv::memcomparable;
 use crate::proto::{keyspacepb, metapb};
@@ -133,10 +132,9 @@ pub(crate) const PD_VERSION: &str = "8.5.0";
 pub(crate) const LOGICAL_BITS: u32 = 18;
 const MAX_LOGICAL: i64 = 1 << LOGICAL_BITS;
 
+/// The wall-clock time: the system's, or the simulation's inside one.
 pub(crate) fn unix_now() -> std::time::Duration {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
+    crate::rt::unix_time()
 }
 
 impl Cluster {

@@ -51,6 +51,8 @@ mod pd_http;
 mod raw;
 mod router;
 mod server;
+#[cfg(feature = "simulation")]
+pub mod sim;
 mod split_merge;
 mod stores;
 mod tikv;
@@ -58,8 +60,6 @@ mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-
-use tokio::net::TcpListener;
 
 use crate::backoff::SplitMix64;
 use crate::proto::metapb;
@@ -234,14 +234,12 @@ impl MockClusterBuilder {
         self
     }
 
-    /// Binds the ports and starts serving on the current tokio runtime. Unusable TLS
-    /// material, or a split policy whose maximum is below its split threshold, is an
-    /// `InvalidInput` error.
-    pub async fn start(self) -> std::io::Result<MockCluster> {
+    /// The cluster's state and its stores' logic, with nothing served yet. A split policy
+    /// whose maximum is below its split threshold is an `InvalidInput` error.
+    fn node(&self) -> std::io::Result<Arc<Node>> {
         self.split_policy
             .validate()
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        let tls = self.tls.as_ref().map(MockTls::acceptor).transpose()?;
         let id = self
             .cluster_id
             .filter(|id| *id != 0)
@@ -259,16 +257,25 @@ impl MockClusterBuilder {
             cluster.split(&cluster.internal_key(key, DataKind::Txn));
         }
         let checks = split_merge::RegionChecks::new(self.split_policy, self.merge_policy);
-        let node = Arc::new(Node::new(cluster.clone(), self.seed, checks));
+        Ok(Arc::new(Node::new(cluster, self.seed, checks)))
+    }
+
+    /// Binds the ports and starts serving on the current tokio runtime. Unusable TLS
+    /// material, or a split policy whose maximum is below its split threshold, is an
+    /// `InvalidInput` error.
+    pub async fn start(self) -> std::io::Result<MockCluster> {
+        let tls = self.tls.as_ref().map(MockTls::acceptor).transpose()?;
+        let node = self.node()?;
+        let (id, cluster) = (node.cluster.id, node.cluster.clone());
 
         let mut pd_listeners = Vec::new();
         for i in 0..self.pd_members {
             let port = if i == 0 { self.pd_port } else { 0 };
-            pd_listeners.push(TcpListener::bind(("127.0.0.1", port)).await?);
+            pd_listeners.push(server::Listener::bind(([127, 0, 0, 1], port).into()).await?);
         }
         let pd_addrs = pd_listeners
             .iter()
-            .map(TcpListener::local_addr)
+            .map(server::Listener::local_addr)
             .collect::<std::io::Result<Vec<_>>>()?;
         let pd_group = Arc::new(pd::PdGroup::new(id, pd_addrs, tls.is_some()));
         let policy = Arc::new(guard::HttpPolicy::new(self.allow_hosts, self.allow_origins));

@@ -50,10 +50,56 @@ impl Drop for ServerHandle {
     }
 }
 
+/// Where a mock server accepts connections.
+pub(crate) enum Listener {
+    /// A TCP port.
+    Tcp(TcpListener),
+    /// A port of a host in a simulated network.
+    #[cfg(feature = "simulation")]
+    Sim(turmoil::net::TcpListener),
+}
+
+impl Listener {
+    /// Binds `addr`: a TCP port, or inside a simulation a port of the current simulated host.
+    pub(crate) async fn bind(addr: SocketAddr) -> io::Result<Listener> {
+        #[cfg(feature = "simulation")]
+        if turmoil::in_simulation() {
+            return turmoil::net::TcpListener::bind(addr)
+                .await
+                .map(Listener::Sim);
+        }
+        TcpListener::bind(addr).await.map(Listener::Tcp)
+    }
+
+    /// The bound address.
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Listener::Tcp(l) => l.local_addr(),
+            #[cfg(feature = "simulation")]
+            Listener::Sim(l) => l.local_addr(),
+        }
+    }
+
+    /// The accepted connections, through a TLS handshake when `tls` is given (TCP only).
+    fn incoming(
+        self,
+        tls: Option<TlsAcceptor>,
+    ) -> futures::stream::BoxStream<'static, io::Result<Conn>> {
+        match self {
+            Listener::Tcp(l) => handshakes(TcpIncoming::from(l).with_nodelay(Some(true)), tls),
+            #[cfg(feature = "simulation")]
+            Listener::Sim(l) => Box::pin(futures::stream::unfold(l, |l| async move {
+                let accepted = l.accept().await.map(|(io, _)| Conn::Sim(io));
+                Some((accepted, l))
+            })),
+        }
+    }
+}
+
 /// Serves `router` (and the HTTP APIs `http` answers, when given) on `listener`, over TLS when `tls` is given,
 /// until the handle is dropped, to the hosts and origins `policy` allows.
 pub(crate) fn serve(
-    listener: TcpListener,
+    listener: Listener,
     router: Router,
     http: Option<Arc<dyn HttpAnswer>>,
     policy: &Arc<HttpPolicy>,
@@ -63,8 +109,8 @@ pub(crate) fn serve(
     let connections = ConnectionKiller::new();
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     let (conn_stop, killer) = (stop.clone(), connections.clone());
-    let accepted = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let incoming = handshakes(accepted, tls)
+    let incoming = listener
+        .incoming(tls)
         .map(move |conn| conn.map(|io| Killable::new(io, conn_stop.clone(), killer.accept())));
     let server = tonic::transport::Server::builder()
         .accept_http1(true)

@@ -4,13 +4,12 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tonic::codec::CompressionEncoding;
 
 use super::guard::HttpPolicy;
 use super::router::Router;
-use super::server::{self, ServerHandle};
+use super::server::{self, Listener, ServerHandle};
 use super::tikv::{MockTikv, Node};
 use super::MAX_MESSAGE;
 use crate::proto::tikvpb::tikv_server::TikvServer;
@@ -43,7 +42,7 @@ impl Stores {
         let mut servers = Vec::new();
         for (i, id) in ids.into_iter().enumerate() {
             let port = ports.get(i).copied().unwrap_or(0);
-            let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+            let listener = Listener::bind(([127, 0, 0, 1], port).into()).await?;
             let addr = listener.local_addr()?;
             if let Some(store) = node.cluster.meta().stores.get_mut(&id) {
                 store.meta.address = addr.to_string();
@@ -102,7 +101,7 @@ impl Stores {
             .ok_or_else(|| {
                 std::io::Error::new(std::io::ErrorKind::NotFound, format!("no store {store}"))
             })?;
-        let listener = TcpListener::bind(addr).await?;
+        let listener = Listener::bind(addr).await?;
         let handle = serve_store(&self.node, store, listener, &self.policy, self.tls.clone());
         if let Some(s) = self.lock().iter_mut().find(|s| s.id == store) {
             s.handle = Some(handle);
@@ -114,10 +113,11 @@ impl Stores {
     }
 }
 
-fn serve_store(
+/// Serves store `store_id` on `listener` until the handle is dropped.
+pub(crate) fn serve_store(
     node: &Arc<Node>,
     store_id: u64,
-    listener: TcpListener,
+    listener: Listener,
     policy: &Arc<HttpPolicy>,
     tls: Option<TlsAcceptor>,
 ) -> ServerHandle {

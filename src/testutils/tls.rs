@@ -111,6 +111,9 @@ impl MockTls {
 pub(crate) enum Conn {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    /// A connection in a simulated network (never TLS).
+    #[cfg(feature = "simulation")]
+    Sim(turmoil::net::TcpStream),
 }
 
 impl Conn {
@@ -118,6 +121,11 @@ impl Conn {
         match self {
             Conn::Plain(io) => io.connect_info(),
             Conn::Tls(io) => io.get_ref().0.connect_info(),
+            #[cfg(feature = "simulation")]
+            Conn::Sim(io) => TcpConnectInfo {
+                local_addr: io.local_addr().ok(),
+                remote_addr: io.peer_addr().ok(),
+            },
         }
     }
 }
@@ -131,6 +139,8 @@ impl AsyncRead for Conn {
         match self.get_mut() {
             Conn::Plain(io) => std::pin::Pin::new(io).poll_read(cx, buf),
             Conn::Tls(io) => std::pin::Pin::new(io).poll_read(cx, buf),
+            #[cfg(feature = "simulation")]
+            Conn::Sim(io) => std::pin::Pin::new(io).poll_read(cx, buf),
         }
     }
 }
@@ -144,6 +154,8 @@ impl AsyncWrite for Conn {
         match self.get_mut() {
             Conn::Plain(io) => std::pin::Pin::new(io).poll_write(cx, buf),
             Conn::Tls(io) => std::pin::Pin::new(io).poll_write(cx, buf),
+            #[cfg(feature = "simulation")]
+            Conn::Sim(io) => std::pin::Pin::new(io).poll_write(cx, buf),
         }
     }
 
@@ -154,6 +166,8 @@ impl AsyncWrite for Conn {
         match self.get_mut() {
             Conn::Plain(io) => std::pin::Pin::new(io).poll_flush(cx),
             Conn::Tls(io) => std::pin::Pin::new(io).poll_flush(cx),
+            #[cfg(feature = "simulation")]
+            Conn::Sim(io) => std::pin::Pin::new(io).poll_flush(cx),
         }
     }
 
@@ -164,6 +178,8 @@ impl AsyncWrite for Conn {
         match self.get_mut() {
             Conn::Plain(io) => std::pin::Pin::new(io).poll_shutdown(cx),
             Conn::Tls(io) => std::pin::Pin::new(io).poll_shutdown(cx),
+            #[cfg(feature = "simulation")]
+            Conn::Sim(io) => std::pin::Pin::new(io).poll_shutdown(cx),
         }
     }
 }

@@ -47,9 +47,32 @@ pub(crate) async fn connect(address: &str, config: &Config) -> Result<Channel> {
             .tls_config(client_tls(tls).map_err(|m| transport_error(TransportErrorKind::Tls, m))?)
             .map_err(|e| transport_error(TransportErrorKind::Tls, describe(&e)))?;
     }
+    #[cfg(feature = "simulation")]
+    if turmoil::in_simulation() {
+        return endpoint
+            .connect_with_connector(simulated_network())
+            .await
+            .map_err(|e| transport_error(TransportErrorKind::Connect, describe(&e)));
+    }
     endpoint.connect().await.map_err(|e| {
         let kind = tls_failure(&e).map_or(TransportErrorKind::Connect, |_| TransportErrorKind::Tls);
         transport_error(kind, describe(&e))
+    })
+}
+
+/// Connections through the simulated network of the current simulation (no TLS there).
+#[cfg(feature = "simulation")]
+fn simulated_network() -> impl tower::Service<
+    http::Uri,
+    Response = hyper_util::rt::TokioIo<turmoil::net::TcpStream>,
+    Error = std::io::Error,
+    Future = impl Send,
+> + Clone {
+    tower::service_fn(|uri: http::Uri| async move {
+        let host = uri.host().unwrap_or_default().to_owned();
+        let port = uri.port_u16().unwrap_or(80);
+        let stream = turmoil::net::TcpStream::connect((host.as_str(), port)).await?;
+        Ok(hyper_util::rt::TokioIo::new(stream))
     })
 }
 

@@ -227,7 +227,7 @@ impl Node {
     /// until then (spec 1.5).
     pub(crate) fn new_leader(&self, region: u64, store: u64) {
         let delay = *lock(&self.max_ts_sync_delay);
-        let synced_at = (!delay.is_zero()).then(|| std::time::Instant::now() + delay);
+        let synced_at = (!delay.is_zero()).then(|| tokio::time::Instant::now().into_std() + delay);
         if let Some(r) = self.cluster.meta().region_by_id_mut(region) {
             r.max_ts_synced_at = synced_at;
         }
@@ -266,7 +266,7 @@ impl Node {
         let Some(at) = region.max_ts_synced_at else {
             return true;
         };
-        if std::time::Instant::now() < at {
+        if tokio::time::Instant::now().into_std() < at {
             return false;
         }
         if let Some(r) = self.cluster.meta().region_by_id_mut(region.meta.id) {

@@ -1,0 +1,288 @@
+//! The fault schedule: drawn from the seed before the run, applied as simulated time
+//! reaches each fault, and undone after a while (or at the end of the workload).
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::Duration;
+
+use super::world::Cluster;
+use super::{Options, Trace};
+use crate::backoff::SplitMix64;
+use crate::testutils::cluster::DataKind;
+use crate::testutils::{Rule, RuleId};
+
+/// A kind of fault a schedule may inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fault {
+    /// The network between a client and a store or PD member drops everything for a while.
+    Partition,
+    /// A store's host crashes (its server and connections vanish) and restarts later with its
+    /// data.
+    StoreCrash,
+    /// PD's leadership moves to another member.
+    PdLeaderChange,
+    /// A region splits at a key the workload uses.
+    Split,
+    /// Two neighbouring regions merge.
+    Merge,
+    /// A region's leader moves to another store.
+    LeaderTransfer,
+    /// For a while, stores execute some requests and then lose the reply (the connection is
+    /// cut after the effect).
+    LostReply,
+    /// For a while, stores delay some replies after executing them (replies overtake each
+    /// other).
+    DelayedReply,
+    /// Clients give up on some calls after a random time, at whatever await they reached.
+    Cancellation,
+}
+
+impl Fault {
+    /// Every kind.
+    pub const ALL: [Fault; 9] = [
+        Fault::Partition,
+        Fault::StoreCrash,
+        Fault::PdLeaderChange,
+        Fault::Split,
+        Fault::Merge,
+        Fault::LeaderTransfer,
+        Fault::LostReply,
+        Fault::DelayedReply,
+        Fault::Cancellation,
+    ];
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Fault::Partition => "partition",
+            Fault::StoreCrash => "store-crash",
+            Fault::PdLeaderChange => "pd-leader-change",
+            Fault::Split => "split",
+            Fault::Merge => "merge",
+            Fault::LeaderTransfer => "leader-transfer",
+            Fault::LostReply => "lost-reply",
+            Fault::DelayedReply => "delayed-reply",
+            Fault::Cancellation => "cancellation",
+        })
+    }
+}
+
+/// How to undo a fault.
+enum Undo {
+    Repair(String, String),
+    Restart(String),
+    RemoveRule(RuleId),
+}
+
+/// The schedule and the faults in force.
+pub(super) struct Nemesis {
+    rng: SplitMix64,
+    planned: VecDeque<(Duration, Fault)>,
+    active: Vec<(Duration, Undo)>,
+    counts: Vec<(Fault, usize)>,
+}
+
+impl Nemesis {
+    /// Draws when each fault strikes: one every 100 to 600 ms of the workload.
+    pub(super) fn plan(options: &Options, _cluster: &Cluster, seed: u64) -> Nemesis {
+        let mut rng = SplitMix64::new(seed);
+        let kinds: Vec<Fault> = Fault::ALL
+            .into_iter()
+            .filter(|f| options.faults.contains(f) && *f != Fault::Cancellation)
+            .collect();
+        let mut planned = VecDeque::new();
+        let mut at = Duration::from_millis(100);
+        while !kinds.is_empty() && at < options.duration {
+            let kind = kinds[rng.below(kinds.len() as u64) as usize];
+            planned.push_back((at, kind));
+            at += Duration::from_millis(100 + rng.below(500));
+        }
+        Nemesis {
+            rng,
+            planned,
+            active: Vec::new(),
+            counts: Vec::new(),
+        }
+    }
+
+    /// How many faults of `kind` were injected.
+    pub(super) fn count(&self, kind: Fault) -> usize {
+        self.counts
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// Injects the faults due and undoes those that have run their course.
+    pub(super) fn act(
+        &mut self,
+        sim: &mut turmoil::Sim<'_>,
+        cluster: &Cluster,
+        trace: &std::cell::RefCell<Trace>,
+    ) {
+        let now = sim.elapsed();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.active)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
+        self.active = later;
+        for (_, undo) in due {
+            undo_fault(sim, cluster, undo, now, trace);
+        }
+        while self.planned.front().is_some_and(|(at, _)| *at <= now) {
+            let Some((_, kind)) = self.planned.pop_front() else {
+                break;
+            };
+            if let Some((what, undo)) = self.inject(sim, cluster, kind) {
+                trace
+                    .borrow_mut()
+                    .record(now, &format!("fault {kind}: {what}"));
+                match self.counts.iter_mut().find(|(k, _)| *k == kind) {
+                    Some((_, n)) => *n += 1,
+                    None => self.counts.push((kind, 1)),
+                }
+                if let Some(undo) = undo {
+                    let lasts = Duration::from_millis(100 + self.rng.below(1900));
+                    self.active.push((now + lasts, undo));
+                }
+            }
+        }
+    }
+
+    /// Undoes every fault still in force.
+    pub(super) fn heal(
+        &mut self,
+        sim: &mut turmoil::Sim<'_>,
+        cluster: &Cluster,
+        trace: &std::cell::RefCell<Trace>,
+    ) {
+        let now = sim.elapsed();
+        for (_, undo) in std::mem::take(&mut self.active) {
+            undo_fault(sim, cluster, undo, now, trace);
+        }
+    }
+
+    /// Injects one fault: what it did, and how to undo it (if it is undone). `None` when it
+    /// does not apply now (no second region to merge, ...).
+    fn inject(
+        &mut self,
+        sim: &mut turmoil::Sim<'_>,
+        cluster: &Cluster,
+        kind: Fault,
+    ) -> Option<(String, Option<Undo>)> {
+        let rng = &mut self.rng;
+        match kind {
+            Fault::Partition => {
+                let client = pick(rng, &cluster.clients)?.clone();
+                let servers: Vec<&String> = cluster
+                    .stores
+                    .iter()
+                    .map(|(_, h)| h)
+                    .chain(&cluster.pd_hosts)
+                    .collect();
+                let server = (*pick(rng, &servers)?).clone();
+                sim.partition(client.as_str(), server.as_str());
+                let what = format!("{client} <-> {server}");
+                Some((what, Some(Undo::Repair(client, server))))
+            }
+            Fault::StoreCrash => {
+                let (_, host) = pick(rng, &cluster.stores)?;
+                if !sim.is_host_running(host.as_str()) {
+                    return None;
+                }
+                sim.crash(host.as_str());
+                Some((host.clone(), Some(Undo::Restart(host.clone()))))
+            }
+            Fault::PdLeaderChange => {
+                let members = cluster.pd_hosts.len();
+                if members < 2 {
+                    return None;
+                }
+                let to =
+                    (cluster.pd.leader() + 1 + rng.below(members as u64 - 1) as usize) % members;
+                cluster.pd.transfer(to).ok()?;
+                Some((cluster.pd_hosts[to].clone(), None))
+            }
+            Fault::Split => {
+                let key = super::register::key_name(rng.below(super::register::KEYS + 1));
+                let c = &cluster.node.cluster;
+                let left = c.split(&c.internal_key(key.as_bytes(), DataKind::Raw))?;
+                Some((format!("at {key:?}, new region {}", left.id), None))
+            }
+            Fault::Merge => {
+                let c = &cluster.node.cluster;
+                let ids: Vec<u64> = c.meta().all_regions().map(|r| r.meta.id).collect();
+                if ids.len() < 2 {
+                    return None;
+                }
+                let right = 1 + rng.below(ids.len() as u64 - 1) as usize;
+                let (left, right) = (ids[right - 1], ids[right]);
+                c.merge(left, right).ok()?;
+                cluster.node.merged_into(left);
+                Some((format!("{right} into {left}"), None))
+            }
+            Fault::LeaderTransfer => {
+                let c = &cluster.node.cluster;
+                let regions: Vec<(u64, u64)> = c
+                    .meta()
+                    .all_regions()
+                    .map(|r| (r.meta.id, r.leader_store))
+                    .collect();
+                let (region, leader) = *pick(rng, &regions)?;
+                let others: Vec<u64> = cluster
+                    .stores
+                    .iter()
+                    .map(|(id, _)| *id)
+                    .filter(|id| *id != leader)
+                    .collect();
+                let to = *pick(rng, &others)?;
+                cluster.node.transfer_leader(region, to).ok()?;
+                Some((format!("region {region} to store {to}"), None))
+            }
+            Fault::LostReply => {
+                let p = 0.05 + rng.below(25) as f64 / 100.0;
+                let id = cluster
+                    .node
+                    .faults
+                    .add(Rule::on("*").probability(p).lose_reply());
+                Some((format!("p={p:.2}"), Some(Undo::RemoveRule(id))))
+            }
+            Fault::DelayedReply => {
+                let by = Duration::from_millis(1 + rng.below(80));
+                let p = 0.1 + rng.below(40) as f64 / 100.0;
+                let rule = Rule::on("*").probability(p).delay_reply(by);
+                let id = cluster.node.faults.add(rule);
+                Some((format!("p={p:.2} by {by:?}"), Some(Undo::RemoveRule(id))))
+            }
+            Fault::Cancellation => None,
+        }
+    }
+}
+
+fn undo_fault(
+    sim: &mut turmoil::Sim<'_>,
+    cluster: &Cluster,
+    undo: Undo,
+    now: Duration,
+    trace: &std::cell::RefCell<Trace>,
+) {
+    let what = match undo {
+        Undo::Repair(a, b) => {
+            sim.repair(a.as_str(), b.as_str());
+            format!("repair {a} <-> {b}")
+        }
+        Undo::Restart(host) => {
+            sim.bounce(host.as_str());
+            format!("restart {host}")
+        }
+        Undo::RemoveRule(id) => {
+            cluster.node.faults.remove(id);
+            format!("remove rule {id:?}")
+        }
+    };
+    trace.borrow_mut().record(now, &what);
+}
+
+fn pick<'a, T>(rng: &mut SplitMix64, items: &'a [T]) -> Option<&'a T> {
+    (!items.is_empty()).then(|| &items[rng.below(items.len() as u64) as usize])
+}
