@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every check CI runs, in one command. Installs what it needs first (each step is skipped when
 # already done), then: formatting, generated-code drift, clippy on native and wasm32, the
-# native tests, the docs, the proto wire check, the wasm builds and the browser tests.
+# native tests, the deterministic simulation, the docs, the proto wire check, the wasm builds
+# and the browser tests.
 #
 #   bash scripts/test-all.sh
 #
@@ -90,6 +91,9 @@ expect_compile_error 'runs on native targets only' --no-default-features --featu
 # ---------------------------------------------------------------- native tests
 step "native tests (nextest, all features)"
 cargo nextest run --workspace --all-features --no-fail-fast
+
+step "deterministic simulation: 1000 seeded fault schedules per workload (scripts/sim.sh)"
+bash scripts/sim.sh --seeds 1000
 
 step "doc tests"
 cargo test --doc --all-features -p tikv-client

@@ -240,7 +240,10 @@ fn finish(
         }
     };
     log::debug!("batch stream to {address} ended: {error}");
-    for (_, waiter) in lock(waiting).drain() {
+    // In request order, so that what the callers do next does not depend on hashing.
+    let mut waiters: Vec<_> = lock(waiting).drain().collect();
+    waiters.sort_unstable_by_key(|(id, _)| *id);
+    for (_, waiter) in waiters {
         let _ = waiter.send(Err(error.clone()));
     }
 }

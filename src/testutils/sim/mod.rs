@@ -203,16 +203,22 @@ pub fn run(options: &Options) -> Result<Outcome, String> {
     world::run(options)
 }
 
+/// Whether every trace event is printed (`SIM_TRACE=1`), to compare two runs line by line.
+static PRINT_TRACE: std::sync::LazyLock<bool> =
+    std::sync::LazyLock::new(|| std::env::var_os("SIM_TRACE").is_some_and(|v| v == "1"));
+
 /// The run's event trace: a running FNV-1a hash of every event.
 #[derive(Debug)]
 pub(crate) struct Trace {
+    seed: u64,
     hash: u64,
     events: u64,
 }
 
 impl Trace {
-    fn new() -> Self {
+    fn new(seed: u64) -> Self {
         Trace {
+            seed,
             hash: 0xcbf2_9ce4_8422_2325,
             events: 0,
         }
@@ -221,7 +227,9 @@ impl Trace {
     /// Adds an event at simulated time `at`.
     pub(crate) fn record(&mut self, at: Duration, event: &str) {
         self.events += 1;
-        log::trace!("sim {at:?}: {event}");
+        if *PRINT_TRACE {
+            eprintln!("sim {} {at:?}: {event}", self.seed);
+        }
         let at = at.as_nanos().to_le_bytes();
         for byte in at.iter().chain(event.as_bytes()).chain([&0xff]) {
             self.hash ^= u64::from(*byte);

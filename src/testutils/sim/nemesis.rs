@@ -16,8 +16,8 @@ use crate::testutils::{Rule, RuleId};
 pub enum Fault {
     /// The network between a client and a store or PD member drops everything for a while.
     Partition,
-    /// A store's host crashes (its server and connections vanish) and restarts later with its
-    /// data.
+    /// A store's server stops at once (its connections fail, its port closes) and restarts
+    /// later with its data.
     StoreCrash,
     /// PD's leadership moves to another member.
     PdLeaderChange,
@@ -71,7 +71,8 @@ impl fmt::Display for Fault {
 /// How to undo a fault.
 enum Undo {
     Repair(String, String),
-    Restart(String),
+    /// Starts the store at this position again.
+    Restart(usize),
     RemoveRule(RuleId),
 }
 
@@ -186,12 +187,14 @@ impl Nemesis {
                 Some((what, Some(Undo::Repair(client, server))))
             }
             Fault::StoreCrash => {
-                let (_, host) = pick(rng, &cluster.stores)?;
-                if !sim.is_host_running(host.as_str()) {
+                let index = rng.below(cluster.stores.len() as u64) as usize;
+                let up = cluster.store_up.get(index)?;
+                if !*up.borrow() {
                     return None;
                 }
-                sim.crash(host.as_str());
-                Some((host.clone(), Some(Undo::Restart(host.clone()))))
+                up.send_replace(false);
+                let host = cluster.stores[index].1.clone();
+                Some((host, Some(Undo::Restart(index))))
             }
             Fault::PdLeaderChange => {
                 let members = cluster.pd_hosts.len();
@@ -271,9 +274,9 @@ fn undo_fault(
             sim.repair(a.as_str(), b.as_str());
             format!("repair {a} <-> {b}")
         }
-        Undo::Restart(host) => {
-            sim.bounce(host.as_str());
-            format!("restart {host}")
+        Undo::Restart(index) => {
+            cluster.store_up[index].send_replace(true);
+            format!("restart {}", cluster.stores[index].1)
         }
         Undo::RemoveRule(id) => {
             cluster.node.faults.remove(id);

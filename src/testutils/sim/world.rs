@@ -18,6 +18,8 @@ use crate::testutils::stores::serve_store;
 use crate::testutils::tikv::Node;
 use crate::testutils::MockCluster;
 
+/// The simulated wall clock's start: the same for every run (2026-01-01T00:00:00Z).
+const EPOCH: Duration = Duration::from_secs(1_767_225_600);
 const PD_PORT: u16 = 2379;
 const STORE_PORT: u16 = 20160;
 /// Simulated time a run may take beyond its workload (retries, heal, final reads) before it
@@ -32,6 +34,8 @@ pub(super) struct Cluster {
     pub pd_hosts: Vec<String>,
     /// Stores' ids and host names.
     pub stores: Vec<(u64, String)>,
+    /// Each store's switch: whether its server runs (by position in `stores`).
+    pub store_up: Vec<tokio::sync::watch::Sender<bool>>,
     /// Client host names.
     pub clients: Vec<String>,
     /// PD's endpoints, for clients.
@@ -50,6 +54,7 @@ pub(super) fn run(options: &Options) -> Result<Outcome, String> {
 fn run_seeded(options: &Options) -> Result<Outcome, String> {
     let mut rng = SplitMix64::new(options.seed);
     let mut sim = turmoil::Builder::new()
+        .epoch(std::time::UNIX_EPOCH + EPOCH)
         .rng_seed(rng.next_u64())
         .simulation_duration(options.duration + GRACE)
         .tick_duration(Duration::from_millis(1))
@@ -57,7 +62,7 @@ fn run_seeded(options: &Options) -> Result<Outcome, String> {
         .max_message_latency(Duration::from_millis(5))
         .enable_random_order()
         .build();
-    let trace = Rc::new(RefCell::new(Trace::new()));
+    let trace = Rc::new(RefCell::new(Trace::new(options.seed)));
     let cluster = start_cluster(&mut sim, options, rng.next_u64())?;
     let history = match options.workload {
         Workload::Register => register::start(&mut sim, &cluster, options, &trace, &mut rng),
@@ -146,15 +151,24 @@ fn start_cluster(
             }
         });
     }
+    let mut store_up = Vec::new();
     for (id, host) in ids.iter().zip(&store_hosts) {
         let (node, policy, id) = (node.clone(), policy.clone(), *id);
+        let (up, watch) = tokio::sync::watch::channel(true);
+        store_up.push(up);
         sim.host(host.as_str(), move || {
-            let (node, policy) = (node.clone(), policy.clone());
+            let (node, policy, mut watch) = (node.clone(), policy.clone(), watch.clone());
+            // A crash stops the server (its connections fail, its port closes) rather than
+            // turmoil's host crash, which drops the host's tasks in an order set by tokio's
+            // process-wide task ids, so not by the seed.
             async move {
-                let listener = Listener::bind(([0, 0, 0, 0], STORE_PORT).into()).await?;
-                let _server = serve_store(&node, id, listener, &policy, None);
-                std::future::pending::<()>().await;
-                Ok(())
+                loop {
+                    watch.wait_for(|up| *up).await?;
+                    let listener = Listener::bind(([0, 0, 0, 0], STORE_PORT).into()).await?;
+                    let server = serve_store(&node, id, listener, &policy, None);
+                    watch.wait_for(|up| !*up).await?;
+                    drop(server);
+                }
             }
         });
     }
@@ -164,6 +178,7 @@ fn start_cluster(
         pd_endpoints: pd_addrs.iter().map(SocketAddr::to_string).collect(),
         pd_hosts,
         stores: ids.into_iter().zip(store_hosts).collect(),
+        store_up,
         clients,
     })
 }

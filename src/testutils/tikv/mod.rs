@@ -35,7 +35,7 @@ pub(crate) struct Node {
     raw: Mutex<RawStore>,
     mvcc: Mutex<Mvcc>,
     /// Per key, the pessimistic lock requests waiting for its lock (spec 4.13).
-    queues: Mutex<std::collections::HashMap<Vec<u8>, Vec<Queued>>>,
+    queues: Mutex<std::collections::BTreeMap<Vec<u8>, Vec<Queued>>>,
     next_waiter: std::sync::atomic::AtomicU64,
     /// The wait-for graph: waiting txn -> (txn waited for, key).
     waits: Mutex<std::collections::HashMap<u64, (u64, Vec<u8>)>>,
@@ -103,7 +103,7 @@ impl Node {
             faults: Faults::new(seed),
             raw: Mutex::new(RawStore::default()),
             mvcc: Mutex::new(Mvcc::default()),
-            queues: Mutex::new(std::collections::HashMap::new()),
+            queues: Mutex::new(std::collections::BTreeMap::new()),
             next_waiter: std::sync::atomic::AtomicU64::new(1),
             waits: Mutex::new(std::collections::HashMap::new()),
             killers: Mutex::new(Vec::new()),
