@@ -12,10 +12,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use futures::channel::oneshot;
+use futures::channel::{mpsc, oneshot};
 use futures::future::Either;
-use futures::StreamExt;
-use tokio::sync::mpsc;
+use futures::{SinkExt, StreamExt};
 
 use crate::proto::tikvpb::batch_commands_request::{self, request::Cmd};
 use crate::proto::tikvpb::batch_commands_response::response::Cmd as Answer;
@@ -35,8 +34,8 @@ type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Answer>>>>>;
 /// One store's BatchCommands stream.
 pub(crate) struct BatchStream {
     address: String,
-    /// Bounded: a sender waits for room (callers are served in order).
-    outgoing: mpsc::Sender<(u64, Cmd)>,
+    /// One sender, behind a lock, so that the channel's bound is the queue's bound.
+    outgoing: futures::lock::Mutex<mpsc::Sender<(u64, Cmd)>>,
     waiting: Waiters,
     next_id: AtomicU64,
     closed: Arc<AtomicBool>,
@@ -48,10 +47,11 @@ impl BatchStream {
     /// Starts a stream on `client`. It does not wait for the store's response headers:
     /// TiKV sends them with its first answer, so commands must be able to go out first.
     pub(crate) fn open(mut client: TikvClient<Channel>, address: &str) -> Self {
-        let (outgoing, mut queued) = mpsc::channel::<(u64, Cmd)>(MAX_QUEUED);
+        // A sender's own slot counts too: the bound is the buffer plus one.
+        let (outgoing, queued) = mpsc::channel::<(u64, Cmd)>(MAX_QUEUED - 1);
         let waiting: Waiters = Arc::default();
         let still_waiting = waiting.clone();
-        let messages = futures::stream::poll_fn(move |cx| queued.poll_recv(cx))
+        let messages = queued
             .ready_chunks(MAX_BATCH)
             .filter_map(move |commands| std::future::ready(message(commands, &still_waiting)));
         let closed = Arc::new(AtomicBool::new(false));
@@ -71,7 +71,7 @@ impl BatchStream {
         });
         BatchStream {
             address: address.to_owned(),
-            outgoing,
+            outgoing: futures::lock::Mutex::new(outgoing),
             waiting,
             next_id: AtomicU64::new(1),
             closed,
@@ -105,16 +105,16 @@ impl BatchStream {
         };
         // The receiver marks the stream closed before failing the waiters it finds: a waiter
         // added after that would never hear back.
-        if self.is_closed() {
-            return Err(broken(&self.address, "the batch stream is closed", false));
-        }
+        let queued = async {
+            let mut outgoing = self.outgoing.lock().await;
+            !self.is_closed() && outgoing.send((id, cmd)).await.is_ok()
+        };
         // The stream can end while this caller waits for room: then it was never sent.
         let mut rx = rx;
-        let queued = self.outgoing.send((id, cmd));
         futures::pin_mut!(queued);
         match futures::future::select(queued, &mut rx).await {
-            Either::Left((Ok(()), _)) => {}
-            Either::Left((Err(_), _)) | Either::Right(_) => {
+            Either::Left((true, _)) => {}
+            Either::Left((false, _)) | Either::Right(_) => {
                 return Err(broken(&self.address, "the batch stream is closed", false));
             }
         }
@@ -299,10 +299,14 @@ mod tests {
         for call in &mut calls {
             assert!(call.as_mut().poll(&mut cx).is_pending());
         }
-        // Nothing goes out: past the bound, a caller waits for room instead of growing the
-        // queue.
-        assert_eq!(stream.outgoing.capacity(), 0);
+        // Nothing goes out: past the bound, a caller waits for room holding the sender (and
+        // the callers after it wait for the sender) instead of growing the queue.
+        assert!(stream.outgoing.try_lock().is_none());
         drop(calls);
+        assert!(
+            stream.outgoing.try_lock().is_some(),
+            "waiters that gave up let go"
+        );
         assert!(
             lock(&stream.waiting).is_empty(),
             "callers that gave up are forgotten"
