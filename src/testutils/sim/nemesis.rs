@@ -86,7 +86,7 @@ pub(super) struct Nemesis {
 
 impl Nemesis {
     /// Draws when each fault strikes: one every 100 to 600 ms of the workload.
-    pub(super) fn plan(options: &Options, _cluster: &Cluster, seed: u64) -> Nemesis {
+    pub(super) fn plan(options: &Options, seed: u64) -> Nemesis {
         let mut rng = SplitMix64::new(seed);
         let kinds: Vec<Fault> = Fault::ALL
             .into_iter()

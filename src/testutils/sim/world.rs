@@ -67,7 +67,7 @@ fn run_seeded(options: &Options) -> Result<Outcome, String> {
     let history = match options.workload {
         Workload::Register => register::start(&mut sim, &cluster, options, &trace, &mut rng),
     };
-    let mut nemesis = Nemesis::plan(options, &cluster, rng.next_u64());
+    let mut nemesis = Nemesis::plan(options, rng.next_u64());
     loop {
         nemesis.act(&mut sim, &cluster, &trace);
         match sim.step() {
