@@ -451,7 +451,7 @@ impl SplitMix64 {
     }
 
     /// A generator seeded from the clock and a process-wide counter, or inside a simulation
-    /// from the simulation's seed ([`seed_entropy`]).
+    /// from the simulation's seed (`seed_entropy`).
     pub fn from_entropy() -> Self {
         use std::sync::atomic::{AtomicU64, Ordering};
         static COUNTER: AtomicU64 = AtomicU64::new(0);
