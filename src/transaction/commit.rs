@@ -290,6 +290,11 @@ impl Transaction {
                 self.finish(State::RolledBack);
                 Err(e)
             }
+            Primary::Undetermined(_, e) if rollback_undetermined_planted() => {
+                self.rollback_in_background();
+                self.finish(State::RolledBack);
+                Err(e)
+            }
             Primary::Undetermined(commit_ts, e) => {
                 // The locks stay until the transaction is finished or resolved; nothing keeps
                 // them alive any more.
@@ -723,4 +728,13 @@ async fn commit_primary(
         };
         keep(commit_ts);
     }
+}
+
+/// Whether a simulation planted the bug of rolling back a commit whose primary may have
+/// committed, when it is undetermined or cancelled (never outside one).
+pub(super) fn rollback_undetermined_planted() -> bool {
+    #[cfg(feature = "simulation")]
+    return crate::testutils::sim::planted(crate::testutils::sim::PlantedBug::RollbackUndetermined);
+    #[cfg(not(feature = "simulation"))]
+    false
 }

@@ -433,7 +433,11 @@ impl Transaction {
 impl Drop for Transaction {
     fn drop(&mut self) {
         if let State::Committing(pending) = &self.state {
-            self.finish_in_background(&pending.clone());
+            if super::commit::rollback_undetermined_planted() {
+                self.rollback_in_background();
+            } else {
+                self.finish_in_background(&pending.clone());
+            }
             return;
         }
         let unfinished =

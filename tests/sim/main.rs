@@ -90,38 +90,42 @@ fn every_workload_passes_under_every_fault() {
 
 #[test]
 fn a_seed_replays_to_the_same_trace() {
-    let options = Options::new(7, Workload::Register);
-    let first = sim::run(&options).unwrap();
-    let second = sim::run(&options).unwrap();
-    assert!(first.events > 100, "a run records its events: {first}");
-    assert_eq!(first.trace_hash, second.trace_hash, "{first}\n{second}");
-    let other = sim::run(&Options::new(8, Workload::Register)).unwrap();
-    assert_ne!(
-        first.trace_hash, other.trace_hash,
-        "the trace depends on the seed"
-    );
+    for workload in [Workload::Register, Workload::Bank] {
+        let options = Options::new(7, workload);
+        let first = sim::run(&options).unwrap();
+        let second = sim::run(&options).unwrap();
+        assert!(first.events > 100, "a run records its events: {first}");
+        assert_eq!(first.trace_hash, second.trace_hash, "{first}\n{second}");
+        let other = sim::run(&Options::new(8, workload)).unwrap();
+        assert_ne!(
+            first.trace_hash, other.trace_hash,
+            "the trace depends on the seed"
+        );
+    }
 }
 
-/// Resent compare-and-swaps that trust their answer are found within this many seeds.
+/// Each planted bug is found within this many seeds of its workload.
 const PLANTED_BUG_SEEDS: u64 = 20;
 
 #[test]
 fn a_planted_bug_is_found_and_its_seed_replays() {
-    let options = |seed| Options {
-        planted: Some(PlantedBug::CasTrustsResend),
-        ..Options::new(seed, Workload::Register)
-    };
-    let found = (1..=PLANTED_BUG_SEEDS)
-        .map(|seed| sim::run(&options(seed)).unwrap())
-        .find(|o| !o.passed())
-        .unwrap_or_else(|| panic!("no anomaly within {PLANTED_BUG_SEEDS} seeds"));
-    println!("{found}");
-    let replayed = sim::run(&found.options).unwrap();
-    assert!(!replayed.passed(), "the seed it printed fails again");
-    assert_eq!(found.trace_hash, replayed.trace_hash);
-    let fixed = sim::run(&Options::new(found.options.seed, Workload::Register)).unwrap();
-    assert!(
-        fixed.passed(),
-        "without the planted bug the same seed passes: {fixed}"
-    );
+    for bug in PlantedBug::ALL {
+        let options = |seed| Options {
+            planted: Some(bug),
+            ..Options::new(seed, bug.workload())
+        };
+        let found = (1..=PLANTED_BUG_SEEDS)
+            .map(|seed| sim::run(&options(seed)).unwrap())
+            .find(|o| !o.passed())
+            .unwrap_or_else(|| panic!("{bug}: no anomaly within {PLANTED_BUG_SEEDS} seeds"));
+        println!("{bug}: {found}");
+        let replayed = sim::run(&found.options).unwrap();
+        assert!(!replayed.passed(), "{bug}: the seed it printed fails again");
+        assert_eq!(found.trace_hash, replayed.trace_hash);
+        let fixed = sim::run(&Options::new(found.options.seed, bug.workload())).unwrap();
+        assert!(
+            fixed.passed(),
+            "{bug}: without the planted bug the same seed passes: {fixed}"
+        );
+    }
 }

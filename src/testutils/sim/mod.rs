@@ -15,8 +15,12 @@
 //!
 //! What the simulated world does not have: real sockets, wall-clock sleeps, TLS.
 
+mod bank;
+mod list_append;
 mod nemesis;
 mod register;
+mod set;
+mod workload;
 mod world;
 
 use std::cell::Cell;
@@ -81,20 +85,37 @@ impl Options {
 /// What the clients do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workload {
-    /// Raw put, get and compare-and-swap on a few keys, checked for linearizability
+    /// Raw get and compare-and-swap on a few keys, checked for linearizability
     /// ([`super::check::register`]).
     Register,
+    /// Transfers between accounts in transactions of every kind; every snapshot keeps the
+    /// total ([`super::check::bank`]).
+    Bank,
+    /// Transactions of every kind reading and appending to lists; no anomaly snapshot
+    /// isolation forbids ([`super::check::list_append`]).
+    ListAppend,
+    /// Transactional inserts of unique keys and snapshot scans; every acknowledged insert is
+    /// read back at the end ([`super::check::set`]).
+    Set,
 }
 
 impl Workload {
     /// Every workload.
-    pub const ALL: [Workload; 1] = [Workload::Register];
+    pub const ALL: [Workload; 4] = [
+        Workload::Register,
+        Workload::Bank,
+        Workload::ListAppend,
+        Workload::Set,
+    ];
 }
 
 impl fmt::Display for Workload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Workload::Register => "register",
+            Workload::Bank => "bank",
+            Workload::ListAppend => "list-append",
+            Workload::Set => "set",
         })
     }
 }
@@ -105,7 +126,7 @@ impl std::str::FromStr for Workload {
         Workload::ALL
             .into_iter()
             .find(|w| w.to_string() == s)
-            .ok_or_else(|| format!("no workload {s:?}: one of register"))
+            .ok_or_else(|| format!("no workload {s:?}: one of register, bank, list-append, set"))
     }
 }
 
@@ -116,12 +137,35 @@ pub enum PlantedBug {
     /// reached TiKV: a resent swap that finds the value its first attempt wrote reports "not
     /// swapped" although it swapped (the client must report it undetermined instead).
     CasTrustsResend,
+    /// A commit whose primary's commit (or async-commit/1PC prewrite) may have landed rolls
+    /// the transaction back when its outcome is undetermined or the commit is cancelled (the
+    /// client must leave it to the primary): where the primary did commit, the keys in other
+    /// regions are rolled back and the transaction is torn. This is the bug the client had
+    /// before cancellation was made safe.
+    RollbackUndetermined,
+}
+
+impl PlantedBug {
+    /// Every planted bug.
+    pub const ALL: [PlantedBug; 2] = [
+        PlantedBug::CasTrustsResend,
+        PlantedBug::RollbackUndetermined,
+    ];
+
+    /// The workload that finds it.
+    pub fn workload(self) -> Workload {
+        match self {
+            PlantedBug::CasTrustsResend => Workload::Register,
+            PlantedBug::RollbackUndetermined => Workload::Bank,
+        }
+    }
 }
 
 impl fmt::Display for PlantedBug {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             PlantedBug::CasTrustsResend => "cas-trusts-resend",
+            PlantedBug::RollbackUndetermined => "rollback-undetermined",
         })
     }
 }
@@ -129,10 +173,12 @@ impl fmt::Display for PlantedBug {
 impl std::str::FromStr for PlantedBug {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "cas-trusts-resend" => Ok(PlantedBug::CasTrustsResend),
-            _ => Err(format!("no planted bug {s:?}: cas-trusts-resend")),
-        }
+        PlantedBug::ALL
+            .into_iter()
+            .find(|b| b.to_string() == s)
+            .ok_or_else(|| {
+                format!("no planted bug {s:?}: cas-trusts-resend or rollback-undetermined")
+            })
     }
 }
 

@@ -6,7 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::world::Cluster;
-use super::{Options, Trace};
+use super::{bank, list_append, register, set, Options, Trace, Workload};
 use crate::backoff::SplitMix64;
 use crate::testutils::cluster::DataKind;
 use crate::testutils::{Rule, RuleId};
@@ -78,6 +78,7 @@ enum Undo {
 
 /// The schedule and the faults in force.
 pub(super) struct Nemesis {
+    workload: Workload,
     rng: SplitMix64,
     planned: VecDeque<(Duration, Fault)>,
     active: Vec<(Duration, Undo)>,
@@ -100,6 +101,7 @@ impl Nemesis {
             at += Duration::from_millis(100 + rng.below(500));
         }
         Nemesis {
+            workload: options.workload,
             rng,
             planned,
             active: Vec::new(),
@@ -207,9 +209,9 @@ impl Nemesis {
                 Some((cluster.pd_hosts[to].clone(), None))
             }
             Fault::Split => {
-                let key = super::register::key_name(rng.below(super::register::KEYS + 1));
+                let (key, kind) = split_key(self.workload, rng);
                 let c = &cluster.node.cluster;
-                let left = c.split(&c.internal_key(key.as_bytes(), DataKind::Raw))?;
+                let left = c.split(&c.internal_key(key.as_bytes(), kind))?;
                 Some((format!("at {key:?}, new region {}", left.id), None))
             }
             Fault::Merge => {
@@ -284,6 +286,26 @@ fn undo_fault(
         }
     };
     trace.borrow_mut().record(now, &what);
+}
+
+/// A key the workload uses (or the one after its last), where a split fault may cut.
+fn split_key(workload: Workload, rng: &mut SplitMix64) -> (String, DataKind) {
+    match workload {
+        Workload::Register => (
+            register::key_name(rng.below(register::KEYS + 1)),
+            DataKind::Raw,
+        ),
+        Workload::Bank => (bank::key_name(rng.below(bank::ACCOUNTS + 1)), DataKind::Txn),
+        Workload::ListAppend => (
+            list_append::key_name(rng.below(list_append::KEYS + 1)),
+            DataKind::Txn,
+        ),
+        // Between the elements of two callers, or within one caller's.
+        Workload::Set => {
+            let caller = (rng.below(3) << 40) | (rng.below(4) << 32);
+            (set::key_name(caller | rng.below(300)), DataKind::Txn)
+        }
+    }
 }
 
 fn pick<'a, T>(rng: &mut SplitMix64, items: &'a [T]) -> Option<&'a T> {

@@ -7,14 +7,12 @@
 //! landed and whose resend landed again after a later compare-and-swap). A compare-and-swap
 //! resent that way finds its own value and the client reports it undetermined instead.
 
-use std::cell::{Cell, RefCell};
-use std::future::Future;
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::nemesis::Fault;
-use super::world::Cluster;
-use super::{now, Options, Trace};
+use super::now;
+use super::workload::{verdict, Env, Judge};
 use crate::backoff::SplitMix64;
 use crate::testutils::check::register::{self, Action, Op};
 use crate::testutils::check::Status;
@@ -29,56 +27,40 @@ pub(super) fn key_name(i: u64) -> String {
 }
 
 /// The operations recorded so far.
-pub(super) struct History {
+struct History {
+    env: Env,
     ops: Rc<RefCell<Vec<Op>>>,
-    cancelled: Rc<Cell<usize>>,
 }
 
-impl History {
-    /// How many calls the callers cancelled.
-    pub(super) fn cancelled(&self) -> usize {
-        self.cancelled.get()
+impl Judge for History {
+    fn cancelled(&self) -> usize {
+        self.env.cancelled()
     }
 
-    /// How many operations were recorded, and the checker's verdict.
-    pub(super) fn judge(&self) -> (usize, Result<String, String>) {
+    fn judge(&self) -> (usize, Result<String, String>) {
         let history = register::History {
             ops: self.ops.borrow().clone(),
         };
-        let verdict = register::check(&history)
-            .map(|s| s.to_string())
-            .map_err(|anomalies| {
-                anomalies
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            });
-        (history.ops.len(), verdict)
+        (history.ops.len(), verdict(register::check(&history)))
     }
 }
 
 /// Registers the client hosts.
 pub(super) fn start(
     sim: &mut turmoil::Sim<'_>,
-    cluster: &Cluster,
-    options: &Options,
-    trace: &Rc<RefCell<Trace>>,
+    clients: &[String],
+    env: &Env,
     rng: &mut SplitMix64,
-) -> History {
+) -> Box<dyn Judge> {
     let ops = Rc::new(RefCell::new(Vec::new()));
-    let cancelled = Rc::new(Cell::new(0));
-    for (c, host) in cluster.clients.iter().enumerate() {
+    for (c, host) in clients.iter().enumerate() {
         let seed = rng.next_u64();
-        let (ops, trace, options) = (ops.clone(), trace.clone(), options.clone());
-        let cancelled = cancelled.clone();
-        let endpoints = cluster.pd_endpoints.clone();
-        let host = host.clone();
+        let (ops, env, host) = (ops.clone(), env.clone(), host.clone());
         sim.client(host.clone().as_str(), async move {
-            let Some(client) = connect(&endpoints, options.duration).await else {
+            let Some(client) = connect(&env).await else {
                 return Ok(());
             };
-            let callers = (0..options.callers).map(|i| {
+            let callers = (0..env.options.callers).map(|i| {
                 let caller = Caller {
                     name: format!("{host}/{i}"),
                     client: &client,
@@ -86,9 +68,7 @@ pub(super) fn start(
                     values: ((c as u64) << 40) | ((i as u64) << 32),
                     seen: [None; KEYS as usize],
                     ops: &ops,
-                    cancelled: &cancelled,
-                    trace: &trace,
-                    options: &options,
+                    env: &env,
                 };
                 caller.run()
             });
@@ -96,14 +76,17 @@ pub(super) fn start(
             Ok(())
         });
     }
-    History { ops, cancelled }
+    Box::new(History {
+        env: env.clone(),
+        ops,
+    })
 }
 
 /// A client, once PD answers (retried until the workload's time is up).
-async fn connect(endpoints: &[String], until: Duration) -> Option<RawClient> {
+async fn connect(env: &Env) -> Option<RawClient> {
     let config = Config::default().with_operation_timeout(Duration::from_secs(5));
-    while now() < until {
-        match RawClient::new_with_config(endpoints.to_vec(), config.clone()).await {
+    while !env.over() {
+        match RawClient::new_with_config(env.endpoints.clone(), config.clone()).await {
             Ok(client) => return Some(client.with_atomic_for_cas()),
             Err(e) => log::debug!("sim client: {e}"),
         }
@@ -120,17 +103,14 @@ struct Caller<'a> {
     /// The last value seen per key, expected by the next compare-and-swap.
     seen: [Option<u64>; KEYS as usize],
     ops: &'a RefCell<Vec<Op>>,
-    cancelled: &'a Cell<usize>,
-    trace: &'a RefCell<Trace>,
-    options: &'a Options,
+    env: &'a Env,
 }
 
 impl Caller<'_> {
     async fn run(mut self) {
-        while now() < self.options.duration {
+        while !self.env.over() {
             self.one().await;
-            let think = Duration::from_millis(self.rng.below(20));
-            tokio::time::sleep(think).await;
+            self.env.think(&mut self.rng).await;
         }
     }
 
@@ -139,20 +119,18 @@ impl Caller<'_> {
     async fn one(&mut self) {
         let key = self.rng.below(KEYS);
         let name = key_name(key);
-        let cancel = (self.options.faults.contains(&Fault::Cancellation)
-            && self.rng.below(10) == 0)
-            .then(|| Duration::from_millis(self.rng.below(30)));
+        let cancel = self.env.cancel_after(&mut self.rng);
         let invoke = now();
         let client = self.client;
         let (action, status) = match self.rng.below(10) {
-            0..=3 => match within(cancel, self.cancelled, client.get(name)).await {
+            0..=3 => match self.env.within(cancel, client.get(name)).await {
                 Some(Ok(value)) => (Action::Get(value.as_deref().map(decode)), Status::Ok),
                 _ => return,
             },
             _ => {
                 let (expect, new) = (self.seen[key as usize], self.next_value());
                 let cas = client.compare_and_swap(name, expect.map(encode), encode(new));
-                match within(cancel, self.cancelled, cas).await {
+                match self.env.within(cancel, cas).await {
                     Some(Ok((previous, swapped))) => {
                         let previous = previous.as_deref().map(decode);
                         self.seen[key as usize] = if swapped { Some(new) } else { previous };
@@ -184,7 +162,7 @@ impl Caller<'_> {
             "{} key {key} {action:?} {status} [{invoke:?}, {complete:?}]",
             self.name
         );
-        self.trace.borrow_mut().record(complete, &event);
+        self.env.record(&event);
         self.ops.borrow_mut().push(Op {
             key,
             action,
@@ -198,22 +176,6 @@ impl Caller<'_> {
         self.values += 1;
         self.values
     }
-}
-
-/// The call's result, or `None` if it was cancelled first (counted in `cancelled`).
-async fn within<T>(
-    cancel: Option<Duration>,
-    cancelled: &Cell<usize>,
-    call: impl Future<Output = T>,
-) -> Option<T> {
-    let Some(after) = cancel else {
-        return Some(call.await);
-    };
-    let result = tokio::time::timeout(after, call).await.ok();
-    if result.is_none() {
-        cancelled.set(cancelled.get() + 1);
-    }
-    result
 }
 
 fn encode(value: u64) -> Vec<u8> {

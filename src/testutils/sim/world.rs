@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::nemesis::{Fault, Nemesis};
-use super::{register, Options, Outcome, Trace, Workload};
+use super::workload::{start_txn, Env, Judge};
+use super::{bank, list_append, register, set, Options, Outcome, Trace, Workload};
 use crate::backoff::SplitMix64;
 use crate::testutils::guard::HttpPolicy;
 use crate::testutils::pd::{MockPd, PdGroup};
@@ -64,12 +65,18 @@ fn run_seeded(options: &Options) -> Result<Outcome, String> {
         .build();
     let trace = Rc::new(RefCell::new(Trace::new(options.seed)));
     let cluster = start_cluster(&mut sim, options, rng.next_u64())?;
-    let history = match options.workload {
-        Workload::Register => register::start(&mut sim, &cluster, options, &trace, &mut rng),
-    };
+    let env = Env::new(options, &cluster.pd_endpoints, &trace);
+    let history = start_workload(&mut sim, &cluster.clients, &env, &mut rng);
     let mut nemesis = Nemesis::plan(options, rng.next_u64());
+    let mut healed = false;
     loop {
-        nemesis.act(&mut sim, &cluster, &trace);
+        if sim.elapsed() < options.duration {
+            nemesis.act(&mut sim, &cluster, &trace);
+        } else if !healed {
+            // The workload's time is up: the final reads run on a whole cluster.
+            nemesis.heal(&mut sim, &cluster, &trace);
+            healed = true;
+        }
         match sim.step() {
             Ok(true) => break,
             Ok(false) => {}
@@ -96,6 +103,35 @@ fn run_seeded(options: &Options) -> Result<Outcome, String> {
         simulated,
         verdict,
     })
+}
+
+/// Registers the workload's client hosts.
+fn start_workload(
+    sim: &mut turmoil::Sim<'_>,
+    clients: &[String],
+    env: &Env,
+    rng: &mut SplitMix64,
+) -> Box<dyn Judge> {
+    match env.options.workload {
+        Workload::Register => register::start(sim, clients, env, rng),
+        Workload::Bank => txn_workload(sim, clients, env, rng, bank::Bank::new(env)),
+        Workload::ListAppend => {
+            txn_workload(sim, clients, env, rng, list_append::ListAppend::new(env))
+        }
+        Workload::Set => txn_workload(sim, clients, env, rng, set::Set::new(env)),
+    }
+}
+
+fn txn_workload<W: super::workload::TxnWorkload + Judge>(
+    sim: &mut turmoil::Sim<'_>,
+    clients: &[String],
+    env: &Env,
+    rng: &mut SplitMix64,
+    workload: W,
+) -> Box<dyn Judge> {
+    let workload = Rc::new(workload);
+    start_txn(sim, clients, env, rng, workload.clone());
+    Box::new(workload)
 }
 
 /// Registers the PD members and the stores as hosts serving one mock cluster.
