@@ -123,6 +123,8 @@ pub(crate) struct Cluster {
     pub api_version: ApiVersion,
     meta: Mutex<Meta>,
     tso: Mutex<(i64, i64)>,
+    /// How far PD's clock runs ahead of the wall clock, in ms (a clock that jumped).
+    tso_ahead_ms: std::sync::atomic::AtomicI64,
 }
 
 /// The version the mock's PD and stores claim.
@@ -212,6 +214,7 @@ impl Cluster {
             api_version,
             meta: Mutex::new(meta),
             tso: Mutex::new((0, 0)),
+            tso_ahead_ms: Default::default(),
         };
         if api_version == ApiVersion::V2 {
             // PD splits the regions of every keyspace at its boundaries when it is created.
@@ -261,7 +264,8 @@ impl Cluster {
 
     pub(crate) fn tso(&self, count: u32) -> (i64, i64) {
         let mut last = self.tso.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = unix_now().as_millis() as i64;
+        let ahead = self.tso_ahead_ms.load(std::sync::atomic::Ordering::Relaxed);
+        let now = unix_now().as_millis() as i64 + ahead;
         let count = i64::from(count);
         let (physical, logical) = if now > last.0 {
             (now, count - 1)
@@ -272,6 +276,14 @@ impl Cluster {
         };
         *last = (physical, logical);
         (physical, logical)
+    }
+
+    /// Moves PD's clock forward by `by`, as a clock stepped by NTP: timestamps jump, so every
+    /// lock looks older by `by` to anyone comparing it with a new timestamp.
+    pub(crate) fn jump_clock(&self, by: std::time::Duration) {
+        let by = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.tso_ahead_ms
+            .fetch_add(by, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Splits the region containing `key` (an internal key) at `key`. Returns the new region

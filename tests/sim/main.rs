@@ -47,10 +47,14 @@ fn every_workload_passes_under_every_fault() {
         .into_iter()
         .filter(|w| only.is_none_or(|o| o == *w))
     {
+        let started = std::time::Instant::now();
         let outcomes = run_seeds(seeds.clone(), |seed| Options {
             planted,
             ..Options::new(seed, workload)
         });
+        let took = started.elapsed().as_secs_f64();
+        let events: u64 = outcomes.iter().map(|o| o.events).sum();
+        let simulated: f64 = outcomes.iter().map(|o| o.simulated.as_secs_f64()).sum();
         let faults = |kind| {
             outcomes
                 .iter()
@@ -63,15 +67,20 @@ fn every_workload_passes_under_every_fault() {
                 .sum::<usize>()
         };
         let mut not_seen = Vec::new();
-        for kind in sim::Fault::ALL {
+        for kind in sim::Fault::ALL.into_iter().filter(|f| f.applies(workload)) {
             if faults(kind) == 0 {
                 not_seen.push(kind.to_string());
             }
         }
         println!(
-            "{workload}: {} seeds, {} failed; every fault kind injected: {}",
+            "{workload}: {} seeds, {} failed; {:.1} schedules/s, {:.0} trace events/s, {:.0}x \
+             real time on {} threads; every fault kind injected: {}",
             outcomes.len(),
             outcomes.iter().filter(|o| !o.passed()).count(),
+            outcomes.len() as f64 / took,
+            events as f64 / took,
+            simulated / took,
+            var("SIM_THREADS").unwrap_or(2),
             if not_seen.is_empty() {
                 "yes".to_owned()
             } else {

@@ -54,12 +54,16 @@ pub struct Options {
 }
 
 impl Options {
-    /// Every fault, 2 clients of 3 callers, 3 stores, 3 PD members, 10 s of workload.
+    /// Every fault that applies to the workload, 2 clients of 3 callers, 3 stores, 3 PD
+    /// members, 10 s of workload.
     pub fn new(seed: u64, workload: Workload) -> Self {
         Options {
             seed,
             workload,
-            faults: Fault::ALL.to_vec(),
+            faults: Fault::ALL
+                .into_iter()
+                .filter(|f| f.applies(workload))
+                .collect(),
             duration: Duration::from_secs(10),
             clients: 2,
             callers: 3,

@@ -33,13 +33,20 @@ pub enum Fault {
     /// For a while, stores delay some replies after executing them (replies overtake each
     /// other).
     DelayedReply,
+    /// PD's clock jumps forward by 1 to 10 s: every lock looks that much older to the
+    /// timestamps issued after, so lock resolution may roll back transactions still running
+    /// (their locks' TTL seems past).
+    TimeJump,
+    /// A client advances the GC safe point to 0.5 to 5 s ago, resolving the locks older than
+    /// that first (transactional workloads only).
+    Gc,
     /// Clients give up on some calls after a random time, at whatever await they reached.
     Cancellation,
 }
 
 impl Fault {
     /// Every kind.
-    pub const ALL: [Fault; 9] = [
+    pub const ALL: [Fault; 11] = [
         Fault::Partition,
         Fault::StoreCrash,
         Fault::PdLeaderChange,
@@ -48,8 +55,17 @@ impl Fault {
         Fault::LeaderTransfer,
         Fault::LostReply,
         Fault::DelayedReply,
+        Fault::TimeJump,
+        Fault::Gc,
         Fault::Cancellation,
     ];
+}
+
+impl Fault {
+    /// Whether the fault means anything to `workload` (raw data has no versions to collect).
+    pub fn applies(self, workload: Workload) -> bool {
+        !(self == Fault::Gc && workload == Workload::Register)
+    }
 }
 
 impl fmt::Display for Fault {
@@ -63,6 +79,8 @@ impl fmt::Display for Fault {
             Fault::LeaderTransfer => "leader-transfer",
             Fault::LostReply => "lost-reply",
             Fault::DelayedReply => "delayed-reply",
+            Fault::TimeJump => "time-jump",
+            Fault::Gc => "gc",
             Fault::Cancellation => "cancellation",
         })
     }
@@ -79,6 +97,8 @@ enum Undo {
 /// The schedule and the faults in force.
 pub(super) struct Nemesis {
     workload: Workload,
+    /// Where to ask for a GC (none: the workload has no versions to collect).
+    gc: Option<tokio::sync::mpsc::UnboundedSender<Duration>>,
     rng: SplitMix64,
     planned: VecDeque<(Duration, Fault)>,
     active: Vec<(Duration, Undo)>,
@@ -87,7 +107,11 @@ pub(super) struct Nemesis {
 
 impl Nemesis {
     /// Draws when each fault strikes: one every 100 to 600 ms of the workload.
-    pub(super) fn plan(options: &Options, seed: u64) -> Nemesis {
+    pub(super) fn plan(
+        options: &Options,
+        seed: u64,
+        gc: Option<tokio::sync::mpsc::UnboundedSender<Duration>>,
+    ) -> Nemesis {
         let mut rng = SplitMix64::new(seed);
         let kinds: Vec<Fault> = Fault::ALL
             .into_iter()
@@ -102,6 +126,7 @@ impl Nemesis {
         }
         Nemesis {
             workload: options.workload,
+            gc,
             rng,
             planned,
             active: Vec::new(),
@@ -258,6 +283,16 @@ impl Nemesis {
                 let rule = Rule::on("*").probability(p).delay_reply(by);
                 let id = cluster.node.faults.add(rule);
                 Some((format!("p={p:.2} by {by:?}"), Some(Undo::RemoveRule(id))))
+            }
+            Fault::TimeJump => {
+                let by = Duration::from_millis(1000 + rng.below(9000));
+                cluster.node.cluster.jump_clock(by);
+                Some((format!("by {by:?}"), None))
+            }
+            Fault::Gc => {
+                let behind = Duration::from_millis(500 + rng.below(4500));
+                self.gc.as_ref()?.send(behind).ok()?;
+                Some((format!("to {behind:?} ago"), None))
             }
             Fault::Cancellation => None,
         }

@@ -11,7 +11,9 @@ use super::nemesis::Fault;
 use super::{now, Options, Trace};
 use crate::backoff::SplitMix64;
 use crate::testutils::check::{self, Status};
-use crate::{Config, Error, Transaction, TransactionClient, TransactionOptions};
+use tokio::sync::mpsc;
+
+use crate::{Config, Error, Timestamp, Transaction, TransactionClient, TransactionOptions};
 
 /// A workload's recorded history, judged once the run is over.
 pub(super) trait Judge {
@@ -353,4 +355,44 @@ pub(super) fn start_txn<W: TxnWorkload>(
             Ok(())
         });
     }
+}
+
+/// Registers the host `gc`, which advances the GC safe point when the nemesis says: to the
+/// current time less the duration it sends, resolving the locks older than that first (the
+/// client's [`TransactionClient::gc`]). Returns where to send.
+pub(super) fn start_gc(sim: &mut turmoil::Sim<'_>, env: &Env) -> mpsc::UnboundedSender<Duration> {
+    let (orders, mut received) = mpsc::unbounded_channel::<Duration>();
+    let env = env.clone();
+    sim.client("gc", async move {
+        let Some(client) = connect_txn(&env).await else {
+            return Ok(());
+        };
+        while !env.over() {
+            let Ok(Some(behind)) =
+                tokio::time::timeout(Duration::from_millis(100), received.recv()).await
+            else {
+                continue;
+            };
+            let outcome = match client.current_timestamp().await {
+                Ok(now) => {
+                    let behind = (behind.as_millis() as i64).min(now.physical);
+                    let safe_point = Timestamp {
+                        physical: now.physical - behind,
+                        logical: 0,
+                    };
+                    client
+                        .gc(safe_point)
+                        .await
+                        .map(|ts| format!("safe point {}", ts.version()))
+                }
+                Err(e) => Err(e),
+            };
+            env.record(&match outcome {
+                Ok(done) => format!("gc: {done}"),
+                Err(e) => format!("gc failed: {e}"),
+            });
+        }
+        Ok(())
+    });
+    orders
 }

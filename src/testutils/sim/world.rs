@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::nemesis::{Fault, Nemesis};
-use super::workload::{start_txn, Env, Judge};
+use super::workload::{start_gc, start_txn, Env, Judge};
 use super::{bank, list_append, register, set, Options, Outcome, Trace, Workload};
 use crate::backoff::SplitMix64;
 use crate::testutils::guard::HttpPolicy;
@@ -67,7 +67,9 @@ fn run_seeded(options: &Options) -> Result<Outcome, String> {
     let cluster = start_cluster(&mut sim, options, rng.next_u64())?;
     let env = Env::new(options, &cluster.pd_endpoints, &trace);
     let history = start_workload(&mut sim, &cluster.clients, &env, &mut rng);
-    let mut nemesis = Nemesis::plan(options, rng.next_u64());
+    // Raw data has no versions to collect.
+    let gc = (options.workload != Workload::Register).then(|| start_gc(&mut sim, &env));
+    let mut nemesis = Nemesis::plan(options, rng.next_u64(), gc);
     let mut healed = false;
     loop {
         if sim.elapsed() < options.duration {
