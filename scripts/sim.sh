@@ -2,10 +2,10 @@
 # The deterministic simulation (tests/sim), in release, with tokio's task scheduling seeded
 # (--cfg tokio_unstable) so that a run is a function of its seed.
 #
-#   scripts/sim.sh                                  every workload, seeds 1..1000
+#   scripts/sim.sh                                  every workload, seeds 1..250 (1000 runs)
 #   scripts/sim.sh --seeds 100000                   a soak run
-#   scripts/sim.sh --seed 42 --workload register    replays one seed (as a failure prints it)
-#   scripts/sim.sh --seeds 20 --plant cas-trusts-resend
+#   scripts/sim.sh --seed 42 --workload bank        replays one seed (as a failure prints it)
+#   scripts/sim.sh --seeds 20 --workload bank --plant rollback-undetermined
 #                                                   shows a planted client bug being found
 #
 # Options: --seeds N, --first-seed N, --seed N (one seed), --workload NAME, --plant BUG,
@@ -15,7 +15,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-seeds=1000
+seeds=250
 first=1
 workload=""
 plant=""

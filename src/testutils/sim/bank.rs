@@ -11,7 +11,7 @@ use super::now;
 use super::workload::{failed, transact, verdict, Caller, Env, Judge, Kind, Ops, TxnWorkload};
 use crate::testutils::check::bank::{self, Action};
 use crate::testutils::check::Status;
-use crate::{Error, TransactionClient, TransactionOptions};
+use crate::Error;
 
 /// Accounts.
 pub(super) const ACCOUNTS: u64 = 5;
@@ -48,7 +48,7 @@ impl Bank {
         let amount = 1 + rng.below(20) as i64;
         let cancel = caller.env.cancel_after(rng);
         let invoke = now();
-        let moved = transact(&caller.client, kind, async |txn| {
+        let moved = transact(caller, kind, async |txn| {
             let keys = [key_name(from), key_name(to)];
             let pairs = if kind == Kind::Pessimistic {
                 txn.batch_get_for_update(keys).await?
@@ -102,7 +102,7 @@ impl Judge for Bank {
 impl TxnWorkload for Bank {
     async fn set_up(&self, caller: &mut Caller) {
         while !caller.env.over() {
-            let create = transact(&caller.client, Kind::Optimistic, async |txn| {
+            let create = transact(caller, Kind::Optimistic, async |txn| {
                 for i in 0..ACCOUNTS {
                     txn.insert(key_name(i), encode(INITIAL)).await?;
                 }
@@ -140,9 +140,8 @@ impl TxnWorkload for Bank {
 }
 
 /// Every balance, in one snapshot at a fresh timestamp.
-async fn read_all(client: &TransactionClient) -> crate::Result<Vec<Option<i64>>> {
-    let ts = client.current_timestamp().await?;
-    let snapshot = client.snapshot(ts, TransactionOptions::new_optimistic());
+async fn read_all(caller: &Caller) -> crate::Result<Vec<Option<i64>>> {
+    let (snapshot, _held) = caller.env.snapshot(&caller.client).await?;
     let pairs = snapshot.batch_get((0..ACCOUNTS).map(key_name)).await?;
     Ok((0..ACCOUNTS)
         .map(|i| {

@@ -13,7 +13,7 @@ use super::now;
 use super::workload::{failed, transact, verdict, Caller, Env, Judge, Kind, TxnWorkload};
 use crate::testutils::check::list_append::{self, Micro, Txn};
 use crate::testutils::check::Status;
-use crate::{Transaction, TransactionOptions};
+use crate::Transaction;
 
 /// Keys.
 pub(super) const KEYS: u64 = 8;
@@ -79,7 +79,7 @@ impl TxnWorkload for ListAppend {
         }
         let cancel = caller.env.cancel_after(&mut caller.rng);
         let invoke = now();
-        let run = transact(&caller.client, kind, async |txn| {
+        let run = transact(caller, kind, async |txn| {
             for micro in &mut micros {
                 apply(txn, kind, micro).await?;
             }
@@ -102,12 +102,10 @@ impl TxnWorkload for ListAppend {
     /// Reads every list once the faults are healed, so that the last versions are known.
     async fn finish(&self, caller: &mut Caller) {
         let invoke = now();
-        let client = caller.client.clone();
         let read = caller
             .env
             .settle(async || {
-                let ts = client.current_timestamp().await?;
-                let snapshot = client.snapshot(ts, TransactionOptions::new_optimistic());
+                let (snapshot, _held) = caller.env.snapshot(&caller.client).await?;
                 let pairs = snapshot.batch_get((0..KEYS).map(key_name)).await?;
                 Ok((0..KEYS)
                     .map(|key| {

@@ -8,7 +8,7 @@ use super::now;
 use super::workload::{failed, transact, verdict, Caller, Env, Judge, Kind, Ops, TxnWorkload};
 use crate::testutils::check::set::{self, Action};
 use crate::testutils::check::Status;
-use crate::{Key, TransactionClient, TransactionOptions};
+use crate::Key;
 
 /// Where the elements' keys start.
 const PREFIX: &str = "set/";
@@ -56,7 +56,7 @@ impl TxnWorkload for Set {
         let element = caller.next_value();
         let cancel = caller.env.cancel_after(&mut caller.rng);
         let invoke = now();
-        let add = transact(&caller.client, kind, async |txn| {
+        let add = transact(caller, kind, async |txn| {
             txn.insert(key_name(element), element.to_be_bytes().to_vec())
                 .await
         });
@@ -75,9 +75,8 @@ impl TxnWorkload for Set {
 }
 
 /// Every element, scanned page by page in one snapshot at a fresh timestamp.
-async fn read_all(client: &TransactionClient) -> crate::Result<Vec<u64>> {
-    let ts = client.current_timestamp().await?;
-    let snapshot = client.snapshot(ts, TransactionOptions::new_optimistic());
+async fn read_all(caller: &Caller) -> crate::Result<Vec<u64>> {
+    let (snapshot, _held) = caller.env.snapshot(&caller.client).await?;
     let keys: Vec<Key> = snapshot
         .scan_keys_stream(PREFIX.to_owned().."set0".to_owned())
         .try_collect()

@@ -13,7 +13,9 @@ use crate::backoff::SplitMix64;
 use crate::testutils::check::{self, Status};
 use tokio::sync::mpsc;
 
-use crate::{Config, Error, Timestamp, Transaction, TransactionClient, TransactionOptions};
+use crate::{
+    Config, Error, Snapshot, Timestamp, Transaction, TransactionClient, TransactionOptions,
+};
 
 /// A workload's recorded history, judged once the run is over.
 pub(super) trait Judge {
@@ -55,6 +57,9 @@ pub(super) struct Env {
     pub endpoints: Vec<String>,
     trace: Rc<RefCell<Trace>>,
     cancelled: Rc<Cell<usize>>,
+    /// The start timestamps of the transactions and snapshots in use: GC stays at or below
+    /// the oldest, as TiDB's GC worker stays below its servers' oldest transaction.
+    running: Rc<RefCell<Vec<u64>>>,
 }
 
 impl Env {
@@ -64,7 +69,35 @@ impl Env {
             endpoints: endpoints.to_vec(),
             trace: trace.clone(),
             cancelled: Rc::default(),
+            running: Rc::default(),
         }
+    }
+
+    /// Keeps GC at or below `ts` while the result lives.
+    pub(super) fn hold(&self, ts: Timestamp) -> Held {
+        self.running.borrow_mut().push(ts.version());
+        Held {
+            running: self.running.clone(),
+            version: ts.version(),
+        }
+    }
+
+    /// The oldest timestamp in use, if any.
+    fn oldest_running(&self) -> Option<u64> {
+        self.running.borrow().iter().copied().min()
+    }
+
+    /// A snapshot at a fresh timestamp, held back from GC while the result lives.
+    pub(super) async fn snapshot(
+        &self,
+        client: &TransactionClient,
+    ) -> crate::Result<(Snapshot, Held)> {
+        let ts = client.current_timestamp().await?;
+        let held = self.hold(ts);
+        Ok((
+            client.snapshot(ts, TransactionOptions::new_optimistic()),
+            held,
+        ))
     }
 
     /// How many calls were cancelled.
@@ -122,6 +155,21 @@ impl Env {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         None
+    }
+}
+
+/// A timestamp in use (see [`Env::hold`]).
+pub(super) struct Held {
+    running: Rc<RefCell<Vec<u64>>>,
+    version: u64,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut running = self.running.borrow_mut();
+        if let Some(i) = running.iter().position(|v| *v == self.version) {
+            running.swap_remove(i);
+        }
     }
 }
 
@@ -193,11 +241,12 @@ impl<T: Judge> Judge for Rc<T> {
 /// Runs `body` in a new transaction of `kind`, then commits it; a failure before the commit
 /// rolls it back.
 pub(super) async fn transact<T>(
-    client: &TransactionClient,
+    caller: &Caller,
     kind: Kind,
     body: impl AsyncFnOnce(&mut Transaction) -> crate::Result<T>,
 ) -> crate::Result<T> {
-    let mut txn = client.begin_with_options(kind.options()).await?;
+    let mut txn = caller.client.begin_with_options(kind.options()).await?;
+    let _held = caller.env.hold(txn.start_timestamp());
     match body(&mut txn).await {
         Ok(value) => txn.commit().await.map(|_| value),
         Err(e) => {
@@ -242,12 +291,12 @@ impl<A: fmt::Debug + Clone> Ops<A> {
     pub(super) async fn read<T>(
         &self,
         caller: &mut Caller,
-        read: impl AsyncFnOnce(&TransactionClient) -> crate::Result<T>,
+        read: impl AsyncFnOnce(&Caller) -> crate::Result<T>,
         action: impl FnOnce(T) -> A,
     ) {
         let cancel = caller.env.cancel_after(&mut caller.rng);
         let invoke = now();
-        match caller.env.within(cancel, read(&caller.client)).await {
+        match caller.env.within(cancel, read(caller)).await {
             Some(Ok(value)) => self.push(caller, action(value), invoke, Status::Ok),
             Some(Err(e)) => log::debug!("sim read: {e}"),
             None => {}
@@ -259,11 +308,11 @@ impl<A: fmt::Debug + Clone> Ops<A> {
     pub(super) async fn final_read<T>(
         &self,
         caller: &Caller,
-        read: impl AsyncFn(&TransactionClient) -> crate::Result<T>,
+        read: impl AsyncFn(&Caller) -> crate::Result<T>,
         action: impl FnOnce(T) -> A,
     ) {
         let invoke = now();
-        if let Some(value) = caller.env.settle(async || read(&caller.client).await).await {
+        if let Some(value) = caller.env.settle(async || read(caller).await).await {
             self.push(caller, action(value), invoke, Status::Ok);
         }
     }
@@ -358,8 +407,9 @@ pub(super) fn start_txn<W: TxnWorkload>(
 }
 
 /// Registers the host `gc`, which advances the GC safe point when the nemesis says: to the
-/// current time less the duration it sends, resolving the locks older than that first (the
-/// client's [`TransactionClient::gc`]). Returns where to send.
+/// current time less the duration it sends, or to the oldest timestamp in use if that is
+/// older, resolving the locks older than that first (the client's
+/// [`TransactionClient::gc`]). Returns where to send.
 pub(super) fn start_gc(sim: &mut turmoil::Sim<'_>, env: &Env) -> mpsc::UnboundedSender<Duration> {
     let (orders, mut received) = mpsc::unbounded_channel::<Duration>();
     let env = env.clone();
@@ -376,10 +426,13 @@ pub(super) fn start_gc(sim: &mut turmoil::Sim<'_>, env: &Env) -> mpsc::Unbounded
             let outcome = match client.current_timestamp().await {
                 Ok(now) => {
                     let behind = (behind.as_millis() as i64).min(now.physical);
-                    let safe_point = Timestamp {
+                    let mut safe_point = Timestamp {
                         physical: now.physical - behind,
                         logical: 0,
                     };
+                    if let Some(oldest) = env.oldest_running() {
+                        safe_point = safe_point.min(Timestamp::from_version(oldest));
+                    }
                     client
                         .gc(safe_point)
                         .await
