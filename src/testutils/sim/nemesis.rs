@@ -37,8 +37,9 @@ pub enum Fault {
     /// timestamps issued after, so lock resolution may roll back transactions still running
     /// (their locks' TTL seems past).
     TimeJump,
-    /// A client advances the GC safe point to 0.5 to 5 s ago, resolving the locks older than
-    /// that first (transactional workloads only).
+    /// A client advances the GC safe point to 0.5 to 5 s ago (never past a transaction or
+    /// snapshot in use), resolving the locks older than that first (transactional workloads
+    /// only).
     Gc,
     /// Clients give up on some calls after a random time, at whatever await they reached.
     Cancellation,
@@ -59,9 +60,7 @@ impl Fault {
         Fault::Gc,
         Fault::Cancellation,
     ];
-}
 
-impl Fault {
     /// Whether the fault means anything to `workload` (raw data has no versions to collect).
     pub fn applies(self, workload: Workload) -> bool {
         !(self == Fault::Gc && workload == Workload::Register)

@@ -1,5 +1,5 @@
-//! What the workloads share: the callers' environment (trace, cancellation), the kinds of
-//! transactions they run, and how a client is connected.
+//! What the workloads share: the callers' environment (trace, cancellation, timestamps in
+//! use), the kinds of transactions they run, how a client is connected, and the GC host.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -7,12 +7,12 @@ use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
 
+use tokio::sync::mpsc;
+
 use super::nemesis::Fault;
 use super::{now, Options, Trace};
 use crate::backoff::SplitMix64;
 use crate::testutils::check::{self, Status};
-use tokio::sync::mpsc;
-
 use crate::{
     Config, Error, Snapshot, Timestamp, Transaction, TransactionClient, TransactionOptions,
 };
