@@ -489,6 +489,17 @@ mod tests {
     }
 
     #[test]
+    fn a_clock_jump_moves_every_later_timestamp_forward_by_at_least_the_jump() {
+        let c = cluster();
+        let (before, _) = c.tso(1);
+        c.jump_clock(std::time::Duration::from_secs(7));
+        let (after, _) = c.tso(1);
+        assert!(after >= before + 7000, "{before} then {after}");
+        let (next, _) = c.tso(1);
+        assert!(next >= after, "timestamps stay monotonic after a jump");
+    }
+
+    #[test]
     fn starts_with_one_region_over_everything_with_a_peer_per_store() {
         let c = cluster();
         let meta = c.meta();
