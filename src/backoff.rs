@@ -432,18 +432,6 @@ impl Backoffer {
 #[derive(Debug, Clone)]
 pub struct SplitMix64(u64);
 
-#[cfg(feature = "simulation")]
-thread_local! {
-    static SEEDED: std::cell::RefCell<Option<SplitMix64>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Makes [`SplitMix64::from_entropy`] on this thread draw from `seed` (`None`: from the clock
-/// again), so that a simulation's random choices follow from its seed.
-#[cfg(feature = "simulation")]
-pub(crate) fn seed_entropy(seed: Option<u64>) {
-    SEEDED.with(|s| *s.borrow_mut() = seed.map(SplitMix64::new));
-}
-
 impl SplitMix64 {
     /// A generator with a fixed seed.
     pub fn new(seed: u64) -> Self {
@@ -451,12 +439,11 @@ impl SplitMix64 {
     }
 
     /// A generator seeded from the clock and a process-wide counter, or inside a simulation
-    /// from the simulation's seed (`seed_entropy`).
+    /// from the simulation's seed.
     pub fn from_entropy() -> Self {
         use std::sync::atomic::{AtomicU64, Ordering};
         static COUNTER: AtomicU64 = AtomicU64::new(0);
-        #[cfg(feature = "simulation")]
-        if let Some(seed) = SEEDED.with(|s| s.borrow_mut().as_mut().map(SplitMix64::next_u64)) {
+        if let Some(seed) = crate::rt::simulation::entropy() {
             return SplitMix64(seed);
         }
         let nanos = crate::rt::unix_time().as_nanos() as u64;

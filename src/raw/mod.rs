@@ -937,8 +937,5 @@ fn rejected(error: String) -> Result<()> {
 /// Whether a simulation planted the bug of trusting a resent compare-and-swap (never outside
 /// one).
 fn cas_resend_trusted() -> bool {
-    #[cfg(feature = "simulation")]
-    return crate::testutils::sim::planted(crate::testutils::sim::PlantedBug::CasTrustsResend);
-    #[cfg(not(feature = "simulation"))]
-    false
+    crate::rt::simulation::planted("cas-trusts-resend")
 }

@@ -24,6 +24,7 @@ use futures::FutureExt;
 mod manual;
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
+pub(crate) mod simulation;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
 

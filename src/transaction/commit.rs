@@ -733,8 +733,5 @@ async fn commit_primary(
 /// Whether a simulation planted the bug of rolling back a commit whose primary may have
 /// committed, when it is undetermined or cancelled (never outside one).
 pub(super) fn rollback_undetermined_planted() -> bool {
-    #[cfg(feature = "simulation")]
-    return crate::testutils::sim::planted(crate::testutils::sim::PlantedBug::RollbackUndetermined);
-    #[cfg(not(feature = "simulation"))]
-    false
+    crate::rt::simulation::planted("rollback-undetermined")
 }

@@ -23,7 +23,6 @@ mod set;
 mod workload;
 mod world;
 
-use std::cell::Cell;
 use std::fmt;
 use std::time::Duration;
 
@@ -156,6 +155,14 @@ impl PlantedBug {
         PlantedBug::RollbackUndetermined,
     ];
 
+    /// Its name, as the client's hook asks for it (`rt::simulation::planted`).
+    pub fn name(self) -> &'static str {
+        match self {
+            PlantedBug::CasTrustsResend => "cas-trusts-resend",
+            PlantedBug::RollbackUndetermined => "rollback-undetermined",
+        }
+    }
+
     /// The workload that finds it.
     pub fn workload(self) -> Workload {
         match self {
@@ -167,10 +174,7 @@ impl PlantedBug {
 
 impl fmt::Display for PlantedBug {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PlantedBug::CasTrustsResend => "cas-trusts-resend",
-            PlantedBug::RollbackUndetermined => "rollback-undetermined",
-        })
+        f.write_str(self.name())
     }
 }
 
@@ -184,15 +188,6 @@ impl std::str::FromStr for PlantedBug {
                 format!("no planted bug {s:?}: cas-trusts-resend or rollback-undetermined")
             })
     }
-}
-
-thread_local! {
-    static PLANTED: Cell<Option<PlantedBug>> = const { Cell::new(None) };
-}
-
-/// Whether `bug` is planted in the simulation running on this thread.
-pub(crate) fn planted(bug: PlantedBug) -> bool {
-    PLANTED.with(|p| p.get() == Some(bug))
 }
 
 /// How a run ended.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::nemesis::{Fault, Nemesis};
 use super::workload::{start_gc, start_txn, Env, Judge};
-use super::{bank, list_append, register, set, Options, Outcome, Trace, Workload};
+use super::{bank, list_append, register, set, Options, Outcome, PlantedBug, Trace, Workload};
 use crate::backoff::SplitMix64;
 use crate::testutils::guard::HttpPolicy;
 use crate::testutils::pd::{MockPd, PdGroup};
@@ -44,11 +44,11 @@ pub(super) struct Cluster {
 }
 
 pub(super) fn run(options: &Options) -> Result<Outcome, String> {
-    crate::backoff::seed_entropy(Some(options.seed));
-    super::PLANTED.with(|p| p.set(options.planted));
+    let mut entropy = SplitMix64::new(options.seed);
+    let planted = options.planted.map(PlantedBug::name);
+    crate::rt::simulation::simulate(Some(Box::new(move || entropy.next_u64())), planted);
     let outcome = run_seeded(options);
-    super::PLANTED.with(|p| p.set(None));
-    crate::backoff::seed_entropy(None);
+    crate::rt::simulation::simulate(None, None);
     outcome
 }
 
