@@ -239,11 +239,10 @@ impl RegionCache {
         if let Some(region) = self.lock().find_end(key, now) {
             return Ok(region);
         }
-        let region = self.load(key).await?;
+        // The PD calls are boxed, so that every cache hit does not carry their state.
+        let region = Box::pin(self.load(key)).await?;
         if region.start_key == key {
-            let prev = self
-                .pd
-                .get_prev_region(&self.encoding.encode(key))
+            let prev = Box::pin(self.pd.get_prev_region(&self.encoding.encode(key)))
                 .await?
                 .ok_or_else(|| Error::Pd(format!("no region before key {key:?}")))?;
             return self.insert(prev);
@@ -404,7 +403,8 @@ impl RegionCache {
         if let Some(addr) = self.lock().stores.get(&store_id) {
             return Ok(addr.clone());
         }
-        let store = self.pd.get_store(store_id).await?;
+        // The PD call is boxed, so that every cache hit does not carry its state.
+        let store = Box::pin(self.pd.get_store(store_id)).await?;
         if store.address.is_empty() {
             return Err(Error::Pd(format!("store {store_id} has no address")));
         }

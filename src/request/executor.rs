@@ -609,7 +609,8 @@ impl Executor {
             let client = self.stores.client(&address).await?;
             let mut req = tonic::Request::new(request);
             req.set_timeout(deadline);
-            R::dispatch(client, req)
+            // Boxed: a batched request should not carry a unary call's state.
+            Box::pin(R::dispatch(client, req))
                 .await
                 .map(tonic::Response::into_inner)
                 .map_err(|status| transport::status_to_error(status, &address))

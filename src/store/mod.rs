@@ -84,34 +84,38 @@ impl Stores {
         address: &str,
         cmd: crate::proto::tikvpb::batch_commands_request::request::Cmd,
     ) -> Result<crate::proto::tikvpb::batch_commands_response::response::Cmd> {
-        let open = || {
-            self.batches
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get(address)
-                .filter(|b| !b.is_closed())
-                .cloned()
-        };
-        let stream = match open() {
+        let stream = match self.open_batch(address) {
             Some(stream) => stream,
-            None => {
-                let gate = self.opening.get(address);
-                let _opening = gate.lock().await;
-                match open() {
-                    Some(stream) => stream,
-                    None => {
-                        let client = self.client(address).await?;
-                        let stream = Arc::new(batch::BatchStream::open(client, address));
-                        self.batches
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .insert(address.to_owned(), stream.clone());
-                        stream
-                    }
-                }
-            }
+            // The rare path is boxed, so that every call does not carry its state.
+            None => Box::pin(self.start_batch(address)).await?,
         };
         stream.call(cmd).await
+    }
+
+    /// The open batch stream to `address`, if any.
+    fn open_batch(&self, address: &str) -> Option<Arc<batch::BatchStream>> {
+        self.batches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(address)
+            .filter(|b| !b.is_closed())
+            .cloned()
+    }
+
+    /// Opens a batch stream to `address`, or joins the one a concurrent caller opened.
+    async fn start_batch(&self, address: &str) -> Result<Arc<batch::BatchStream>> {
+        let gate = self.opening.get(address);
+        let _opening = gate.lock().await;
+        if let Some(stream) = self.open_batch(address) {
+            return Ok(stream);
+        }
+        let client = self.client(address).await?;
+        let stream = Arc::new(batch::BatchStream::open(client, address));
+        self.batches
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(address.to_owned(), stream.clone());
+        Ok(stream)
     }
 
     /// The client for `address`, connecting on first use (one connection attempt at a time
@@ -120,6 +124,11 @@ impl Stores {
         if let Some((_, client)) = self.lock().get(address) {
             return Ok(client.clone());
         }
+        Box::pin(self.connect(address)).await
+    }
+
+    /// Connects to `address`, or takes the client a concurrent caller connected.
+    async fn connect(&self, address: &str) -> Result<TikvClient<Channel>> {
         let gate = self.connecting.get(address);
         let _connecting = gate.lock().await;
         if let Some((_, client)) = self.lock().get(address) {
