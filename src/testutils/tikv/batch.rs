@@ -2,14 +2,12 @@
 //! it were its own unary call (same checks, faults and call log) and answered by id in
 //! whatever response message is going out when it finishes.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use futures::StreamExt;
-use tokio::sync::mpsc;
-use tokio::task::JoinSet;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::codegen::BoxStream;
 use tonic::{Request, Status, Streaming};
 
@@ -139,30 +137,36 @@ fn batched<T>(message: T) -> Request<T> {
     request
 }
 
-/// Where a stream's answers go: the id and the answer, or a status failing the stream. It
-/// holds as many answers as may run at once: a client that stops reading stops the commands
-/// (they wait to deliver), and so the reading of more.
-type Answers = mpsc::Sender<Result<(u64, Option<RespCmd>), Status>>;
+/// One answer for the stream: the id and the command's response, or a status failing the
+/// stream, with the place the command held among those [`BATCH_COMMANDS_IN_FLIGHT`]: a place
+/// is free again only when its answer goes out, so a client that stops reading stops the
+/// reading of more commands, and the answers waiting stay bounded.
+struct Answer {
+    result: Result<(u64, Option<RespCmd>), Status>,
+    _place: Option<OwnedSemaphorePermit>,
+}
+
+type Answers = mpsc::UnboundedSender<Answer>;
 
 impl MockTikv {
     /// Serves one BatchCommands stream until the client closes it and every command is
     /// answered. A command whose handler fails at the gRPC level gets no answer (as in TiKV);
     /// a command for another cluster fails the whole stream. At most
     /// [`BATCH_COMMANDS_IN_FLIGHT`] commands run at once; when the client goes away, the
-    /// running ones are dropped.
+    /// running ones stop.
     pub(super) fn serve_batch_commands(
         &self,
         incoming: Streaming<BatchCommandsRequest>,
     ) -> BoxStream<BatchCommandsResponse> {
-        let (tx, rx) = mpsc::channel(BATCH_COMMANDS_IN_FLIGHT);
+        let (tx, rx) = mpsc::unbounded_channel();
         self.record_stream_open();
         tokio::spawn(self.clone().run_batch_commands(incoming, tx));
-        let responses = ReceiverStream::new(rx)
+        let responses = UnboundedReceiverStream::new(rx)
             .ready_chunks(MAX_RESPONSES)
             .map(|answers| {
                 let mut out = BatchCommandsResponse::default();
                 for answer in answers {
-                    let (id, cmd) = answer?;
+                    let (id, cmd) = answer.result?;
                     out.request_ids.push(id);
                     out.responses
                         .push(batch_commands_response::Response { cmd });
@@ -172,61 +176,66 @@ impl MockTikv {
         Box::pin(responses)
     }
 
-    /// Reads the stream's commands and runs them, reading no further while
-    /// [`BATCH_COMMANDS_IN_FLIGHT`] run, until the client has closed its side and every
-    /// command is answered, or until the client stops listening: then the commands still
-    /// running are dropped with the task set.
+    /// Reads the stream's commands and runs each in its own task, reading no further while
+    /// [`BATCH_COMMANDS_IN_FLIGHT`] answers are running or waiting to go out, until the client
+    /// closes its side. When the client stops listening, the reading and every command still
+    /// running stop.
     async fn run_batch_commands(self, mut incoming: Streaming<BatchCommandsRequest>, tx: Answers) {
-        let mut running = JoinSet::new();
-        let mut read: VecDeque<(u64, ReqCmd)> = VecDeque::new();
-        let mut reading = true;
+        let places = Arc::new(Semaphore::new(BATCH_COMMANDS_IN_FLIGHT));
         loop {
-            // Finished commands are collected here rather than each waking this loop.
-            while running.try_join_next().is_some() {}
-            while running.len() < BATCH_COMMANDS_IN_FLIGHT {
-                let Some((id, cmd)) = read.pop_front() else {
-                    break;
+            let batch = tokio::select! {
+                () = tx.closed() => return,
+                batch = incoming.next() => batch,
+            };
+            let Some(Ok(batch)) = batch else {
+                return;
+            };
+            for (request, id) in batch.requests.into_iter().zip(batch.request_ids) {
+                let cluster = request
+                    .cmd
+                    .as_ref()
+                    .and_then(context_of)
+                    .map_or(0, |c| c.cluster_id);
+                if cluster != 0 && cluster != self.cluster().id {
+                    let _ = tx.send(Answer {
+                        result: Err(Status::invalid_argument(format!(
+                            "the cluster id {cluster} of request {id} does not match the TiKV cluster"
+                        ))),
+                        _place: None,
+                    });
+                    return;
+                }
+                let place = tokio::select! {
+                    () = tx.closed() => return,
+                    place = places.clone().acquire_owned() => place.expect("the semaphore is never closed"),
+                };
+                let Some(cmd) = request.cmd else {
+                    let _ = tx.send(Answer {
+                        result: Ok((id, None)),
+                        _place: Some(place),
+                    });
+                    continue;
                 };
                 let counted = Counted::start(&self.node);
                 let (tikv, tx) = (self.clone(), tx.clone());
-                running.spawn(async move {
+                tokio::spawn(async move {
                     let _counted = counted;
-                    match dispatch(&tikv, cmd).await {
-                        Ok(resp) => {
-                            let _ = tx.send(Ok((id, Some(resp)))).await;
-                        }
-                        Err(status) => {
-                            log::debug!("batched request {id} failed, left unanswered: {status}")
-                        }
+                    tokio::select! {
+                        biased;
+                        answer = dispatch(&tikv, cmd) => match answer {
+                            Ok(resp) => {
+                                let _ = tx.send(Answer {
+                                    result: Ok((id, Some(resp))),
+                                    _place: Some(place),
+                                });
+                            }
+                            Err(status) => {
+                                log::debug!("batched request {id} failed, left unanswered: {status}")
+                            }
+                        },
+                        () = tx.closed() => {}
                     }
                 });
-            }
-            if !reading && running.is_empty() {
-                return;
-            }
-            tokio::select! {
-                () = tx.closed() => return,
-                Some(_) = running.join_next(), if !running.is_empty()
-                    && (running.len() >= BATCH_COMMANDS_IN_FLIGHT || !reading) => {}
-                batch = incoming.next(), if reading && read.is_empty() => match batch {
-                    Some(Ok(batch)) => {
-                        for (request, id) in batch.requests.into_iter().zip(batch.request_ids) {
-                            let Some(cmd) = request.cmd else {
-                                let _ = tx.send(Ok((id, None))).await;
-                                continue;
-                            };
-                            let cluster = context_of(&cmd).map_or(0, |c| c.cluster_id);
-                            if cluster != 0 && cluster != self.cluster().id {
-                                let _ = tx.send(Err(Status::invalid_argument(format!(
-                                    "the cluster id {cluster} of request {id} does not match the TiKV cluster"
-                                )))).await;
-                                return;
-                            }
-                            read.push_back((id, cmd));
-                        }
-                    }
-                    _ => reading = false,
-                },
             }
         }
     }
