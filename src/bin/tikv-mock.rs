@@ -10,6 +10,7 @@
 //!           [--merge-max-keys N] [--merge-max-size BYTES] [--split-merge-interval SECONDS]
 //!           [--tls [--tls-dir DIR] [--tls-mutual]]
 //!           [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
+//!           [--grpc-compression-type none|gzip]
 //! ```
 //!
 //! Keys are UTF-8, or hex with a `0x` prefix. `--split` places region boundaries at raw keys,
@@ -38,6 +39,10 @@
 //! instead, `--tls-client-ca` requiring client certificates signed by the given CA. With TLS
 //! the JSON line has a `tls` object naming the files (`ca`, `client_cert` and `client_key` for
 //! clients when generated; `server_cert`, `server_key`; `client_ca`; `mutual`).
+//!
+//! `--grpc-compression-type gzip` compresses PD's and the stores' responses for clients that
+//! accept gzip, as TiKV's `server.grpc-compression-type`; the default, `none`, as in TiKV,
+//! sends them uncompressed. Compressed requests are accepted either way.
 //!
 //! Regions split only when asked unless `--region-max-keys` or `--region-max-size` is given:
 //! then a region that reached it after a write splits by itself into pieces of
@@ -87,7 +92,8 @@ const USAGE: &str = "usage: tikv-mock [--pd-port PORT] [--pd-members N] [--store
 [--region-max-keys N] [--region-split-keys N] [--region-max-size BYTES] \
 [--region-split-size BYTES] [--merge-max-keys N] [--merge-max-size BYTES] \
 [--split-merge-interval SECONDS] \
-[--tls [--tls-dir DIR] [--tls-mutual]] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]";
+[--tls [--tls-dir DIR] [--tls-mutual]] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] \
+[--grpc-compression-type none|gzip]";
 
 /// The organic split and merge options given on the command line.
 #[derive(Debug, Default)]
@@ -324,6 +330,11 @@ fn parse_args() -> Result<(MockClusterBuilder, ApiVersion, Option<TlsSetup>), St
             "--keyspace" => builder.keyspaces(list(&value)),
             "--allow-origin" => builder.allow_origins(list(&value)),
             "--allow-host" => builder.allow_hosts(list(&value)),
+            "--grpc-compression-type" => match value.as_str() {
+                "none" => builder.compress_responses(false),
+                "gzip" => builder.compress_responses(true),
+                other => return Err(format!("{arg}: none or gzip, not {other}\n{USAGE}")),
+            },
             "--region-max-keys" => {
                 regions.max_keys = Some(number("a key count")?);
                 builder

@@ -100,6 +100,7 @@ pub struct MockClusterBuilder {
     allow_origins: Vec<String>,
     allow_hosts: Vec<String>,
     tls: Option<MockTls>,
+    compress_responses: bool,
 }
 
 impl Default for MockClusterBuilder {
@@ -120,6 +121,7 @@ impl Default for MockClusterBuilder {
             allow_origins: Vec::new(),
             allow_hosts: Vec::new(),
             tls: None,
+            compress_responses: false,
         }
     }
 }
@@ -234,6 +236,14 @@ impl MockClusterBuilder {
         self
     }
 
+    /// Compresses PD's and the stores' responses with gzip when the client accepts it (TiKV's
+    /// `server.grpc-compression-type = "gzip"`). Default off, as in TiKV and PD: responses go
+    /// out uncompressed whatever the client accepts.
+    pub fn compress_responses(mut self, compress: bool) -> Self {
+        self.compress_responses = compress;
+        self
+    }
+
     /// The cluster's state and its stores' logic, with nothing served yet. A split policy
     /// whose maximum is below its split threshold is an `InvalidInput` error.
     fn node(&self) -> std::io::Result<Arc<Node>> {
@@ -257,7 +267,9 @@ impl MockClusterBuilder {
             cluster.split(&cluster.internal_key(key, DataKind::Txn));
         }
         let checks = split_merge::RegionChecks::new(self.split_policy, self.merge_policy);
-        Ok(Arc::new(Node::new(cluster, self.seed, checks)))
+        let mut node = Node::new(cluster, self.seed, checks);
+        node.compress_responses = self.compress_responses;
+        Ok(Arc::new(node))
     }
 
     /// Binds the ports and starts serving on the current tokio runtime. Unusable TLS
@@ -466,6 +478,14 @@ impl MockCluster {
     /// once) by default; applies to leader changes from now on.
     pub fn set_max_ts_sync_delay(&self, delay: std::time::Duration) {
         self.node.set_max_ts_sync_delay(delay);
+    }
+
+    /// Steps PD's clock forward by `by`, as NTP stepping a clock: every later timestamp is at
+    /// least `by` ahead of the last one, so locks look older by `by` to anyone comparing
+    /// them with a new timestamp (their TTLs may expire at once). Timestamps stay
+    /// increasing.
+    pub fn jump_pd_clock(&self, by: std::time::Duration) {
+        self.cluster().jump_clock(by);
     }
 
     /// Stops a store's server: open connections fail and new ones are refused. Data is kept.

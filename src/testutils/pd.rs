@@ -150,15 +150,14 @@ impl MockPd {
     }
 
     pub(crate) fn into_router(self) -> Router {
-        Router::default()
-            .add(
-                PdServer::new(self.clone())
-                    .max_decoding_message_size(256 << 20)
-                    .max_encoding_message_size(256 << 20)
-                    .accept_compressed(CompressionEncoding::Gzip)
-                    .send_compressed(CompressionEncoding::Gzip),
-            )
-            .add(KeyspaceServer::new(self))
+        let mut pd = PdServer::new(self.clone())
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(256 << 20)
+            .accept_compressed(CompressionEncoding::Gzip);
+        if self.node.compress_responses {
+            pd = pd.send_compressed(CompressionEncoding::Gzip);
+        }
+        Router::default().add(pd).add(KeyspaceServer::new(self))
     }
 
     fn header(&self) -> Option<pdpb::ResponseHeader> {

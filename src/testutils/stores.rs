@@ -121,11 +121,13 @@ pub(crate) fn serve_store(
     policy: &Arc<HttpPolicy>,
     tls: Option<TlsAcceptor>,
 ) -> ServerHandle {
-    let service = TikvServer::new(MockTikv::new(node.clone(), store_id))
+    let mut service = TikvServer::new(MockTikv::new(node.clone(), store_id))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE)
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip);
+        .accept_compressed(CompressionEncoding::Gzip);
+    if node.compress_responses {
+        service = service.send_compressed(CompressionEncoding::Gzip);
+    }
     let handle = server::serve(listener, Router::default().add(service), None, policy, tls);
     node.set_killer(store_id, handle.connection_killer());
     handle

@@ -1076,3 +1076,29 @@ async fn keyspaces_load_by_id_and_by_name_only_once_split() {
     );
     assert_eq!(tenant.keyspace.unwrap().name, "tenant");
 }
+
+#[tokio::test]
+async fn a_pd_clock_jump_moves_the_next_timestamp_ahead_by_the_jump() {
+    let cluster = MockCluster::builder().start().await.unwrap();
+    let mut pd = pd_client(&cluster).await;
+    let request = pdpb::TsoRequest {
+        header: header(&cluster),
+        count: 1,
+        ..Default::default()
+    };
+    let physical = |resp: pdpb::TsoResponse| resp.timestamp.unwrap().physical;
+    let mut replies = pd
+        .tso(futures::stream::iter(vec![request.clone()]))
+        .await
+        .unwrap()
+        .into_inner();
+    let before = physical(replies.message().await.unwrap().unwrap());
+    cluster.jump_pd_clock(std::time::Duration::from_secs(3600));
+    let mut replies = pd
+        .tso(futures::stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let after = physical(replies.message().await.unwrap().unwrap());
+    assert!(after - before >= 3_600_000, "{before} -> {after}");
+}

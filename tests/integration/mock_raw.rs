@@ -1334,3 +1334,37 @@ async fn api_v2_scans_with_an_empty_bound_are_refused() {
         assert_eq!(scanned_keys(resp.kvs), ["r\0\0\0a"]);
     }
 }
+
+/// TiKV sends responses uncompressed unless `server.grpc-compression-type` says otherwise,
+/// whatever the client accepts; the mock does the same unless asked to compress.
+#[tokio::test]
+async fn responses_are_compressed_only_when_configured() {
+    use tonic::codec::CompressionEncoding;
+
+    for compress in [false, true] {
+        let cluster = MockCluster::builder()
+            .compress_responses(compress)
+            .start()
+            .await
+            .unwrap();
+        put(&cluster, b"k", &[b'v'; 256]).await;
+        let (ctx, leader) = ctx_for(&cluster, b"k");
+        let resp = tikv(&cluster, leader)
+            .await
+            .accept_compressed(CompressionEncoding::Gzip)
+            .raw_get(kvrpcpb::RawGetRequest {
+                context: Some(ctx),
+                key: b"k".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let encoding = resp.metadata().get("grpc-encoding").cloned();
+        assert_eq!(
+            encoding.as_ref().and_then(|e| e.to_str().ok()),
+            compress.then_some("gzip"),
+            "compress_responses({compress})"
+        );
+        assert_eq!(resp.into_inner().value, vec![b'v'; 256]);
+    }
+}

@@ -658,7 +658,13 @@ async fn lowered_requests_gzip_and_interceptors() {
         }
     }
 
-    let cluster = cluster().await;
+    // Compressed both ways: requests by the client, responses by the stores.
+    let cluster = MockCluster::builder()
+        .split_raw(SPLITS)
+        .compress_responses(true)
+        .start()
+        .await
+        .unwrap();
     let config = Config::default().with_gzip(true);
     let raw = RawClient::new_with_config(vec![cluster.pd_endpoint()], config)
         .await

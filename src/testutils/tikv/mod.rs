@@ -50,6 +50,8 @@ pub(crate) struct Node {
     pub batch_in_flight: batch::InFlight,
     /// When regions split and merge by themselves.
     pub region_checks: RegionChecks,
+    /// Whether PD and the stores gzip their responses for clients that accept it.
+    pub compress_responses: bool,
 }
 
 /// TiKV's `wake-up-delay-duration`: how long after waking the head of a key's queue the
@@ -112,6 +114,7 @@ impl Node {
             max_ts_sync_delay: Mutex::new(std::time::Duration::ZERO),
             batch_in_flight: batch::InFlight::default(),
             region_checks,
+            compress_responses: false,
         }
     }
 
