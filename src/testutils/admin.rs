@@ -152,11 +152,17 @@ impl Admin {
             ["stores", id, action @ ("stop" | "start")] if method == Method::POST => {
                 return self.store_action(id, action).await
             }
+            ["stores", id, "pd-partition"]
+                if *method == Method::POST || *method == Method::DELETE =>
+            {
+                return self.pd_partition(id, *method == Method::POST)
+            }
             ["pd", "transfer-leader"] if method == Method::POST => {
                 return self.transfer_pd_leader(body)
             }
             ["split"] | ["transfer-leader"] | ["pd", "transfer-leader"] => &[Method::POST],
             ["stores", _, "stop" | "start"] => &[Method::POST],
+            ["stores", _, "pd-partition"] => &[Method::POST, Method::DELETE],
             _ => {
                 return fail(
                     StatusCode::NOT_FOUND,
@@ -287,6 +293,18 @@ impl Admin {
                 StatusCode::CONFLICT,
                 format!("cannot start store {id}: {e}"),
             ),
+        }
+    }
+
+    /// Cuts a store off from PD (`partitioned`) or heals that partition.
+    fn pd_partition(&self, id: &str, partitioned: bool) -> Answer {
+        let Ok(id) = id.parse::<u64>() else {
+            return bad(format!("not a store id: {id}"));
+        };
+        if self.node.cut_off_from_pd(id, partitioned) {
+            ok(json!({ "partitioned": partitioned }))
+        } else {
+            fail(StatusCode::NOT_FOUND, format!("no store {id}"))
         }
     }
 

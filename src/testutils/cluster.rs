@@ -114,6 +114,9 @@ pub(crate) struct Meta {
     pub service_safe_points: HashMap<Vec<u8>, (u64, i64)>,
     pub keyspaces: Vec<keyspacepb::KeyspaceMeta>,
     pub pd_available: bool,
+    /// Stores cut off from PD, each with the regions whose leadership it took since, and the
+    /// leader's store PD still believes in for them.
+    cut_off: BTreeMap<u64, HashMap<u64, u64>>,
 }
 
 /// Shared cluster metadata and the timestamp oracle.
@@ -156,6 +159,7 @@ impl Cluster {
             service_safe_points: HashMap::new(),
             keyspaces: Vec::new(),
             pd_available: true,
+            cut_off: BTreeMap::new(),
         };
         for _ in 0..stores.max(1) {
             let id = meta.alloc_id();
@@ -294,7 +298,7 @@ impl Cluster {
         let (start, region) = meta
             .region_containing(key)
             .map(|r| (r.meta.start_key.clone(), r.clone()))?;
-        if start == key {
+        if start == key || meta.is_cut_off(region.leader_store) {
             return None;
         }
         let new_id = meta.alloc_id();
@@ -365,6 +369,14 @@ impl Cluster {
         } else {
             return Err(format!("regions {source} and {target} are not adjacent"));
         };
+        if let Some(store) = [s.leader_store, t.leader_store]
+            .into_iter()
+            .find(|store| meta.is_cut_off(*store))
+        {
+            return Err(format!(
+                "PD cannot merge regions {source} and {target}: store {store} is cut off from it"
+            ));
+        }
         let epoch = |reg: &Region| reg.meta.region_epoch.unwrap_or_default();
         let (se, te) = (epoch(&s), epoch(&t));
         meta.regions.remove(&s.meta.start_key);
@@ -392,14 +404,85 @@ impl Cluster {
             .meta
             .start_key
             .clone();
+        // A store cut off from PD cannot report its new leadership.
+        if let Some(known) = meta.regions.get(&start).map(|r| meta.pd_leader_store(r)) {
+            if let Some(taken) = meta.cut_off.get_mut(&store) {
+                taken.entry(region).or_insert(known);
+            }
+        }
         if let Some(r) = meta.regions.get_mut(&start) {
             r.leader_store = store;
         }
         Ok(())
     }
+
+    /// Cuts `store` off from PD (`cut`), or lets it reach PD again. While cut off, the store
+    /// serves as before (its peers still reach it), but PD hears nothing from it: PD keeps
+    /// naming the old leaders of regions whose leadership the store takes, cannot merge the
+    /// regions it leads, and the store cannot split them (TiKV asks PD for the new regions'
+    /// ids first). Once the store reaches PD again, its heartbeats bring PD up to date at
+    /// once. False if there is no such store.
+    pub(crate) fn cut_off_from_pd(&self, store: u64, cut: bool) -> bool {
+        let mut meta = self.meta();
+        if !meta.stores.contains_key(&store) {
+            return false;
+        }
+        if cut {
+            meta.cut_off.entry(store).or_default();
+        } else {
+            meta.cut_off.remove(&store);
+        }
+        true
+    }
 }
 
 impl Meta {
+    /// Whether `store` is cut off from PD.
+    pub(crate) fn is_cut_off(&self, store: u64) -> bool {
+        self.cut_off.contains_key(&store)
+    }
+
+    /// The store PD believes leads `region`: while the store that took its leadership is cut
+    /// off from PD, the leader before.
+    fn pd_leader_store(&self, region: &Region) -> u64 {
+        self.cut_off
+            .get(&region.leader_store)
+            .and_then(|taken| taken.get(&region.meta.id))
+            .copied()
+            .unwrap_or(region.leader_store)
+    }
+
+    /// `region` as PD knows it.
+    fn as_pd_knows(&self, region: &Region) -> Region {
+        Region {
+            leader_store: self.pd_leader_store(region),
+            ..region.clone()
+        }
+    }
+
+    /// The region holding `key`, as PD knows it.
+    pub(crate) fn pd_region_containing(&self, key: &[u8]) -> Option<Region> {
+        self.region_containing(key).map(|r| self.as_pd_knows(r))
+    }
+
+    /// The region with this id, as PD knows it.
+    pub(crate) fn pd_region_by_id(&self, id: u64) -> Option<Region> {
+        self.region_by_id(id).map(|r| self.as_pd_knows(r))
+    }
+
+    /// The region before the one holding `key`, as PD knows it.
+    pub(crate) fn pd_prev_region(&self, key: &[u8]) -> Option<Region> {
+        let region = self.region_containing(key)?;
+        self.prev_region(region).map(|r| self.as_pd_knows(r))
+    }
+
+    /// The regions overlapping `[start, end)`, as PD knows them, in key order.
+    pub(crate) fn pd_regions_in(&self, start: &[u8], end: &[u8]) -> Vec<Region> {
+        self.regions_in(start, end)
+            .map(|r| self.as_pd_knows(r))
+            .collect()
+    }
+
     pub(crate) fn alloc_id(&mut self) -> u64 {
         let id = self.next_id;
         self.next_id += 1;

@@ -488,6 +488,19 @@ impl MockCluster {
         self.cluster().jump_clock(by);
     }
 
+    /// Cuts store `store` off from PD (`partitioned`), or heals the partition. The store
+    /// keeps serving clients and its peers, but PD hears nothing from it: PD keeps naming the
+    /// old leader of a region whose leadership the store takes (clients are corrected by
+    /// `NotLeader`), and such a leader cannot sync its max_ts, so it refuses async-commit and
+    /// 1PC prewrites (and API v2 raw writes) with `MaxTimestampNotSynced` until the partition
+    /// heals. The store cannot split the regions it leads (TiKV asks PD for the new regions'
+    /// ids first: `SplitRegion` answers with a region error, organic splits wait) and PD
+    /// cannot merge them. On healing, PD learns the store's leaderships at once. False if
+    /// there is no such store.
+    pub fn partition_store_from_pd(&self, store: u64, partitioned: bool) -> bool {
+        self.node.cut_off_from_pd(store, partitioned)
+    }
+
     /// Stops a store's server: open connections fail and new ones are refused. Data is kept.
     pub fn stop_store(&self, store: u64) -> bool {
         self.stores.stop(store)

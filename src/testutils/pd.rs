@@ -408,9 +408,8 @@ impl Pd for MockPd {
         let region = self
             .cluster
             .meta()
-            .region_containing(&req.region_key)
-            .filter(|_| !hidden)
-            .cloned();
+            .pd_region_containing(&req.region_key)
+            .filter(|_| !hidden);
         Ok(Response::new(self.region_response(region)))
     }
 
@@ -421,12 +420,11 @@ impl Pd for MockPd {
         let req = request.into_inner();
         let hidden =
             self.check_region_query("GetPrevRegion", req.header.as_ref(), &req.region_key)?;
-        let meta = self.cluster.meta();
-        let prev = meta
-            .region_containing(&req.region_key)
-            .and_then(|r| meta.prev_region(r))
-            .filter(|_| !hidden)
-            .cloned();
+        let prev = self
+            .cluster
+            .meta()
+            .pd_prev_region(&req.region_key)
+            .filter(|_| !hidden);
         Ok(Response::new(self.region_response(prev)))
     }
 
@@ -436,7 +434,7 @@ impl Pd for MockPd {
     ) -> Reply<pdpb::GetRegionResponse> {
         let req = request.into_inner();
         self.check("GetRegionByID", req.header.as_ref())?;
-        let region = self.cluster.meta().region_by_id(req.region_id).cloned();
+        let region = self.cluster.meta().pd_region_by_id(req.region_id);
         Ok(Response::new(self.region_response(region)))
     }
 
@@ -454,10 +452,8 @@ impl Pd for MockPd {
         } else {
             req.limit as usize
         };
-        let regions: Vec<&Region> = meta
-            .regions_in(&req.start_key, &req.end_key)
-            .take(limit)
-            .collect();
+        let mut regions = meta.pd_regions_in(&req.start_key, &req.end_key);
+        regions.truncate(limit);
         Ok(Response::new(pdpb::ScanRegionsResponse {
             header: self.header(),
             region_metas: regions.iter().map(|r| r.meta.clone()).collect(),
@@ -465,7 +461,7 @@ impl Pd for MockPd {
                 .iter()
                 .map(|r| r.leader_peer().cloned().unwrap_or_default())
                 .collect(),
-            regions: regions.iter().map(|r| pd_region(r)).collect(),
+            regions: regions.iter().map(pd_region).collect(),
         }))
     }
 
@@ -502,13 +498,13 @@ impl Pd for MockPd {
         };
         let mut regions: Vec<pdpb::Region> = Vec::new();
         for range in &req.ranges {
-            for r in meta.regions_in(&range.start_key, &range.end_key) {
+            for r in meta.pd_regions_in(&range.start_key, &range.end_key) {
                 let seen = regions
                     .last()
                     .and_then(|last| last.region.as_ref())
                     .is_some_and(|last| last.id == r.meta.id);
                 if !seen && regions.len() < limit {
-                    regions.push(pd_region(r));
+                    regions.push(pd_region(&r));
                 }
             }
         }

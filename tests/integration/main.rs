@@ -14,6 +14,7 @@ mod mock_fuzz;
 mod mock_http_guard;
 mod mock_pd;
 mod mock_pd_members;
+mod mock_pd_partition;
 mod mock_pipelined;
 mod mock_raw;
 mod mock_reads;

@@ -224,6 +224,32 @@ async fn splits_leader_moves_and_store_restarts_over_http() {
     let running = store_action(&cluster, other, "start").await;
     assert_eq!(running.status, 409, "already running: {running:?}");
     assert_eq!(store_action(&cluster, 77, "stop").await.status, 404);
+
+    // Cut the leader of "m" off from PD: it cannot split; healed, it can.
+    let cut = admin(
+        &cluster,
+        "POST",
+        &format!("stores/{other}/pd-partition"),
+        &json!(null),
+    )
+    .await;
+    assert_eq!(cut.json(), json!({"partitioned": true}));
+    assert!(cluster.split_raw("n").is_none(), "no region ids from PD");
+    let healed = admin(
+        &cluster,
+        "DELETE",
+        &format!("stores/{other}/pd-partition"),
+        &json!(null),
+    )
+    .await;
+    assert_eq!(healed.json(), json!({"partitioned": false}));
+    assert!(cluster.split_raw("n").is_some());
+    assert_eq!(
+        admin(&cluster, "POST", "stores/77/pd-partition", &json!(null))
+            .await
+            .status,
+        404
+    );
 }
 
 #[tokio::test]

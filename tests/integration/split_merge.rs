@@ -1,7 +1,8 @@
 //! RawClient and TransactionClient against a mock whose regions split by themselves as they
 //! are written (TiKV's test configuration: 10 keys split into pieces of 7): scans running
 //! while regions split see every key once, in order, and batch writes whose regions split
-//! under them mid-way succeed.
+//! under them mid-way succeed. Also, clients working through a store cut off from PD, whose
+//! leaderships PD does not know.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -176,4 +177,56 @@ async fn transactional_scans_while_regions_split_see_whole_transactions_in_order
     assert_ascending(&keys, "the final scan");
     assert_eq!(keys.len(), TXNS * KEYS);
     assert!(cluster.regions().len() >= TXNS * KEYS / 10);
+}
+
+/// A store cut off from PD takes a region's leadership that PD does not hear of: the
+/// clients, sent to the old leader by PD, follow `NotLeader` to the new one. Raw writes land
+/// and read back at once; an async commit there waits out `MaxTimestampNotSynced` (the new
+/// leader cannot sync its max_ts) and commits once the store reaches PD again.
+#[tokio::test]
+async fn clients_work_through_a_store_cut_off_from_pd() {
+    let cluster = MockCluster::builder().stores(2).start().await.unwrap();
+    let region = cluster.regions()[0].id;
+    let old = cluster.leader_of(region).unwrap();
+    let new = cluster.store_ids().into_iter().find(|s| *s != old).unwrap();
+    cluster.partition_store_from_pd(new, true);
+    cluster.transfer_leader(region, new).unwrap();
+
+    let raw = RawClient::new(vec![cluster.pd_endpoint()]).await.unwrap();
+    let pairs: Vec<KvPair> = ["a", "d", "g"]
+        .into_iter()
+        .map(|k| KvPair::new(k, format!("v-{k}")))
+        .collect();
+    raw.batch_put(pairs.clone()).await.unwrap();
+    assert_eq!(raw.batch_get(["a", "d", "g"]).await.unwrap(), pairs);
+    let redirected = calls_of(&cluster, "RawBatchPut")
+        .iter()
+        .any(|c| c.store == old && c.outcome == Outcome::RegionError("NotLeader"));
+    assert!(redirected, "PD named the old leader, which redirected");
+
+    let client = TransactionClient::new(vec![cluster.pd_endpoint()])
+        .await
+        .unwrap();
+    let mut txn = client
+        .begin_with_options(TransactionOptions::new_optimistic().use_async_commit(true))
+        .await
+        .unwrap();
+    txn.put("x", "1").await.unwrap();
+    let commit = tokio::spawn(async move { txn.commit().await });
+    wait_until(
+        "a prewrite refused for an unsynced max_ts",
+        || {
+            calls_of(&cluster, "KvPrewrite")
+                .iter()
+                .filter(|c| c.outcome == Outcome::RegionError("MaxTimestampNotSynced"))
+                .count()
+        },
+        |n| *n > 0,
+    )
+    .await;
+    cluster.partition_store_from_pd(new, false);
+    commit.await.unwrap().unwrap();
+    let mut check = client.begin_optimistic().await.unwrap();
+    assert_eq!(check.get("x").await.unwrap(), Some(b"1".to_vec()));
+    check.rollback().await.unwrap();
 }

@@ -16,6 +16,10 @@ use crate::testutils::{Rule, RuleId};
 pub enum Fault {
     /// The network between a client and a store or PD member drops everything for a while.
     Partition,
+    /// A store is cut off from PD for a while (it still serves clients): PD names the old
+    /// leaders of regions whose leadership the store takes, those leaders cannot sync max_ts
+    /// for async commit and 1PC, and the store's regions neither split nor merge.
+    StorePdPartition,
     /// A store's server stops at once (its connections fail, its port closes) and restarts
     /// later with its data.
     StoreCrash,
@@ -47,8 +51,9 @@ pub enum Fault {
 
 impl Fault {
     /// Every kind.
-    pub const ALL: [Fault; 11] = [
+    pub const ALL: [Fault; 12] = [
         Fault::Partition,
+        Fault::StorePdPartition,
         Fault::StoreCrash,
         Fault::PdLeaderChange,
         Fault::Split,
@@ -71,6 +76,7 @@ impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Fault::Partition => "partition",
+            Fault::StorePdPartition => "store-pd-partition",
             Fault::StoreCrash => "store-crash",
             Fault::PdLeaderChange => "pd-leader-change",
             Fault::Split => "split",
@@ -91,6 +97,8 @@ enum Undo {
     /// Starts the store at this position again.
     Restart(usize),
     RemoveRule(RuleId),
+    /// Lets the store reach PD again.
+    Reconnect(u64),
 }
 
 /// The schedule and the faults in force.
@@ -212,6 +220,14 @@ impl Nemesis {
                 let what = format!("{client} <-> {server}");
                 Some((what, Some(Undo::Repair(client, server))))
             }
+            Fault::StorePdPartition => {
+                let (store, _) = *pick(rng, &cluster.stores)?;
+                if cluster.node.cluster.meta().is_cut_off(store) {
+                    return None;
+                }
+                cluster.node.cut_off_from_pd(store, true);
+                Some((format!("store {store}"), Some(Undo::Reconnect(store))))
+            }
             Fault::StoreCrash => {
                 let index = rng.below(cluster.stores.len() as u64) as usize;
                 let up = cluster.store_up.get(index)?;
@@ -317,6 +333,10 @@ fn undo_fault(
         Undo::RemoveRule(id) => {
             cluster.node.faults.remove(id);
             format!("remove rule {id:?}")
+        }
+        Undo::Reconnect(store) => {
+            cluster.node.cut_off_from_pd(store, false);
+            format!("store {store} reaches PD again")
         }
     };
     trace.borrow_mut().record(now, &what);

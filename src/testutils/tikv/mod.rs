@@ -54,6 +54,9 @@ pub(crate) struct Node {
     pub compress_responses: bool,
 }
 
+/// How long a leader cut off from PD waits for a timestamp: until it reaches PD again.
+const UNREACHABLE_PD: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 24 * 3600);
+
 /// TiKV's `wake-up-delay-duration`: how long after waking the head of a key's queue the
 /// other waiters queued then are woken.
 const WAKE_UP_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
@@ -230,13 +233,43 @@ impl Node {
     /// until then (spec 1.5).
     pub(crate) fn new_leader(&self, region: u64, store: u64) {
         let delay = *lock(&self.max_ts_sync_delay);
-        let synced_at = (!delay.is_zero()).then(|| tokio::time::Instant::now().into_std() + delay);
-        if let Some(r) = self.cluster.meta().region_by_id_mut(region) {
+        let now = tokio::time::Instant::now().into_std();
+        let mut meta = self.cluster.meta();
+        // A store cut off from PD gets no timestamp to sync from until it reaches PD again.
+        let synced_at = if meta.is_cut_off(store) {
+            Some(now + UNREACHABLE_PD)
+        } else {
+            (!delay.is_zero()).then(|| now + delay)
+        };
+        if let Some(r) = meta.region_by_id_mut(region) {
             r.max_ts_synced_at = synced_at;
         }
+        drop(meta);
         if synced_at.is_none() {
             self.raise_max_ts(store, self.cluster.last_ts().version());
         }
+    }
+
+    /// Cuts `store` off from PD, or lets it reach PD again (see
+    /// [`Cluster::cut_off_from_pd`]). A leader that was waiting to sync its max_ts from PD
+    /// starts syncing once it reaches PD. False if there is no such store.
+    pub(crate) fn cut_off_from_pd(&self, store: u64, cut: bool) -> bool {
+        if !self.cluster.cut_off_from_pd(store, cut) {
+            return false;
+        }
+        if !cut {
+            let waiting: Vec<u64> = self
+                .cluster
+                .meta()
+                .all_regions()
+                .filter(|r| r.leader_store == store && r.max_ts_synced_at.is_some())
+                .map(|r| r.meta.id)
+                .collect();
+            for region in waiting {
+                self.new_leader(region, store);
+            }
+        }
+        true
     }
 
     /// `target` took a merged neighbour's range: its leader now answers for reads its store

@@ -690,6 +690,19 @@ impl MockTikv {
                 ..Default::default()
             };
         }
+        if self.cluster().meta().is_cut_off(region.leader_store) {
+            // TiKV asks PD for the new regions' ids (AskBatchSplit) before splitting.
+            return kvrpcpb::SplitRegionResponse {
+                region_error: Some(crate::proto::errorpb::Error {
+                    message: format!(
+                        "store {} cannot reach PD to ask for the split's region ids",
+                        region.leader_store
+                    ),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+        }
         for key in &internal {
             self.cluster().split(key);
         }
