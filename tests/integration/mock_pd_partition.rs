@@ -8,6 +8,7 @@ use tikv_client::testutils::MockCluster;
 
 use super::mock_pd::header;
 use super::mock_raw::put;
+use super::mock_split_merge::pd_regions;
 use super::mock_txn::{issue_timestamp, put as mutation};
 use super::util::{pd_client, peer_on, tikv};
 
@@ -28,19 +29,7 @@ async fn pd_region(cluster: &MockCluster, key: &[u8]) -> (metapb::Region, u64) {
 }
 
 async fn pd_region_ids(cluster: &MockCluster) -> Vec<u64> {
-    pd_client(cluster)
-        .await
-        .scan_regions(pdpb::ScanRegionsRequest {
-            header: header(cluster),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .regions
-        .into_iter()
-        .map(|r| r.region.unwrap().id)
-        .collect()
+    pd_regions(cluster).await.iter().map(|r| r.id).collect()
 }
 
 #[tokio::test]

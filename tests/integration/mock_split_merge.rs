@@ -31,7 +31,7 @@ fn numbered(n: usize) -> Vec<Vec<u8>> {
 }
 
 /// The regions PD reports, in key order.
-async fn pd_regions(cluster: &MockCluster) -> Vec<metapb::Region> {
+pub(crate) async fn pd_regions(cluster: &MockCluster) -> Vec<metapb::Region> {
     pd_client(cluster)
         .await
         .scan_regions(pdpb::ScanRegionsRequest {
